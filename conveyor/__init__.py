@@ -1,0 +1,64 @@
+"""Conveyor: background jobs with families.
+
+A running job can declare children, released when its handler succeeds, and
+heirs, released once it and everything below it has settled.
+"""
+
+from .core.client import AsyncClient
+from .core.config import Backoff, Config
+from .core.context import JobContext
+from .core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    ConveyorError,
+    HandlerError,
+    InvalidJobOptions,
+    InvalidState,
+    JobNotFound,
+    LeaseLost,
+    MissingExtra,
+    NotInJob,
+    PayloadDecodeError,
+    PayloadError,
+    PayloadTooLarge,
+    PayloadTypeError,
+    UnknownType,
+    UnsupportedURL,
+)
+from .core.job import Job, Predecessor
+from .core.specs import EnqueueOptions
+from .core.states import JobState, When
+from .core.sync_client import Client
+from .core.worker import Worker
+
+__all__ = [
+    "AsyncClient",
+    "Backoff",
+    "BackendError",
+    "BackendUnavailable",
+    "Client",
+    "Config",
+    "ConfigurationError",
+    "ConveyorError",
+    "EnqueueOptions",
+    "HandlerError",
+    "InvalidJobOptions",
+    "InvalidState",
+    "Job",
+    "JobContext",
+    "JobNotFound",
+    "JobState",
+    "LeaseLost",
+    "MissingExtra",
+    "NotInJob",
+    "PayloadDecodeError",
+    "PayloadError",
+    "PayloadTooLarge",
+    "PayloadTypeError",
+    "Predecessor",
+    "UnknownType",
+    "UnsupportedURL",
+    "When",
+    "Worker",
+]

@@ -1,0 +1,1 @@
+"""Backend-agnostic core: the job model, the rules' contract, client and worker."""

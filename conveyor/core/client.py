@@ -1,0 +1,142 @@
+"""``AsyncClient``: enqueue, inspect and steer jobs from async code."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self, Unpack
+
+from .backend_registry import open_storage
+from .config import Config
+from .errors import JobNotFound
+from .job import Job
+from .specs import EnqueueOptions, build_spec, initial_state, job_of
+from .storage import Storage
+
+
+class AsyncClient:
+    """Produces and inspects jobs.
+
+    Use it as an async context manager, or call ``connect()`` and ``aclose()``.
+    A ``storage`` passed in stays the caller's to close; one the client opened
+    from ``config.url`` is closed by ``aclose()``.
+
+    Args:
+        config: where jobs live; defaults to ``Config()``.
+        storage: an already opened storage to use instead of ``config.url``.
+    """
+
+    def __init__(self, config: Config | None = None, *, storage: Storage | None = None) -> None:
+        self.config = config or Config()
+        self._storage = storage
+        self._owns_storage = storage is None
+
+    async def connect(self) -> Self:
+        """Open the storage now (otherwise the first call opens it)."""
+        await self.storage()
+        return self
+
+    async def storage(self) -> Storage:
+        """The underlying storage, opened on first use."""
+        if self._storage is None:
+            self._storage = await open_storage(self.config)
+        return self._storage
+
+    async def aclose(self) -> None:
+        """Close the storage if this client opened it."""
+        if self._owns_storage and self._storage is not None:
+            storage, self._storage = self._storage, None
+            await storage.aclose()
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def enqueue(
+        self,
+        message: object,
+        **options: Unpack[EnqueueOptions],
+    ) -> Job:
+        """Enqueue one job; its type (and default queue) is the message's full name.
+
+        Args:
+            message: a protobuf message instance.
+            **options: see ``EnqueueOptions`` (queue, delay, run_at, max_attempts,
+                timeout, priority, headers).
+
+        Returns:
+            The job as created; its ``id`` is final.
+
+        Raises:
+            PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad input; nothing stored.
+            BackendUnavailable: storage could not be reached.
+        """
+        spec = build_spec(self.config, message, **options)
+        await (await self.storage()).enqueue([spec])
+        return job_of(spec, initial_state(spec))
+
+    async def enqueue_many(
+        self,
+        messages: Iterable[object],
+        **options: Unpack[EnqueueOptions],
+    ) -> list[Job]:
+        """Enqueue a batch in one atomic step (one round trip), with shared options.
+
+        Every message is validated before anything is stored: one bad message
+        stores none.
+        """
+        specs = [build_spec(self.config, message, **options) for message in messages]
+        if specs:
+            await (await self.storage()).enqueue(specs)
+        return [job_of(spec, initial_state(spec)) for spec in specs]
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job's current state, or ``None`` if there is no such job."""
+        return await (await self.storage()).get(job_id)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job that has not settled, with everything below it.
+
+        Raises:
+            JobNotFound: no such job.
+            InvalidState: it has already settled.
+        """
+        return await (await self.storage()).cancel(job_id, "cancelled by request")
+
+    async def retry(self, job_id: str) -> Job:
+        """Queue a failed or cancelled job again, with fresh attempts.
+
+        Raises:
+            JobNotFound: no such job.
+            InvalidState: it has not failed, or belongs to a family.
+        """
+        return await (await self.storage()).retry(job_id)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job settles and return it.
+
+        Raises:
+            JobNotFound: no such job.
+            TimeoutError: it did not settle within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            job = await self.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            if job.state.settled:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout}s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)

@@ -1,0 +1,123 @@
+"""Configuration: where storage lives and how jobs are retried and kept."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+DEFAULT_URL = "redis://localhost:6379/0"
+_NAMESPACE = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+
+
+def _default_url() -> str:
+    return os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:***@{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential back-off between attempts, in seconds.
+
+    The n-th retry waits ``min(cap, base * factor ** (n - 1))``; with ``jitter``
+    the wait is drawn uniformly from half of that to all of it, so that jobs
+    that failed together do not retry together.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.factor < 1 or self.cap < 0:
+            raise ConfigurationError("Backoff needs base >= 0, factor >= 1 and cap >= 0")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (counting from 1)."""
+        exponent = max(attempt - 1, 0)
+        try:
+            raw = self.base * self.factor**exponent
+        except OverflowError:
+            raw = self.cap
+        wait = min(self.cap, raw)
+        if self.jitter:
+            wait = random.uniform(wait / 2, wait)
+        return wait
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Where jobs are stored and the defaults that govern them.
+
+    Args:
+        url: storage URL; its scheme picks the backend (``redis://``,
+            ``postgresql+psycopg://``, ``sqlite:///path``, ``memory://``).
+            Defaults to ``$CONVEYOR_URL``, else ``redis://localhost:6379/0``.
+        namespace: isolates installations on one server (key prefix, schema
+            or table prefix): lower-case letters, digits and ``_``.
+        backoff: wait between attempts.
+        max_attempts: attempts per job unless a job says otherwise.
+        max_payload_bytes: larger payloads are refused at enqueue.
+        retention: how long settled jobs are kept before pruning.
+        max_lost: expired leases a job survives before it fails as "worker lost".
+        migrate: create or upgrade the schema on connect.
+    """
+
+    url: str = field(default_factory=_default_url)
+    namespace: str = "conveyor"
+    backoff: Backoff = field(default_factory=Backoff)
+    max_attempts: int = 5
+    max_payload_bytes: int = 1 << 20
+    retention: timedelta = timedelta(hours=24)
+    max_lost: int = 3
+    migrate: bool = True
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE.match(self.namespace):
+            raise ConfigurationError(
+                f"namespace {self.namespace!r} must be 1-40 lower-case letters, digits or '_', "
+                "starting with a letter or '_'"
+            )
+        if self.max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1")
+        if self.max_payload_bytes < 1:
+            raise ConfigurationError("max_payload_bytes must be positive")
+        if self.max_lost < 0:
+            raise ConfigurationError("max_lost must be 0 or more")
+        if self.retention < timedelta(0):
+            raise ConfigurationError("retention must not be negative")
+        if "://" not in self.url:
+            raise ConfigurationError(
+                f"{mask_url(self.url)!r} is not a URL; expected e.g. redis://localhost:6379/0, "
+                "postgresql+psycopg://user@host/db, sqlite:///path.db or memory://"
+            )
+
+    @property
+    def scheme(self) -> str:
+        """The URL's scheme, lower-cased."""
+        return self.url.split("://", 1)[0].lower()
+
+    def __repr__(self) -> str:
+        return f"Config(url={mask_url(self.url)!r}, namespace={self.namespace!r})"

@@ -1,0 +1,147 @@
+"""``JobContext``: what a handler gets besides its payload."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Unpack
+
+from .errors import NotInJob
+from .job import Job, JobSpec, Lease, Predecessor
+from .specs import EnqueueOptions, Family, build_spec, job_of
+from .states import JobState, When
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+
+Stager = Callable[[Lease, Sequence[JobSpec]], Coroutine[Any, Any, None]]
+
+
+class JobContext:
+    """The running attempt: its job, a client, and the declarations it makes.
+
+    ``enqueue_child`` and ``enqueue_heir`` only declare: children are released
+    when the handler returns successfully, heirs when this job's whole family
+    has settled. If the attempt fails, its declarations are discarded.
+    Declarations are staged to storage in batches as they accumulate, so a
+    job with a million children keeps the worker's memory bounded; a sync
+    handler waits for each batch, an async handler's batches are written in
+    the background whenever it awaits (``await ctx.flush()`` waits for them).
+    """
+
+    def __init__(
+        self,
+        *,
+        job: Job,
+        lease: Lease,
+        client: AsyncClient,
+        stage: Stager,
+        stage_batch: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.job = job
+        self.client = client
+        self._lease = lease
+        self._stage = stage
+        self._stage_batch = stage_batch
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._buffer: list[JobSpec] = []
+        self._staging: set[asyncio.Task[None]] = set()
+        self._open = True
+        self.peak_buffered = 0
+        """The most declarations held in memory at once (for tests and tuning)."""
+
+    @property
+    def predecessor(self) -> Predecessor | None:
+        """In an heir: how its predecessor's family settled; otherwise ``None``."""
+        job = self.job
+        if job.predecessor_id is None or job.predecessor_state is None:
+            return None
+        return Predecessor(job.predecessor_id, job.predecessor_state, job.predecessor_failed_ids)
+
+    def enqueue_child(
+        self, message: object, *, optional: bool = False, **options: Unpack[EnqueueOptions]
+    ) -> Job:
+        """Declare a child, released when this attempt succeeds.
+
+        This job then waits (``waiting``) until every child has settled, and
+        fails if a child that is not ``optional`` fails or is cancelled.
+
+        Raises:
+            NotInJob: the attempt is over.
+            PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad input.
+        """
+        family = Family(parent_id=self.job.id, optional=optional)
+        return self._declare(message, family, options)
+
+    def enqueue_heir(
+        self, message: object, *, when: When = When.SUCCEEDED, **options: Unpack[EnqueueOptions]
+    ) -> Job:
+        """Declare an heir, released after this job and its whole family settle.
+
+        With ``When.SUCCEEDED`` (the default) it runs only if the family
+        succeeded, else it is cancelled; with ``When.SETTLED`` it always runs.
+        A released heir takes this job's parent, so the parent waits for it.
+
+        Raises:
+            NotInJob: the attempt is over.
+            PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad input.
+        """
+        family = Family(predecessor_id=self.job.id, when=When(when))
+        return self._declare(message, family, options)
+
+    async def flush(self) -> None:
+        """Stage buffered declarations now and wait until every batch is stored.
+
+        Raises:
+            LeaseLost: this worker no longer holds the job.
+        """
+        self._check_open()
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            await self._stage(self._lease, batch)
+        await self._drain()
+
+    def _declare(self, message: object, family: Family, options: EnqueueOptions) -> Job:
+        self._check_open()
+        spec = build_spec(self.client.config, message, family=family, **options)
+        self._buffer.append(spec)
+        self.peak_buffered = max(self.peak_buffered, len(self._buffer))
+        if len(self._buffer) >= self._stage_batch:
+            batch, self._buffer = self._buffer, []
+            if threading.get_ident() == self._loop_thread:
+                task = self._loop.create_task(self._stage(self._lease, batch))
+                self._staging.add(task)
+                task.add_done_callback(self._staging.discard)
+            else:  # a sync handler's thread: wait, which bounds memory strictly
+                asyncio.run_coroutine_threadsafe(
+                    self._stage(self._lease, batch), self._loop
+                ).result()
+        return job_of(spec, JobState.HELD)
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise NotInJob(
+                f"job {self.job.id}'s attempt is over; enqueue_child and enqueue_heir "
+                "work only while its handler runs (use ctx.client.enqueue for unrelated jobs)"
+            )
+
+    async def _drain(self) -> None:
+        while self._staging:
+            await asyncio.gather(*list(self._staging))
+
+    async def _finish(self) -> list[JobSpec]:
+        """End the attempt successfully: wait for staging, return what is left to send."""
+        await self._drain()
+        self._open = False
+        rest, self._buffer = self._buffer, []
+        return rest
+
+    def _close(self) -> None:
+        """End the attempt: later declarations raise, background staging stops."""
+        self._open = False
+        self._buffer = []
+        for task in list(self._staging):
+            task.cancel()

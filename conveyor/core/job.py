@@ -1,0 +1,115 @@
+"""The job model shared by clients, workers, backends and the admin."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+
+from .states import JobState, When
+
+
+def to_datetime(epoch: float | None) -> datetime | None:
+    """Epoch seconds (as backends store them) to an aware UTC datetime."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """A job to create: what a client enqueues or a running job declares.
+
+    Times are epoch seconds; ``run_at=None`` means as soon as it is released.
+    A child has ``parent_id``; an heir has ``predecessor_id`` and ``when``.
+    """
+
+    id: str
+    type: str
+    queue: str
+    payload: bytes
+    run_at: float | None = None
+    max_attempts: int = 5
+    timeout: float | None = None
+    priority: int = 0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    parent_id: str | None = None
+    predecessor_id: str | None = None
+    when: When | None = None
+    optional: bool = False
+
+    @property
+    def is_heir(self) -> bool:
+        return self.predecessor_id is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A snapshot of one job as storage last saw it.
+
+    Attributes beyond the envelope (``open_children``, ``failed_ids``,
+    ``reason``, ``failed_child_id``) are the accounting kept with the job; the
+    admin shows them and family repair reads them.
+    """
+
+    id: str
+    type: str
+    queue: str
+    state: JobState
+    payload_bytes: bytes = b""
+    priority: int = 0
+    attempt: int = 0
+    max_attempts: int = 5
+    timeout: float | None = None
+    parent_id: str | None = None
+    predecessor_id: str | None = None
+    when: When | None = None
+    optional: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    last_error: str | None = None
+    created_at: datetime | None = None
+    run_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_token: int = 0
+    worker_id: str | None = None
+    lost_count: int = 0
+    open_children: int = 0
+    failed_ids: tuple[str, ...] = ()
+    reason: str | None = None
+    failed_child_id: str | None = None
+    predecessor_state: JobState | None = None
+    predecessor_failed_ids: tuple[str, ...] = ()
+
+    def payload(self) -> Message:
+        """Decode the payload with the message class linked into this process.
+
+        Raises:
+            UnknownType: the payload's message type is not imported here.
+            PayloadDecodeError: the bytes do not parse as that type.
+        """
+        from .payloads import decode_payload
+
+        return decode_payload(self.type, self.payload_bytes)
+
+    def replace(self, **changes: object) -> Job:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim on a running job: the job and the fencing token of this claim."""
+
+    job_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Predecessor:
+    """What an heir learns about how its predecessor's family settled."""
+
+    id: str
+    state: JobState
+    failed_ids: tuple[str, ...]

@@ -1,0 +1,275 @@
+"""The Storage protocol: the whole contract between Conveyor and a backend.
+
+Operations are semantic state transitions, batch-shaped so that a backend can
+serve many jobs per round trip. Every transition is atomic in the backend's
+own terms (one Lua script in Redis, one transaction in SQL, one lock in
+memory), and every backend must pass ``tests/contract`` identically.
+
+Times are epoch seconds (floats). Payloads are opaque bytes plus the type name;
+only ``conveyor.core`` touches protobuf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from .job import Job, JobSpec, Lease
+from .states import JobState
+
+if TYPE_CHECKING:
+    from .config import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job handed to a worker, with the lease that fences its outcome."""
+
+    job: Job
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """The handler returned: release its children, keep its heirs held.
+
+    ``declarations`` are those not yet staged with ``Storage.stage``.
+    """
+
+    lease: Lease
+    declarations: Sequence[JobSpec] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """The attempt failed and another is due at ``retry_at``."""
+
+    lease: Lease
+    error: str
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """The handler failed for good: the job settles ``failed``."""
+
+    lease: Lease
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Hand the job back unrun (shutdown): queued again, the attempt not counted."""
+
+    lease: Lease
+
+
+Outcome = Success | Retry | Failure | Release
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A running worker, as registered and refreshed by its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: float
+    last_seen: float = 0.0
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """How many jobs of one queue are in each state."""
+
+    queue: str
+    counts: Mapping[JobState, int]
+
+    def count(self, state: JobState) -> int:
+        return self.counts.get(state, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """Jobs that succeeded, were retried or failed during one minute."""
+
+    minute: datetime
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A job entered ``state``."""
+
+    job_id: str
+    type: str
+    queue: str
+    state: JobState
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What ``Storage.list_jobs`` selects; ``None`` fields match anything."""
+
+    state: JobState | None = None
+    queue: str | None = None
+    type: str | None = None
+    id_prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of jobs, newest first, and the cursor for the next page."""
+
+    jobs: list[Job]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceReport:
+    """What one maintenance step did."""
+
+    promoted: int = 0
+    recovered: int = 0
+    lost: list[str] = field(default_factory=list)
+    pruned: int = 0
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Persistence contract every backend satisfies structurally."""
+
+    # --- producing and working -------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+        """Create top-level jobs, queued (or scheduled when ``run_at`` is later), atomically.
+
+        Raises:
+            ValueError: a spec has a parent or predecessor (only running jobs declare those).
+        """
+        ...
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
+    ) -> list[Claimed]:
+        """Claim up to ``limit`` queued jobs, highest priority first, then oldest.
+
+        Blocks up to ``wait`` seconds for work when none is ready, woken by new
+        work rather than by polling where the backend can push. Each claimed
+        job is ``running`` with ``attempt`` incremented and a fresh fencing
+        token valid for ``lease`` seconds.
+        """
+        ...
+
+    async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
+        """Store held declarations of a running attempt early, to bound worker memory.
+
+        Raises:
+            LeaseLost: the lease is stale; nothing was stored.
+        """
+        ...
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply attempt outcomes, each atomically with its whole family cascade.
+
+        Returns, per outcome, whether it was accepted; an outcome whose lease
+        is stale is refused and changes nothing.
+        """
+        ...
+
+    async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
+        """Extend leases by ``lease`` seconds; returns the ones no longer held."""
+        ...
+
+    async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        """Record or refresh a worker; it disappears ``ttl`` seconds after its last refresh."""
+        ...
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped."""
+        ...
+
+    async def maintain(self) -> MaintenanceReport:
+        """Promote due scheduled jobs, recover expired leases, prune old settled jobs."""
+        ...
+
+    # --- steering ------------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> Job:
+        """Cancel an unsettled job and its unsettled descendants.
+
+        Raises:
+            JobNotFound: no such job.
+            InvalidState: it has settled, or it is a declaration of an attempt still running.
+        """
+        ...
+
+    async def retry(self, job_id: str) -> Job:
+        """Queue a failed or cancelled job again with fresh attempts.
+
+        Raises:
+            JobNotFound: no such job.
+            InvalidState: it has not failed, or it has family ties (family repair).
+        """
+        ...
+
+    # --- inspecting ----------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        """One job, or ``None``."""
+        ...
+
+    async def list_jobs(
+        self, filter: JobFilter, *, after: str | None = None, limit: int = 50
+    ) -> JobPage:
+        """Jobs matching ``filter``, newest first, after the cursor ``after``."""
+        ...
+
+    async def family(self, job_id: str) -> list[Job]:
+        """The job's direct children (released heirs included) and its declared heirs."""
+        ...
+
+    async def queue_stats(self) -> list[QueueStats]:
+        """Per-queue counts by state, sorted by queue name."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Live workers, sorted by id."""
+        ...
+
+    async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:
+        """Per-minute counts for the last ``minutes`` minutes, oldest first."""
+        ...
+
+    def events(self) -> AsyncIterator[JobEvent]:
+        """State changes as they happen, from the moment of subscription."""
+        ...
+
+    async def publish_types(self, sets: Mapping[str, bytes]) -> None:
+        """Store ``FileDescriptorSet`` bytes by message type name."""
+        ...
+
+    async def descriptor_sets(self) -> dict[str, bytes]:
+        """Every published descriptor set by message type name."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the storage is unusable afterwards."""
+        ...
+
+
+class StorageFactory(Protocol):
+    """What a backend class offers the registry."""
+
+    @classmethod
+    async def open(cls, config: Config) -> Storage:
+        """Connect (and migrate when ``config.migrate``) and return a ready storage."""
+        ...

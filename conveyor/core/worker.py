@@ -1,0 +1,452 @@
+"""``Worker``: claims jobs, runs their handlers, and reports outcomes in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from .backend_registry import open_storage
+from .client import AsyncClient
+from .config import Config
+from .context import JobContext
+from .errors import BackendError, ConfigurationError, HandlerError, LeaseLost
+from .handlers import CallNext, Handler, HandlerFunc, Middleware
+from .ids import new_id
+from .job import Job, Lease
+from .storage import Claimed, Failure, Outcome, Release, Retry, Storage, Success, WorkerInfo
+from .type_registry import descriptor_set
+
+log = logging.getLogger("conveyor.worker")
+
+F = TypeVar("F", bound=HandlerFunc)
+MAX_ERROR_CHARS = 8000
+
+
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class Worker:
+    """Runs handlers for the job types registered on it.
+
+    By default it listens on the queues named after the types it handles
+    (a job's queue defaults to its type); pass ``queues`` to listen elsewhere.
+
+    Args:
+        config: where jobs live; defaults to ``Config()``.
+        concurrency: jobs run at once (async handlers on the loop, sync ones
+            in a thread pool of this size).
+        queues: queues to claim from instead of the handled types' names.
+        lease: how long a claim lasts without renewal; renewed every third of it.
+        shutdown_timeout: on stop, how long running jobs may finish before they
+            are cancelled and handed back.
+        claim_wait: how long one claim blocks waiting for work.
+        maintenance_interval: seconds between maintenance steps (promote due
+            jobs, recover expired leases, prune).
+        stage_batch: declarations buffered per job before they are staged.
+        storage: an opened storage to use instead of ``config.url`` (stays yours to close).
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        concurrency: int = 10,
+        queues: Sequence[str] | None = None,
+        lease: timedelta | float = timedelta(seconds=30),
+        shutdown_timeout: timedelta | float = timedelta(seconds=30),
+        claim_wait: float = 1.0,
+        maintenance_interval: float = 1.0,
+        stage_batch: int = 1000,
+        storage: Storage | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if stage_batch < 1:
+            raise ConfigurationError("stage_batch must be at least 1")
+        self.config = config or Config()
+        self.concurrency = concurrency
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
+        self.lease = _seconds(lease)
+        if self.lease <= 0:
+            raise ConfigurationError("lease must be positive")
+        self.shutdown_timeout = _seconds(shutdown_timeout)
+        self.claim_wait = claim_wait
+        self.maintenance_interval = maintenance_interval
+        self.stage_batch = stage_batch
+        self._queues = list(queues) if queues is not None else None
+        self._handlers: dict[str, Handler] = {}
+        self._middleware: list[Middleware] = []
+        self._given_storage = storage
+        self._storage: Storage | None = None
+        self._stopping = asyncio.Event()
+        self._stop_now = False
+        self._tasks: dict[str, tuple[asyncio.Task[None], Lease]] = {}
+        self._lost: set[str] = set()
+        self._slot_free = asyncio.Event()
+        self._outcomes: list[Outcome] = []
+        self._outcome_ready = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._running_loop: asyncio.AbstractEventLoop | None = None
+
+    # --- registration ---------------------------------------------------------------
+
+    def handler(self, func: F) -> F:
+        """Decorator form of ``register``."""
+        self.register(func)
+        return func
+
+    def register(self, func: HandlerFunc) -> None:
+        """Handle jobs whose type is the annotation of ``func``'s second parameter.
+
+        Raises:
+            HandlerError: bad signature, or another handler already has that type.
+        """
+        handler = Handler.of(func)
+        if handler.type_name in self._handlers:
+            other = self._handlers[handler.type_name].func
+            raise HandlerError(
+                f"{handler.type_name} already has a handler "
+                f"({getattr(other, '__qualname__', other)}); one handler per type"
+            )
+        self._handlers[handler.type_name] = handler
+
+    def use(self, middleware: Middleware) -> None:
+        """Wrap every handler call: ``async def mw(ctx, msg, call_next): await call_next()``.
+
+        Middleware run in the order they were added, the first outermost.
+        """
+        self._middleware.append(middleware)
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues this worker claims from."""
+        if self._queues is not None:
+            return list(self._queues)
+        return sorted(self._handlers)
+
+    @property
+    def types(self) -> list[str]:
+        """The job types this worker handles."""
+        return sorted(self._handlers)
+
+    # --- running ------------------------------------------------------------------------
+
+    def run_sync(self) -> None:
+        """Run until stopped by a signal; for programs without their own event loop."""
+        asyncio.run(self.run())
+
+    async def stop(self) -> None:
+        """Stop claiming; ``run`` returns once running jobs finish or are handed back."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Claim and run jobs until ``stop()``, SIGTERM/SIGINT, or cancellation.
+
+        On stop it claims nothing more, lets running jobs finish for up to
+        ``shutdown_timeout``, hands back the rest, and reports every outcome
+        before it returns.
+        """
+        if not self._handlers:
+            raise ConfigurationError("register at least one handler before running the worker")
+        if self._running_loop is not None:
+            raise ConfigurationError("this worker is already running")
+        loop = asyncio.get_running_loop()
+        self._running_loop = loop
+        self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._outcome_ready = asyncio.Event()
+        self._stop_now = False
+        storage = self._given_storage or await open_storage(self.config)
+        self._storage = storage
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-job")
+        signals = self._install_signals(loop)
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            await storage.publish_types(
+                {h.type_name: descriptor_set(h.message_type) for h in self._handlers.values()}
+            )
+            await self._register(storage)
+            helpers = [
+                asyncio.create_task(self._report_outcomes(storage), name="conveyor-outcomes"),
+                asyncio.create_task(self._heartbeat(storage), name="conveyor-heartbeat"),
+                asyncio.create_task(self._maintain(storage), name="conveyor-maintenance"),
+            ]
+            log.info("worker %s started on queues %s", self.id, self.queues)
+            await self._claim_loop(storage)
+        finally:
+            await self._shutdown(storage, helpers)
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            self._running_loop = None
+            log.info("worker %s stopped", self.id)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[signal.Signals]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):
+                continue
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: int) -> None:
+        if self._stopping.is_set():
+            log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
+            self._stop_now = True
+            for task, _ in list(self._tasks.values()):
+                task.cancel()
+        else:
+            log.info("%s: finishing running jobs, then stopping", signal.Signals(sig).name)
+        self._stopping.set()
+
+    async def _claim_loop(self, storage: Storage) -> None:
+        pause = 0.05
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self._tasks)
+                if free <= 0:
+                    self._slot_free.clear()
+                    slot_wait = asyncio.create_task(self._slot_free.wait())
+                    await asyncio.wait({slot_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    slot_wait.cancel()
+                    continue
+                try:
+                    # The claim is never cancelled mid-flight: jobs it took would sit
+                    # under a lease until it expired. On stop they are handed back.
+                    claimed = await storage.claim(
+                        self.id, self.queues, free, self.lease, self.claim_wait
+                    )
+                except BackendError as exc:
+                    log.warning("claim failed, retrying in %.2fs: %s", pause, exc)
+                    await asyncio.wait({stop_wait}, timeout=pause)
+                    pause = min(pause * 2, 5.0)
+                    continue
+                pause = 0.05
+                for item in claimed:
+                    if self._stopping.is_set():
+                        self._report(Release(item.lease))
+                    else:
+                        self._start(item)
+        finally:
+            stop_wait.cancel()
+
+    def _start(self, claimed: Claimed) -> None:
+        task = asyncio.create_task(self._execute(claimed), name=f"conveyor-job-{claimed.job.id}")
+        self._tasks[claimed.job.id] = (task, claimed.lease)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._tasks.pop(claimed.job.id, None)
+            self._lost.discard(claimed.job.id)
+            self._slot_free.set()
+
+        task.add_done_callback(done)
+
+    async def _shutdown(self, storage: Storage, helpers: list[asyncio.Task[None]]) -> None:
+        self._stopping.set()
+        running = [task for task, _ in self._tasks.values()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.shutdown_timeout)
+            if late:
+                log.warning("handing back %d jobs still running at shutdown", len(late))
+                self._stop_now = True
+                for task in late:
+                    task.cancel()
+                await asyncio.wait(late)
+        self._outcome_ready.set()
+        if helpers:
+            # The outcome reporter exits once every outcome is reported.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(helpers[0]), timeout=30)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        with contextlib.suppress(BackendError):
+            await storage.remove_worker(self.id)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._given_storage is None:
+            await storage.aclose()
+        self._storage = None
+
+    # --- one job ----------------------------------------------------------------------
+
+    async def _execute(self, claimed: Claimed) -> None:
+        job, lease = claimed.job, claimed.lease
+        handler = self._handlers.get(job.type)
+        if handler is None:
+            self._report(self._error(job, lease, f"no handler for type {job.type} on {self.id}"))
+            return
+        message = handler.message_type()
+        try:
+            message.ParseFromString(job.payload_bytes)
+        except DecodeError as exc:
+            error = f"payload does not decode as {job.type}: {exc}"
+            log.error("job %s failed for good: %s", job.id, error)
+            self._report(Failure(lease, error))
+            return
+        assert self._storage is not None
+        assert self._running_loop is not None
+        ctx = JobContext(
+            job=job,
+            lease=lease,
+            client=AsyncClient(self.config, storage=self._storage),
+            stage=self._storage.stage,
+            stage_batch=self.stage_batch,
+            loop=self._running_loop,
+        )
+        try:
+            async with asyncio.timeout(job.timeout) as deadline:
+                await self._call(handler, ctx, message)
+                rest = await ctx._finish()
+        except asyncio.CancelledError:
+            if job.id in self._lost:
+                log.warning("job %s abandoned: its lease was lost", job.id)
+            elif self._stop_now:
+                self._report(Release(lease))
+            else:
+                raise
+        except LeaseLost:
+            log.warning("job %s abandoned: its lease was lost", job.id)
+        except TimeoutError as exc:
+            if deadline.expired():
+                error = f"timed out after {job.timeout}s"
+                log.warning("job %s (%s) %s", job.id, job.type, error)
+                self._report(self._error(job, lease, error))
+            else:
+                self._report(self._failed_with(job, lease, exc))
+        except Exception as exc:
+            self._report(self._failed_with(job, lease, exc))
+        else:
+            self._report(Success(lease, rest))
+        finally:
+            ctx._close()
+
+    async def _call(self, handler: Handler, ctx: JobContext, message: Message) -> None:
+        async def innermost() -> None:
+            if handler.is_async:
+                await handler.func(ctx, message)  # type: ignore[misc]
+            else:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._executor, handler.func, ctx, message)
+
+        call: CallNext = innermost
+        for middleware in reversed(self._middleware):
+            call = _wrap(middleware, ctx, message, call)
+        await call()
+
+    def _failed_with(self, job: Job, lease: Lease, exc: BaseException) -> Outcome:
+        text = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
+        log.warning("job %s (%s) attempt %d raised %r", job.id, job.type, job.attempt, exc)
+        return self._error(job, lease, text)
+
+    def _error(self, job: Job, lease: Lease, error: str) -> Outcome:
+        if job.attempt >= job.max_attempts:
+            return Failure(lease, error)
+        delay = self.config.backoff.delay(job.attempt)
+        return Retry(lease, error, time.time() + delay)
+
+    # --- reporting, heartbeats and maintenance --------------------------------------
+
+    def _report(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        self._outcome_ready.set()
+
+    async def _report_outcomes(self, storage: Storage) -> None:
+        """Send outcomes in batches: whatever accumulated during the previous round trip."""
+        pause = 0.05
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            if not self._outcomes:
+                if self._stopping.is_set() and not self._tasks:
+                    return
+                continue
+            batch, self._outcomes = self._outcomes, []
+            try:
+                accepted = await storage.settle(batch)
+            except BackendError as exc:
+                log.warning("reporting %d outcomes failed, retrying: %s", len(batch), exc)
+                self._outcomes[:0] = batch
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                self._outcome_ready.set()
+                continue
+            pause = 0.05
+            for outcome, ok in zip(batch, accepted, strict=True):
+                if not ok:
+                    log.warning(
+                        "outcome for job %s refused: lease no longer held", outcome.lease.job_id
+                    )
+            if self._stopping.is_set():
+                self._outcome_ready.set()
+
+    async def _register(self, storage: Storage) -> None:
+        info = WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=tuple(self.queues),
+            concurrency=self.concurrency,
+            started_at=time.time(),
+            running=len(self._tasks),
+        )
+        await storage.register_worker(info, ttl=self.lease)
+
+    async def _heartbeat(self, storage: Storage) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                leases = [lease for _, lease in self._tasks.values()]
+                lost = await storage.renew(leases, self.lease) if leases else []
+                await self._register(storage)
+            except BackendError as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for stale in lost:
+                entry = self._tasks.get(stale.job_id)
+                if entry is not None and entry[1] == stale:
+                    self._lost.add(stale.job_id)
+                    entry[0].cancel()
+
+    async def _maintain(self, storage: Storage) -> None:
+        while True:
+            await asyncio.sleep(self.maintenance_interval)
+            try:
+                report = await storage.maintain()
+            except BackendError as exc:
+                log.warning("maintenance failed: %s", exc)
+                continue
+            if report.recovered or report.lost:
+                log.warning(
+                    "recovered %d jobs from expired leases; %d failed as worker lost",
+                    report.recovered,
+                    len(report.lost),
+                )
+
+
+def _wrap(middleware: Middleware, ctx: JobContext, message: Message, call: CallNext) -> CallNext:
+    async def next_call() -> None:
+        await middleware(ctx, message, call)
+
+    return next_call
+
+
+__all__ = ["Worker"]

@@ -1,0 +1,43 @@
+"""Developer and CI sessions: ``nox -s tests lint typecheck``; ``nox -s protos`` regenerates code.
+
+``nox -s tests -- -m memory`` (or ``redis``, ``postgres``, ``sqlite``) runs one backend.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole suite against real Redis and PostgreSQL (a missing server fails it)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def protos(session: nox.Session) -> None:
+    """Regenerate conveyor/_proto from protos/ (grpcio-tools + mypy-protobuf, pinned)."""
+    session.install("-e", ".[dev]")
+    session.run("python", "tools/genprotos.py")

@@ -1,0 +1,66 @@
+"""Backend URLs for the suites.
+
+Each test gets its own namespace; server-backed URLs are resolved lazily, so
+``-m memory`` never connects to a server, and a server that is down fails the
+tests that need it (it is never skipped).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor.backends.memory import drop_store
+
+BACKENDS = ["memory"]
+
+
+def backend_params() -> list[object]:
+    return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in BACKENDS]
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def memory_url(namespace: str) -> Iterator[str]:
+    url = f"memory://{namespace}"
+    yield url
+    drop_store(url, namespace)
+
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """Redis for the suite; unreachable fails (never skips) the tests that need it."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required at {REDIS_URL} and is unreachable: {exc}", pytrace=False)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """PostgreSQL for the suite; unreachable fails (never skips) the tests that need it."""
+    import psycopg
+
+    dsn = POSTGRES_URL.replace("+psycopg", "")
+    try:
+        with psycopg.connect(dsn, connect_timeout=2) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as exc:
+        pytest.fail(f"PostgreSQL is required at {dsn} and is unreachable: {exc}", pytrace=False)
+    return POSTGRES_URL

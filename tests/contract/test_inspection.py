@@ -1,0 +1,167 @@
+"""What the admin reads: listings, families, queue stats, counters, workers, events, types."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+
+import conveyor
+from conveyor import JobState
+from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor.core.storage import JobEvent, JobFilter, Storage
+from conveyor.core.type_registry import TypeRegistry
+from tests.support import Journal, running, settle, step, step_worker
+
+STEP = step("x").DESCRIPTOR.full_name
+
+
+async def test_list_jobs_pages_newest_first_without_overlap(
+    client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    jobs = [await client.enqueue(step(f"j{i}")) for i in range(7)]
+    seen: list[str] = []
+    cursor = None
+    sizes = []
+    while True:
+        page = await storage.list_jobs(JobFilter(), after=cursor, limit=3)
+        sizes.append(len(page.jobs))
+        seen.extend(j.id for j in page.jobs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sizes == [3, 3, 1]
+    assert seen == [j.id for j in reversed(jobs)]
+
+
+async def test_list_jobs_filters(client: conveyor.AsyncClient, storage: Storage) -> None:
+    a = await client.enqueue(step("a"))
+    b = await client.enqueue(step("b"), queue="other")
+    c = await client.enqueue(BasicJob(name="c"), delay=60)
+    await client.cancel(a.id)
+    by_state = await storage.list_jobs(JobFilter(state=JobState.CANCELLED))
+    assert [j.id for j in by_state.jobs] == [a.id]
+    by_queue = await storage.list_jobs(JobFilter(queue="other"))
+    assert [j.id for j in by_queue.jobs] == [b.id]
+    by_type = await storage.list_jobs(JobFilter(type=BasicJob.DESCRIPTOR.full_name))
+    assert [j.id for j in by_type.jobs] == [c.id]
+    scheduled = await storage.list_jobs(JobFilter(state=JobState.SCHEDULED))
+    assert [j.id for j in scheduled.jobs] == [c.id]
+    by_prefix = await storage.list_jobs(JobFilter(id_prefix=b.id[:-4]))
+    assert b.id in [j.id for j in by_prefix.jobs]
+    none = await storage.list_jobs(JobFilter(id_prefix="zzzz"))
+    assert none.jobs == [] and none.next_cursor is None
+
+
+async def test_queue_stats_count_by_state(client: conveyor.AsyncClient, storage: Storage) -> None:
+    await client.enqueue_many([step(f"q{i}") for i in range(3)])
+    await client.enqueue(step("s"), delay=60)
+    await client.enqueue(step("o"), queue="other")
+    stats = {s.queue: s for s in await storage.queue_stats()}
+    assert list(stats) == sorted(stats)
+    assert stats[STEP].count(JobState.QUEUED) == 3
+    assert stats[STEP].count(JobState.SCHEDULED) == 1
+    assert stats[STEP].count(JobState.RUNNING) == 0
+    assert stats["other"].count(JobState.QUEUED) == 1
+
+
+async def test_counters_per_minute(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    async with running(step_worker(config, journal)):
+        ok = await client.enqueue(step("ok"))
+        flaky = await client.enqueue(step("flaky", fail_times=1))
+        bad = await client.enqueue(step("bad", fail=True), max_attempts=2)
+        for job in (ok, flaky, bad):
+            await settle(client, job.id)
+    minutes = await storage.counters(minutes=5)
+    assert len(minutes) == 5
+    assert minutes == sorted(minutes, key=lambda m: m.minute)
+    total = (
+        sum(m.succeeded for m in minutes),
+        sum(m.retried for m in minutes),
+        sum(m.failed for m in minutes),
+    )
+    assert total == (2, 2, 1)
+    by_type = await storage.counters(minutes=5, type=STEP)
+    assert sum(m.succeeded for m in by_type) == 2
+    other = await storage.counters(minutes=5, type="no.such.Type")
+    assert sum(m.succeeded + m.retried + m.failed for m in other) == 0
+
+
+async def test_workers_register_and_leave(
+    config: conveyor.Config, journal: Journal, storage: Storage
+) -> None:
+    worker = step_worker(config, journal, concurrency=3)
+    async with running(worker):
+        for _ in range(200):
+            live = await storage.workers()
+            if live:
+                break
+            await asyncio.sleep(0.01)
+        [info] = live
+        assert info.id == worker.id
+        assert info.concurrency == 3
+        assert info.queues == (STEP,)
+        assert info.pid > 0 and info.host
+    assert await storage.workers() == []
+
+
+async def test_worker_publishes_descriptors_that_decode_payloads(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    async with running(step_worker(config, journal)):
+        job = await client.enqueue(step("parent", children=[step("kid")]))
+        await settle(client, job.id)
+    sets = await storage.descriptor_sets()
+    assert list(sets) == [STEP]
+    registry = TypeRegistry(sets)
+    stored = await storage.get(job.id)
+    assert stored is not None
+    decoded = registry.to_dict(stored.type, stored.payload_bytes)
+    assert decoded["name"] == "parent"
+    assert decoded["children"][0]["name"] == "kid"
+
+
+async def test_events_stream_state_changes(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    received: list[JobEvent] = []
+
+    async def collect(stream: AsyncIterator[JobEvent]) -> None:
+        async for event in stream:
+            received.append(event)
+
+    stream = storage.events()
+    collector = asyncio.create_task(collect(stream))
+    await asyncio.sleep(0.05)
+    async with running(step_worker(config, journal)):
+        job = await client.enqueue(step("watched"))
+        await settle(client, job.id)
+        for _ in range(200):
+            if any(e.state is JobState.SUCCEEDED for e in received):
+                break
+            await asyncio.sleep(0.01)
+    collector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
+    states = [e.state for e in received if e.job_id == job.id]
+    assert states == [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED]
+    assert all(e.type == STEP and e.queue == STEP for e in received)
+
+
+async def test_maintenance_prunes_settled_jobs_after_retention(config: conveyor.Config) -> None:
+    config = replace(config, retention=timedelta(seconds=0.1))
+    async with conveyor.AsyncClient(config) as client:
+        storage = await client.storage()
+        done = await client.enqueue(step("done"))
+        waiting = await client.enqueue(step("waiting"))
+        await client.cancel(done.id)
+        await asyncio.sleep(0.2)
+        report = await storage.maintain()
+        assert report.pruned == 1
+        assert await client.get(done.id) is None
+        still = await client.get(waiting.id)
+        assert still is not None and still.state is JobState.QUEUED

@@ -1,0 +1,154 @@
+"""Test support: a worker that runs ``Step`` trees, and a journal of what ran.
+
+A ``Step`` payload describes a job and, recursively, the children and heirs
+it declares, when it fails and how long it sleeps, so one handler can build
+any family the tests need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import conveyor
+from conveyor._proto.examples.shop_pb2 import Step
+
+FAST_BACKOFF = conveyor.Backoff(base=0.01, factor=1.0, cap=0.01, jitter=False)
+
+
+def step(
+    name: str,
+    *,
+    children: list[Step] | None = None,
+    heirs: list[Step] | None = None,
+    fail: bool = False,
+    fail_times: int = 0,
+    sleep: float = 0.0,
+    optional: bool = False,
+    settled_heir: bool = False,
+    delay: float = 0.0,
+) -> Step:
+    return Step(
+        name=name,
+        children=children or [],
+        heirs=heirs or [],
+        fail=fail,
+        fail_times=fail_times,
+        sleep_seconds=sleep,
+        optional=optional,
+        settled_heir=settled_heir,
+        delay_seconds=delay,
+    )
+
+
+@dataclass
+class Run:
+    name: str
+    job_id: str
+    attempt: int
+    started: float
+    finished: float = 0.0
+    ok: bool = False
+    predecessor: conveyor.Predecessor | None = None
+
+
+@dataclass
+class Journal:
+    runs: dict[str, list[Run]] = field(default_factory=lambda: defaultdict(list))
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        return len(self.runs.get(name, []))
+
+    def succeeded_runs(self, name: str) -> list[Run]:
+        return [r for r in self.runs.get(name, []) if r.ok]
+
+    def first_start(self, name: str) -> float:
+        return min(r.started for r in self.runs[name])
+
+    def last_finish(self, name: str) -> float:
+        return max(r.finished for r in self.runs[name])
+
+
+def declare(ctx: conveyor.JobContext, msg: Step) -> None:
+    for child in msg.children:
+        options: dict[str, Any] = {"delay": child.delay_seconds} if child.delay_seconds else {}
+        ctx.enqueue_child(child, optional=child.optional, **options)
+    for heir in msg.heirs:
+        when = conveyor.When.SETTLED if heir.settled_heir else conveyor.When.SUCCEEDED
+        options = {"delay": heir.delay_seconds} if heir.delay_seconds else {}
+        ctx.enqueue_heir(heir, when=when, **options)
+
+
+def step_worker(config: conveyor.Config, journal: Journal, **kwargs: Any) -> conveyor.Worker:
+    """A worker whose async handler runs ``Step`` jobs and records them in ``journal``."""
+    settings: dict[str, Any] = {
+        "concurrency": 16,
+        "claim_wait": 0.2,
+        "maintenance_interval": 0.05,
+        "shutdown_timeout": 5.0,
+    }
+    settings.update(kwargs)
+    worker = conveyor.Worker(config, **settings)
+
+    @worker.handler
+    async def run_step(ctx: conveyor.JobContext, msg: Step) -> None:
+        run = Run(
+            msg.name, ctx.job.id, ctx.job.attempt, time.monotonic(), predecessor=ctx.predecessor
+        )
+        journal.runs[msg.name].append(run)
+        journal.ids[msg.name] = ctx.job.id
+        try:
+            declare(ctx, msg)
+            if msg.sleep_seconds:
+                await asyncio.sleep(msg.sleep_seconds)
+            if msg.fail or ctx.job.attempt <= msg.fail_times:
+                raise RuntimeError(f"step {msg.name} fails on attempt {ctx.job.attempt}")
+            run.ok = True
+        finally:
+            run.finished = time.monotonic()
+
+    return worker
+
+
+@contextlib.asynccontextmanager
+async def running(worker: conveyor.Worker) -> AsyncIterator[conveyor.Worker]:
+    """Run ``worker`` in the background for the block; stop it and re-raise its errors after."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def settle(client: conveyor.AsyncClient, job_id: str, timeout: float = 20.0) -> conveyor.Job:
+    return await client.wait(job_id, timeout=timeout)
+
+
+async def wait_for_state(
+    client: conveyor.AsyncClient, job_id: str, state: conveyor.JobState, timeout: float = 10.0
+) -> conveyor.Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await client.get(job_id)
+        if job is not None and job.state is state:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} is {job and job.state}, never became {state}")
+        await asyncio.sleep(0.01)
+
+
+async def wait_id(journal: Journal, name: str, timeout: float = 20.0) -> str:
+    """The id of the job that ran step ``name``, once it has started."""
+    deadline = time.monotonic() + timeout
+    while name not in journal.ids:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"step {name} never ran")
+        await asyncio.sleep(0.01)
+    return journal.ids[name]
