@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -12,7 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
-_NAMESPACE = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+_NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+# scheme, then optional slashes and a user name, then ":password@".
+_USERINFO_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@]*:)[^@]*@")
 
 
 def _default_url() -> str:
@@ -20,20 +23,20 @@ def _default_url() -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, for logs and errors."""
+    """The URL with any password replaced by ``***``, for logs and errors.
+
+    Anything between a ``:`` and the last ``@`` is treated as a password even
+    when the URL does not parse, so a malformed URL never leaks one.
+    """
     try:
         parts = urlsplit(url)
+        if parts.password is not None:
+            user = parts.username or ""
+            netloc = f"{user}:***@{parts.netloc.rpartition('@')[2]}"
+            return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        pass
+    return _USERINFO_PASSWORD.sub(r"\1***@", url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +54,21 @@ class Backoff:
     jitter: bool = True
 
     def __post_init__(self) -> None:
+        values = (self.base, self.factor, self.cap)
+        if not all(math.isfinite(v) for v in values):
+            raise ConfigurationError("Backoff values must be finite numbers")
         if self.base < 0 or self.factor < 1 or self.cap < 0:
             raise ConfigurationError("Backoff needs base >= 0, factor >= 1 and cap >= 0")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (counting from 1)."""
+        if self.base == 0:
+            return 0.0
         exponent = max(attempt - 1, 0)
         try:
-            raw = self.base * self.factor**exponent
+            raw = self.base * float(self.factor) ** exponent
         except OverflowError:
-            raw = self.cap
+            raw = math.inf
         wait = min(self.cap, raw)
         if self.jitter:
             wait = random.uniform(wait / 2, wait)
@@ -95,7 +103,7 @@ class Config:
     migrate: bool = True
 
     def __post_init__(self) -> None:
-        if not _NAMESPACE.match(self.namespace):
+        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(self.namespace):
             raise ConfigurationError(
                 f"namespace {self.namespace!r} must be 1-40 lower-case letters, digits or '_', "
                 "starting with a letter or '_'"

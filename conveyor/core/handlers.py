@@ -6,7 +6,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf.message import Message
 
@@ -55,9 +55,14 @@ class Handler:
         except Exception as exc:  # an annotation that does not resolve
             raise HandlerError(f"cannot resolve the annotations of handler {name}: {exc}") from exc
         annotation = hints.get(params[1].name)
-        if not (isinstance(annotation, type) and issubclass(annotation, Message)):
+        concrete = (
+            isinstance(annotation, type)
+            and issubclass(annotation, Message)
+            and getattr(annotation, "DESCRIPTOR", None) is not None
+        )
+        if not concrete:
             raise HandlerError(
                 f"handler {name}: annotate its second parameter with a generated protobuf "
                 f"message class (e.g. msg: mail_pb2.SendEmail), not {annotation!r}"
             )
-        return cls(func, annotation, inspect.iscoroutinefunction(func))
+        return cls(func, cast(type[Message], annotation), inspect.iscoroutinefunction(func))

@@ -20,6 +20,8 @@ from .payloads import encode_payload
 from .states import JobState, When
 
 MAX_QUEUE_NAME = 255
+# Far enough for any real schedule, near enough that every time stays a valid datetime.
+MAX_DELAY_SECONDS = 100 * 365 * 86400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,12 +59,20 @@ class EnqueueOptions(TypedDict, total=False):
     headers: Mapping[str, str] | None
 
 
-def _seconds(value: timedelta | float | None, name: str) -> float | None:
+def _seconds(value: object, name: str) -> float | None:
     if value is None:
         return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        raise InvalidJobOptions(f"{name} must be a non-negative duration, got {value!r}")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidJobOptions(f"{name} must be a timedelta or seconds, got {value!r}")
+    if not 0 <= seconds <= MAX_DELAY_SECONDS:  # also refuses NaN
+        raise InvalidJobOptions(
+            f"{name} must be a non-negative duration of at most {MAX_DELAY_SECONDS:.0f} "
+            f"seconds, got {value!r}"
+        )
     return seconds
 
 
@@ -103,6 +113,8 @@ def build_spec(
         raise InvalidJobOptions("give delay or run_at, not both")
     when: float | None = None
     if run_at is not None:
+        if not isinstance(run_at, datetime):
+            raise InvalidJobOptions(f"run_at must be a datetime, got {run_at!r}")
         if run_at.tzinfo is None:
             raise InvalidJobOptions("run_at must be timezone-aware (e.g. datetime.now(UTC))")
         when = run_at.timestamp()
@@ -110,7 +122,7 @@ def build_spec(
     if wait:
         when = time.time() + wait
     attempts = config.max_attempts if max_attempts is None else max_attempts
-    if not isinstance(attempts, int) or attempts < 1:
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise InvalidJobOptions(f"max_attempts must be an integer of at least 1, got {attempts!r}")
     limit = _seconds(timeout, "timeout")
     if limit == 0:
@@ -121,6 +133,10 @@ def build_spec(
         or not -(2**31) <= priority < 2**31
     ):
         raise InvalidJobOptions("priority must be a 32-bit integer")
+    if headers is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise InvalidJobOptions("headers must map strings to strings")
     return JobSpec(
         id=new_id(),
         type=type_name,

@@ -58,16 +58,27 @@ class TypeRegistry:
             raise PayloadDecodeError(f"not a FileDescriptorSet: {exc}") from exc
         for file in fds.file:
             if file.name not in self._files:
-                self._pool.Add(file)
+                try:
+                    self._pool.Add(file)
+                except (TypeError, ValueError) as exc:  # e.g. it imports a file not in the set
+                    raise PayloadDecodeError(
+                        f"descriptor set does not build ({file.name}): {exc}"
+                    ) from exc
                 self._files.add(file.name)
 
     def names(self) -> list[str]:
         """Every message type this registry can decode, sorted."""
         found = set(self._local)
-        for file_name in self._files:
-            file = self._pool.FindFileByName(file_name)
-            for message in file.message_types_by_name.values():
+        pending = [
+            message
+            for file_name in self._files
+            for message in self._pool.FindFileByName(file_name).message_types_by_name.values()
+        ]
+        while pending:
+            message = pending.pop()
+            if not message.GetOptions().map_entry:
                 found.add(message.full_name)
+            pending.extend(message.nested_types)
         return sorted(found)
 
     def message_class(self, type_name: str) -> type[Message]:

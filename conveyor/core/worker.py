@@ -26,6 +26,7 @@ from .errors import BackendError, ConfigurationError, HandlerError, LeaseLost
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
+from .specs import validate_queue
 from .storage import Claimed, Failure, Outcome, Release, Retry, Storage, Success, WorkerInfo
 from .type_registry import descriptor_set
 
@@ -87,6 +88,10 @@ class Worker:
         self.claim_wait = claim_wait
         self.maintenance_interval = maintenance_interval
         self.stage_batch = stage_batch
+        if queues is not None:
+            if isinstance(queues, str) or not queues:
+                raise ConfigurationError("queues must be a non-empty list of queue names")
+            queues = [validate_queue(q) for q in queues]
         self._queues = list(queues) if queues is not None else None
         self._handlers: dict[str, Handler] = {}
         self._middleware: list[Middleware] = []

@@ -31,7 +31,9 @@ async def main(signals: int) -> None:
         await asyncio.wait_for(run, 15)
         final = await client.get(job.id)
         assert final is not None
-        print(f"state={final.state} attempt={final.attempt} workers={len(await (await client.storage()).workers())}")
+        print(
+            f"state={final.state} attempt={final.attempt} workers={len(await (await client.storage()).workers())}"
+        )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,13 @@ _stores: dict[tuple[str, str], tuple[MemoryStore, _Wakeup]] = {}
 _stores_lock = threading.Lock()
 
 
+def _key(url: str, namespace: str) -> tuple[str, str]:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest.rstrip('/')}", namespace
+
+
 def _store_for(config: Config) -> tuple[MemoryStore, _Wakeup]:
-    key = (config.url.rstrip("/"), config.namespace)
+    key = _key(config.url, config.namespace)
     with _stores_lock:
         found = _stores.get(key)
         if found is None:
@@ -84,7 +89,7 @@ def _store_for(config: Config) -> tuple[MemoryStore, _Wakeup]:
 def drop_store(url: str, namespace: str = "conveyor") -> None:
     """Forget a shared store (for test suites that create many)."""
     with _stores_lock:
-        _stores.pop((url.rstrip("/"), namespace), None)
+        _stores.pop(_key(url, namespace), None)
 
 
 class MemoryStorage:
