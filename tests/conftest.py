@@ -14,7 +14,7 @@ import pytest
 
 from conveyor.backends.memory import drop_store
 
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "redis"]
 
 
 def backend_params() -> list[object]:
@@ -64,3 +64,15 @@ def postgres_server() -> str:
     except psycopg.Error as exc:
         pytest.fail(f"PostgreSQL is required at {dsn} and is unreachable: {exc}", pytrace=False)
     return POSTGRES_URL
+
+
+@pytest.fixture
+def redis_url(redis_server: str, namespace: str) -> Iterator[str]:
+    """The shared test server; the test's namespace is its key prefix, deleted afterwards."""
+    import redis
+
+    yield redis_server
+    with redis.Redis.from_url(redis_server) as client:
+        keys = list(client.scan_iter(match="{" + namespace + "}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])

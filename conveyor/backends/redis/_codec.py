@@ -1,0 +1,108 @@
+"""Job hashes and script arguments: how ``Job`` and ``JobSpec`` look in Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from conveyor.core.job import Job, JobSpec, to_datetime
+from conveyor.core.states import JobState, When
+
+# The Lua side reads a spec as this many consecutive arguments (lib.lua SPEC_FIELDS).
+SPEC_FIELDS = 13
+ArgValue = str | bytes | int | float
+
+
+def spec_args(spec: JobSpec) -> list[ArgValue]:
+    """A spec as script arguments: absent values are ''."""
+    return [
+        spec.id,
+        spec.type,
+        spec.queue,
+        spec.payload,
+        repr(spec.run_at) if spec.run_at is not None else "",
+        spec.max_attempts,
+        repr(spec.timeout) if spec.timeout is not None else "",
+        spec.priority,
+        json.dumps(dict(spec.headers), separators=(",", ":")) if spec.headers else "",
+        spec.parent_id or "",
+        spec.predecessor_id or "",
+        spec.when.value if spec.when else "",
+        "1" if spec.optional else "",
+    ]
+
+
+def specs_args(specs: Iterable[JobSpec]) -> list[ArgValue]:
+    out: list[ArgValue] = []
+    for spec in specs:
+        out.extend(spec_args(spec))
+    return out
+
+
+def created_at(job_id: str) -> float | None:
+    """A UUIDv7 carries its creation time in milliseconds: no need to store it."""
+    try:
+        return int(job_id.replace("-", "")[:12], 16) / 1000
+    except ValueError:
+        return None
+
+
+def _text(fields: dict[bytes, bytes], name: bytes) -> str | None:
+    value = fields.get(name)
+    return value.decode() if value is not None else None
+
+
+def _number(fields: dict[bytes, bytes], name: bytes) -> float | None:
+    value = fields.get(name)
+    return float(value) if value is not None else None
+
+
+def _ids(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split(",")) if value else ()
+
+
+def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A Redis flat field/value reply as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
+    """Build a ``Job`` from its hash.
+
+    Raises:
+        KeyError, ValueError: the hash is not a Conveyor job (missing type or state).
+    """
+    type_name = fields[b"t"].decode()
+    headers = _text(fields, b"h")
+    when = _text(fields, b"w")
+    predecessor_state = _text(fields, b"ps")
+    return Job(
+        id=job_id,
+        type=type_name,
+        queue=_text(fields, b"q") or type_name,
+        state=JobState(fields[b"s"].decode()),
+        payload_bytes=fields.get(b"p", b""),
+        priority=int(fields.get(b"pr", b"0")),
+        attempt=int(fields.get(b"a", b"0")),
+        max_attempts=int(fields.get(b"m", b"1")),
+        timeout=_number(fields, b"to"),
+        parent_id=_text(fields, b"par"),
+        predecessor_id=_text(fields, b"pred"),
+        when=When(when) if when else None,
+        optional=fields.get(b"o") == b"1",
+        headers=json.loads(headers) if headers else {},
+        last_error=_text(fields, b"e"),
+        created_at=to_datetime(created_at(job_id)),
+        run_at=to_datetime(_number(fields, b"ra")),
+        started_at=to_datetime(_number(fields, b"st")),
+        finished_at=to_datetime(_number(fields, b"fin")),
+        lease_token=int(fields.get(b"tok", b"0")),
+        worker_id=_text(fields, b"wid"),
+        lost_count=int(fields.get(b"lost", b"0")),
+        open_children=int(fields.get(b"open", b"0")),
+        failed_ids=_ids(_text(fields, b"fids")),
+        reason=_text(fields, b"why"),
+        failed_child_id=_text(fields, b"fc"),
+        predecessor_state=JobState(predecessor_state) if predecessor_state else None,
+        predecessor_failed_ids=_ids(_text(fields, b"pf")),
+    )

@@ -1,0 +1,446 @@
+"""``RedisStorage``: the Storage protocol on Redis, one Lua script per transition."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from conveyor.core.config import Config, mask_url
+from conveyor.core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidState,
+    JobNotFound,
+    LeaseLost,
+    MissingExtra,
+    PayloadDecodeError,
+)
+from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.states import JobState
+from conveyor.core.storage import (
+    Claimed,
+    Failure,
+    JobEvent,
+    JobFilter,
+    JobPage,
+    MaintenanceReport,
+    MinuteCount,
+    Outcome,
+    QueueStats,
+    Release,
+    Retry,
+    Success,
+    WorkerInfo,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingExtra(
+        "the Redis backend needs redis-py: pip install 'conveyor-jobs[redis]'"
+    ) from exc
+
+from ._codec import ArgValue, job_from_hash, pairs, spec_args, specs_args
+from ._scripts import Scripts
+
+log = logging.getLogger("conveyor.redis")
+Fields = dict[bytes, bytes]  # replies are bytes: the client runs with decode_responses=False
+
+MAINTENANCE_BATCH = 1000
+LIST_BATCH = 200
+LIST_SCAN_LIMIT = 5000  # a filtered listing examines at most this many jobs per page
+
+
+@contextlib.contextmanager
+def _translated(url: str) -> Iterator[None]:
+    """The one place where redis-py errors become Conveyor errors."""
+    try:
+        yield
+    except redis_errors.ResponseError as exc:
+        message = str(exc)
+        if message.startswith("CONVEYOR_NOT_FOUND"):
+            raise JobNotFound(message.split(" ", 1)[1]) from None
+        raise BackendError(f"Redis at {mask_url(url)} refused a command: {message}") from exc
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        raise BackendUnavailable(f"Redis at {mask_url(url)} is unreachable: {exc}") from exc
+    except redis_errors.RedisError as exc:
+        raise BackendError(f"Redis at {mask_url(url)} failed: {exc}") from exc
+
+
+def _state_error(job_id: str, requested: str, exc: BackendError) -> InvalidState | None:
+    cause = exc.__cause__
+    text = str(cause) if cause is not None else ""
+    if not text.startswith("CONVEYOR_STATE "):
+        return None
+    _, current, why = text.split(" ", 2)
+    return InvalidState(job_id, current, requested, why)
+
+
+class RedisStorage:
+    """Jobs in Redis hashes; queues in lists; every transition one Lua script."""
+
+    def __init__(self, client: aioredis.Redis, config: Config) -> None:
+        self._redis = client
+        self._url = config.url
+        self._prefix = "{" + config.namespace + "}:"
+        self._keys = [self._prefix]
+        self._retention = config.retention.total_seconds()
+        self._max_lost = config.max_lost
+        self._scripts = Scripts(client)
+
+    @classmethod
+    async def open(cls, config: Config) -> RedisStorage:
+        """Connect and check the server.
+
+        Raises:
+            ConfigurationError: the URL is malformed.
+            BackendUnavailable: Redis does not answer.
+        """
+        try:
+            client = aioredis.Redis.from_url(
+                config.url, decode_responses=False, socket_connect_timeout=5
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL {mask_url(config.url)!r}: {exc}") from exc
+        try:
+            with _translated(config.url):
+                await client.ping()
+        except BackendError:
+            await client.aclose()
+            raise
+        storage = cls(client, config)
+        await storage._warn_if_evicting()
+        return storage
+
+    async def _warn_if_evicting(self) -> None:
+        try:
+            policy = await self._redis.config_get("maxmemory-policy")
+        except redis_errors.RedisError:
+            return  # CONFIG is often disabled on managed Redis
+        found = cast(dict[Any, Any], policy)
+        value = found.get(b"maxmemory-policy") or found.get("maxmemory-policy")
+        if value not in (None, b"noeviction", "noeviction"):
+            log.warning(
+                "Redis at %s evicts keys (maxmemory-policy=%s): jobs can vanish under memory "
+                "pressure; set maxmemory-policy noeviction",
+                mask_url(self._url),
+                value.decode() if isinstance(value, bytes) else value,
+            )
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    async def _call(self, script: Any, args: Sequence[ArgValue]) -> Any:
+        with _translated(self._url):
+            return await script(keys=self._keys, args=args)
+
+    # --- producing and working ----------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+        for spec in jobs:
+            if spec.parent_id or spec.predecessor_id:
+                raise ValueError("only a running job declares children and heirs")
+        if jobs:
+            await self._call(self._scripts.enqueue, [len(jobs), *specs_args(jobs)])
+
+    async def claim(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
+    ) -> list[Claimed]:
+        if not queues or limit < 1:
+            return []
+        deadline = time.monotonic() + wait
+        wake_keys = [self._key("wake", q) for q in queues]
+        while True:
+            offset = random.randrange(len(queues))
+            claimed, next_due = await self._call(
+                self._scripts.claim, [worker_id, lease, limit, offset, *queues]
+            )
+            if claimed:
+                return await self._decode_claims(claimed)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if next_due:
+                remaining = min(remaining, max(float(next_due) - time.time(), 0.0) + 0.001)
+            with _translated(self._url):
+                # Blocks on the server until an enqueue pushes a wake token.
+                await self._redis.blpop(wake_keys, timeout=max(remaining, 0.001))
+
+    async def _decode_claims(self, rows: list[list[Any]]) -> list[Claimed]:
+        claimed: list[Claimed] = []
+        broken: list[Outcome] = []
+        for raw_id, flat in rows:
+            job_id = raw_id.decode()
+            fields = pairs(flat)
+            lease = Lease(job_id, int(fields.get(b"tok", b"0")))
+            try:
+                job = job_from_hash(job_id, fields)
+            except (KeyError, ValueError) as exc:
+                log.error("job %s is not a valid Conveyor job in Redis: %r", job_id, exc)
+                broken.append(Failure(lease, f"stored job is not a valid Conveyor job: {exc!r}"))
+                continue
+            claimed.append(Claimed(job, lease))
+        if broken:
+            await self.settle(broken)
+        return claimed
+
+    async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
+        if not declarations:
+            return
+        args = [lease.job_id, lease.token, len(declarations), *specs_args(declarations)]
+        try:
+            await self._call(self._scripts.stage, args)
+        except BackendError as exc:
+            if "CONVEYOR_LEASE_LOST" in str(exc):
+                raise LeaseLost(lease.job_id) from None
+            raise
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        args: list[ArgValue] = [len(outcomes)]
+        for outcome in outcomes:
+            lease = outcome.lease
+            match outcome:
+                case Success(declarations=declarations):
+                    args += ["ok", lease.job_id, lease.token, "", "", len(declarations)]
+                    for spec in declarations:
+                        args += spec_args(spec)
+                case Retry(error=error, retry_at=retry_at):
+                    args += ["retry", lease.job_id, lease.token, error, repr(retry_at), 0]
+                case Failure(error=error):
+                    args += ["fail", lease.job_id, lease.token, error, "", 0]
+                case Release():
+                    args += ["release", lease.job_id, lease.token, "", "", 0]
+        results = await self._call(self._scripts.settle, args)
+        return [bool(r) for r in results]
+
+    async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
+        if not leases:
+            return []
+        args: list[ArgValue] = [lease]
+        for held in leases:
+            args += [held.job_id, held.token]
+        lost = {raw.decode() for raw in await self._call(self._scripts.renew, args)}
+        return [held for held in leases if held.job_id in lost]
+
+    async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
+        payload = json.dumps(
+            {
+                "id": info.id,
+                "host": info.host,
+                "pid": info.pid,
+                "queues": list(info.queues),
+                "concurrency": info.concurrency,
+                "started_at": info.started_at,
+                "running": info.running,
+            }
+        )
+        await self._call(self._scripts.workers, ["register", info.id, payload, ttl])
+
+    async def remove_worker(self, worker_id: str) -> None:
+        with _translated(self._url):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key("w", worker_id))
+                pipe.zrem(self._key("workers"), worker_id)
+                await pipe.execute()
+
+    async def maintain(self) -> MaintenanceReport:
+        promoted, recovered, lost, pruned = await self._call(
+            self._scripts.maintain, [self._retention, self._max_lost, MAINTENANCE_BATCH]
+        )
+        return MaintenanceReport(promoted, recovered, [raw.decode() for raw in lost], pruned)
+
+    # --- steering -------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> Job:
+        return await self._steer(self._scripts.cancel, job_id, "cancel", [job_id, reason])
+
+    async def retry(self, job_id: str) -> Job:
+        return await self._steer(self._scripts.retry, job_id, "retry", [job_id])
+
+    async def _steer(self, script: Any, job_id: str, verb: str, args: list[ArgValue]) -> Job:
+        try:
+            flat = await self._call(script, args)
+        except BackendError as exc:
+            refused = _state_error(job_id, verb, exc)
+            if refused is not None:
+                raise refused from None
+            raise
+        return self._decode(job_id, pairs(flat))
+
+    # --- inspecting -----------------------------------------------------------------
+
+    def _decode(self, job_id: str, fields: dict[bytes, bytes]) -> Job:
+        try:
+            return job_from_hash(job_id, fields)
+        except (KeyError, ValueError) as exc:
+            raise PayloadDecodeError(
+                f"job {job_id} in Redis is not a valid Conveyor job: {exc!r}"
+            ) from exc
+
+    async def get(self, job_id: str) -> Job | None:
+        with _translated(self._url):
+            fields = cast(Fields, await self._redis.hgetall(self._key("job", job_id)))
+        return self._decode(job_id, fields) if fields else None
+
+    async def _fetch(self, ids: Sequence[str]) -> list[Job | None]:
+        if not ids:
+            return []
+        with _translated(self._url):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hgetall(self._key("job", job_id))
+                rows = await pipe.execute()
+        return [self._decode(i, f) if f else None for i, f in zip(ids, rows, strict=True)]
+
+    async def list_jobs(
+        self, filter: JobFilter, *, after: str | None = None, limit: int = 50
+    ) -> JobPage:
+        states = [filter.state] if filter.state else list(JobState)
+        upper = f"({after}" if after else "+"
+        lower = "-"
+        if filter.id_prefix:
+            lower = f"[{filter.id_prefix}"
+            prefix_end = filter.id_prefix + "\xff"
+            if after is None or after >= prefix_end:
+                upper = f"({prefix_end}"
+        found: list[Job] = []
+        examined = 0
+        last_seen: str | None = None
+        exhausted = False
+        while len(found) <= limit and examined < LIST_SCAN_LIMIT:
+            ids = await self._ids_below(states, upper, lower, LIST_BATCH)
+            if len(ids) < LIST_BATCH:
+                exhausted = True
+            for job, job_id in zip(await self._fetch(ids), ids, strict=True):
+                examined += 1
+                last_seen = job_id
+                if job is not None and _matches(job, filter):
+                    found.append(job)
+                    if len(found) > limit:
+                        break
+            if exhausted or len(found) > limit or last_seen is None:
+                break
+            upper = f"({last_seen}"
+        if len(found) > limit:
+            return JobPage(found[:limit], found[limit - 1].id)
+        more = not exhausted and last_seen is not None
+        return JobPage(found, last_seen if more else None)
+
+    async def _ids_below(self, states: list[JobState], upper: str, lower: str, n: int) -> list[str]:
+        """The ``n`` greatest ids in the states' indexes within the lexical bounds."""
+        with _translated(self._url):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for state in states:
+                    pipe.zrange(
+                        self._key("idx", state.value),
+                        upper,
+                        lower,
+                        desc=True,
+                        bylex=True,
+                        offset=0,
+                        num=n,
+                    )
+                rows = await pipe.execute()
+        merged = sorted({raw.decode() for row in rows for raw in row}, reverse=True)
+        return merged[:n]
+
+    async def family(self, job_id: str) -> list[Job]:
+        with _translated(self._url):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for kind in ("kids", "heirs", "staged"):
+                    pipe.lrange(self._key(kind, job_id), 0, -1)
+                rows = await pipe.execute()
+        ids = list(dict.fromkeys(raw.decode() for row in rows for raw in row))
+        return [job for job in await self._fetch(ids) if job is not None]
+
+    async def queue_stats(self) -> list[QueueStats]:
+        with _translated(self._url):
+            raw = cast(Fields, await self._redis.hgetall(self._key("stats")))
+        counts: dict[str, dict[JobState, int]] = {}
+        for field, value in raw.items():
+            state, _, queue = field.decode().partition(":")
+            number = int(value)
+            if number:
+                counts.setdefault(queue, {})[JobState(state)] = number
+        return [QueueStats(q, c) for q, c in sorted(counts.items())]
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._call(self._scripts.workers, ["list"])
+        found = []
+        for info, seen in rows:
+            data = json.loads(info)
+            found.append(
+                WorkerInfo(
+                    id=data["id"],
+                    host=data["host"],
+                    pid=data["pid"],
+                    queues=tuple(data["queues"]),
+                    concurrency=data["concurrency"],
+                    started_at=data["started_at"],
+                    last_seen=float(seen),
+                    running=data["running"],
+                )
+            )
+        return sorted(found, key=lambda w: w.id)
+
+    async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:
+        last = int(time.time() // 60)
+        span = range(last - minutes + 1, last + 1)
+        fields = ["s", "r", "f"] if type is None else [f"s:{type}", f"r:{type}", f"f:{type}"]
+        with _translated(self._url):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for minute in span:
+                    pipe.hmget(self._key("cnt", str(minute)), fields)
+                rows = await pipe.execute()
+        return [
+            MinuteCount(datetime.fromtimestamp(minute * 60, UTC), *(int(v or 0) for v in row))
+            for minute, row in zip(span, rows, strict=True)
+        ]
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        pubsub = self._redis.pubsub()
+        with _translated(self._url):
+            await pubsub.subscribe(self._key("events"))
+        try:
+            while True:
+                with _translated(self._url):
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None or message["type"] != "message":
+                    continue
+                state, job_id, type_name, queue, at = message["data"].decode().split("|", 4)
+                yield JobEvent(job_id, type_name, queue, JobState(state), float(at))
+        finally:
+            with contextlib.suppress(redis_errors.RedisError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def publish_types(self, sets: Mapping[str, bytes]) -> None:
+        if sets:
+            with _translated(self._url):
+                await self._redis.hset(self._key("types"), mapping=dict(sets))  # type: ignore[arg-type]
+
+    async def descriptor_sets(self) -> dict[str, bytes]:
+        with _translated(self._url):
+            raw = cast(Fields, await self._redis.hgetall(self._key("types")))
+        return {name.decode(): data for name, data in raw.items()}
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def _matches(job: Job, flt: JobFilter) -> bool:
+    return (
+        (flt.state is None or job.state is flt.state)
+        and (flt.queue is None or job.queue == flt.queue)
+        and (flt.type is None or job.type == flt.type)
+        and (flt.id_prefix is None or job.id.startswith(flt.id_prefix))
+    )
