@@ -10,7 +10,7 @@ from typing import Self, Unpack
 
 from .backend_registry import open_storage
 from .config import Config
-from .errors import JobNotFound
+from .errors import BackendUnavailable, JobNotFound
 from .job import Job
 from .specs import EnqueueOptions, build_spec, initial_state, job_of
 from .storage import Storage
@@ -124,14 +124,24 @@ class AsyncClient:
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job settles and return it.
 
+        Connection failures are retried until the deadline.
+
         Raises:
             JobNotFound: no such job.
             TimeoutError: it did not settle within ``timeout`` seconds.
+            BackendUnavailable: storage was still unreachable at the deadline.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
-            job = await self.get(job_id)
+            try:
+                job = await self.get(job_id)
+            except BackendUnavailable:  # a blip: keep waiting until the deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.25)
+                continue
             if job is None:
                 raise JobNotFound(job_id)
             if job.state.settled:

@@ -106,7 +106,10 @@ class RedisStorage:
         """
         try:
             client = aioredis.Redis.from_url(
-                config.url, decode_responses=False, socket_connect_timeout=5
+                config.url,
+                decode_responses=False,
+                socket_connect_timeout=5,
+                client_name=f"conveyor:{config.namespace}",  # visible in CLIENT LIST
             )
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {mask_url(config.url)!r}: {exc}") from exc
