@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from conveyor.backends.memory import drop_store
 
-BACKENDS = ["memory", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 
 
 def backend_params() -> list[object]:
@@ -76,3 +77,18 @@ def redis_url(redis_server: str, namespace: str) -> Iterator[str]:
         keys = list(client.scan_iter(match="{" + namespace + "}:*", count=1000))
         for start in range(0, len(keys), 500):
             client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'conveyor.db'}"
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, namespace: str) -> Iterator[str]:
+    """The shared test database; the test's namespace is its schema, dropped afterwards."""
+    import psycopg
+
+    yield postgres_server
+    with psycopg.connect(postgres_server.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{namespace}" CASCADE')

@@ -394,6 +394,11 @@ class Worker:
                 pause = min(pause * 2, 5.0)
                 self._outcome_ready.set()
                 continue
+            except Exception:
+                # A bug, not an outage: retrying would fail the same way. The jobs'
+                # leases expire and they run again, so nothing is lost.
+                log.exception("reporting %d outcomes failed; their leases will expire", len(batch))
+                continue
             pause = 0.05
             for outcome, ok in zip(batch, accepted, strict=True):
                 if not ok:

@@ -1,0 +1,46 @@
+"""Rows of the jobs table as ``Job`` snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.core.job import Job, to_datetime
+from conveyor.core.states import JobState, When
+
+
+def _ids(value: str | None) -> tuple[str, ...]:
+    return tuple(value.split(",")) if value else ()
+
+
+def job_of_row(row: Any) -> Job:
+    """A ``Job`` from a jobs-table row (or a ``rules.Rec`` of one)."""
+    return Job(
+        id=row.id,
+        type=row.type,
+        queue=row.queue,
+        state=JobState(row.state),
+        payload_bytes=bytes(row.payload),
+        priority=row.priority,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
+        parent_id=row.parent_id,
+        predecessor_id=row.predecessor_id,
+        when=When(row.heir_when) if row.heir_when else None,
+        optional=bool(row.optional),
+        headers=dict(row.headers or {}),
+        last_error=row.last_error,
+        created_at=to_datetime(row.created_at),
+        run_at=to_datetime(row.run_at),
+        started_at=to_datetime(row.started_at),
+        finished_at=to_datetime(row.finished_at),
+        lease_token=row.lease_token,
+        worker_id=row.worker_id,
+        lost_count=row.lost_count,
+        open_children=row.open_children,
+        failed_ids=_ids(row.failed_ids),
+        reason=row.reason,
+        failed_child_id=row.failed_child_id,
+        predecessor_state=JobState(row.predecessor_state) if row.predecessor_state else None,
+        predecessor_failed_ids=_ids(row.predecessor_failed_ids),
+    )

@@ -1,0 +1,147 @@
+"""The SQL schema, built per namespace: a PostgreSQL schema, or a table prefix on SQLite.
+
+Times are epoch seconds (double precision), as in every backend; ids are the
+canonical UUIDv7 text, so ordering by id is ordering by creation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+SETTLED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The tables of one namespace."""
+
+    metadata: MetaData
+    jobs: Table
+    counters: Table
+    workers: Table
+    types: Table
+    version: Table
+
+
+def build_tables(namespace: str, *, postgres: bool) -> Tables:
+    """Tables for ``namespace``: in its own schema on PostgreSQL, prefixed on SQLite."""
+    schema = namespace if postgres else None
+    prefix = "" if postgres else f"{namespace}_"
+    metadata = MetaData(schema=schema)
+    jobs = Table(
+        f"{prefix}jobs",
+        metadata,
+        Column("id", String(36), primary_key=True),
+        Column("type", Text, nullable=False),
+        Column("queue", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("state", String(10), nullable=False),
+        Column("priority", Integer, nullable=False, server_default="0"),
+        Column("run_at", Float),
+        Column("max_attempts", Integer, nullable=False),
+        Column("attempt", Integer, nullable=False, server_default="0"),
+        Column("timeout", Float),
+        Column("headers", JSON),
+        Column("parent_id", String(36)),
+        Column("predecessor_id", String(36)),
+        Column("heir_when", String(10)),
+        Column("optional", Boolean, nullable=False, server_default=text("false")),
+        Column("declared_by", String(36)),
+        Column("last_error", Text),
+        Column("created_at", Float, nullable=False),
+        Column("started_at", Float),
+        Column("finished_at", Float),
+        Column("lease_token", BigInteger, nullable=False, server_default="0"),
+        Column("lease_expires", Float),
+        Column("worker_id", Text),
+        Column("lost_count", Integer, nullable=False, server_default="0"),
+        Column("open_children", Integer, nullable=False, server_default="0"),
+        Column("failed_ids", Text),
+        Column("reason", Text),
+        Column("failed_child_id", String(36)),
+        Column("predecessor_state", String(10)),
+        Column("predecessor_failed_ids", Text),
+    )
+    # The claim: the oldest of the highest priority among a queue's queued jobs.
+    Index(
+        f"{prefix}jobs_claim",
+        jobs.c.queue,
+        jobs.c.priority.desc(),
+        jobs.c.id,
+        postgresql_where=jobs.c.state == "queued",
+        sqlite_where=jobs.c.state == "queued",
+    )
+    # Promotion of due scheduled jobs, and the next due time.
+    Index(
+        f"{prefix}jobs_due",
+        jobs.c.run_at,
+        postgresql_where=jobs.c.state == "scheduled",
+        sqlite_where=jobs.c.state == "scheduled",
+    )
+    # Recovery of expired leases.
+    Index(
+        f"{prefix}jobs_leases",
+        jobs.c.lease_expires,
+        postgresql_where=jobs.c.state == "running",
+        sqlite_where=jobs.c.state == "running",
+    )
+    # Families: a parent's children, a predecessor's heirs, an attempt's declarations.
+    Index(f"{prefix}jobs_parent", jobs.c.parent_id)
+    Index(f"{prefix}jobs_predecessor", jobs.c.predecessor_id)
+    Index(f"{prefix}jobs_declared", jobs.c.declared_by)
+    # Listings by state (and queue), newest first with keyset pagination, and counts.
+    Index(f"{prefix}jobs_state", jobs.c.state, jobs.c.id)
+    Index(f"{prefix}jobs_queue_state", jobs.c.queue, jobs.c.state, jobs.c.id)
+    # Pruning settled jobs past retention.
+    Index(
+        f"{prefix}jobs_finished",
+        jobs.c.finished_at,
+        postgresql_where=jobs.c.state.in_(SETTLED),
+        sqlite_where=jobs.c.state.in_(SETTLED),
+    )
+    counters = Table(
+        f"{prefix}counters",
+        metadata,
+        Column("minute", BigInteger, primary_key=True),
+        Column("type", Text, primary_key=True),  # '' holds the totals
+        Column("succeeded", BigInteger, nullable=False, server_default="0"),
+        Column("retried", BigInteger, nullable=False, server_default="0"),
+        Column("failed", BigInteger, nullable=False, server_default="0"),
+    )
+    workers = Table(
+        f"{prefix}workers",
+        metadata,
+        Column("id", Text, primary_key=True),
+        Column("info", JSON, nullable=False),
+        Column("last_seen", Float, nullable=False),
+        Column("expires_at", Float, nullable=False, index=True),
+    )
+    types = Table(
+        f"{prefix}types",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("descriptor_set", LargeBinary, nullable=False),
+    )
+    version = Table(
+        f"{prefix}schema_version",
+        metadata,
+        Column("version", Integer, primary_key=True),
+        Column("applied_at", Float, nullable=False),
+    )
+    return Tables(metadata, jobs, counters, workers, types, version)
