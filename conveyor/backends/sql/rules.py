@@ -252,6 +252,61 @@ async def succeed(tx: Tx, row: Rec, declarations: Sequence[JobSpec]) -> None:
         await settle(tx, row, "succeeded")
 
 
+async def succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
+    """Rule 1 in bulk for successes that declared nothing: they settle at once.
+
+    Returns the rows that turned out to have staged declarations after all;
+    the caller takes those through ``succeed`` one by one.
+    """
+    jobs = tx.t.jobs
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    declaring = set(
+        (
+            await tx.conn.execute(
+                select(jobs.c.declared_by)
+                .where(jobs.c.declared_by.in_(ids), jobs.c.state == "held")
+                .distinct()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    leaves = [r for r in rows if r.id not in declaring]
+    if leaves:
+        await tx.conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_([r.id for r in leaves]))
+            .values(state="succeeded", finished_at=tx.now, worker_id=None, lease_expires=None)
+        )
+    by_parent: dict[str, list[Rec]] = defaultdict(list)
+    for leaf in leaves:
+        tx.event(leaf.id, "succeeded", leaf.type, leaf.queue)
+        tx.count(leaf.type, 0)
+        if leaf.parent_id is not None:
+            by_parent[leaf.parent_id].append(leaf)
+    # Each parent once per batch: a fan-out of thousands costs one update per batch.
+    parents = await lock(tx, list(by_parent))
+    for parent_id, children in by_parent.items():
+        parent = parents.get(parent_id)
+        if parent is None or parent.state in SETTLED:
+            continue
+        open_children = parent.open_children - len(children)
+        merged = _merge_ids(parent.failed_ids, [i for c in children for i in _ids(c.failed_ids)])
+        if parent.state == "waiting" and open_children <= 0:
+            state = "failed" if parent.failed_child_id else "succeeded"
+            changed = parent.replace(open_children=0, failed_ids=merged)
+            await settle(tx, changed, state, open_children=0, failed_ids=merged)
+        else:
+            await tx.conn.execute(
+                update(jobs)
+                .where(jobs.c.id == parent_id)
+                .values(open_children=open_children, failed_ids=merged)
+            )
+    return [r for r in rows if r.id in declaring]
+
+
 async def fail(tx: Tx, row: Rec, error: str) -> None:
     await discard_staged(tx, row.id)
     failed = _merge_ids(row.failed_ids, [row.id])

@@ -345,19 +345,19 @@ class SQLStorage:
 
         async def body(tx: rules.Tx) -> list[bool]:
             rows = await rules.lock(tx, [o.lease.job_id for o in outcomes])
-            accepted: list[bool] = []
-            for outcome in outcomes:
-                # Re-read: an earlier outcome of this batch may have changed this row.
-                row = rows.get(outcome.lease.job_id)
-                if row is not None:
-                    row = (await rules.lock(tx, [row.id]))[row.id]
-                ok = rules.holds(row, outcome.lease)
-                accepted.append(ok)
-                if not ok or row is None:
-                    continue
+            accepted = [rules.holds(rows.get(o.lease.job_id), o.lease) for o in outcomes]
+            held = [
+                (o, rows[o.lease.job_id]) for o, ok in zip(outcomes, accepted, strict=True) if ok
+            ]
+            # Outcomes never touch another running job (cascades reach only waiting
+            # parents and held heirs), so the rows read above stay current.
+            leaves = [r for o, r in held if isinstance(o, Success) and not o.declarations]
+            declaring = {r.id for r in await rules.succeed_leaves(tx, leaves)}
+            for outcome, row in held:
                 match outcome:
                     case Success(declarations=declarations):
-                        await rules.succeed(tx, row, declarations)
+                        if declarations or row.id in declaring:
+                            await rules.succeed(tx, row, declarations)
                     case Retry(error=error, retry_at=retry_at):
                         await rules.retry_later(tx, row, error, retry_at)
                     case Failure(error=error):
