@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Self, Unpack
+from typing import Any, Self, Unpack
 
 from .backend_registry import open_storage
 from .config import Config
@@ -64,12 +64,16 @@ class AsyncClient:
     async def enqueue(
         self,
         message: object,
+        *,
+        connection: Any = None,
         **options: Unpack[EnqueueOptions],
     ) -> Job:
         """Enqueue one job; its type (and default queue) is the message's full name.
 
         Args:
             message: a protobuf message instance.
+            connection: on PostgreSQL, your own SQLAlchemy ``AsyncConnection``
+                inside a transaction: the job exists if and only if it commits.
             **options: see ``EnqueueOptions`` (queue, delay, run_at, max_attempts,
                 timeout, priority, headers).
 
@@ -81,12 +85,14 @@ class AsyncClient:
             BackendUnavailable: storage could not be reached.
         """
         spec = build_spec(self.config, message, **options)
-        await (await self.storage()).enqueue([spec])
+        await (await self.storage()).enqueue([spec], connection=connection)
         return job_of(spec, initial_state(spec))
 
     async def enqueue_many(
         self,
         messages: Iterable[object],
+        *,
+        connection: Any = None,
         **options: Unpack[EnqueueOptions],
     ) -> list[Job]:
         """Enqueue a batch in one atomic step (one round trip), with shared options.
@@ -96,7 +102,7 @@ class AsyncClient:
         """
         specs = [build_spec(self.config, message, **options) for message in messages]
         if specs:
-            await (await self.storage()).enqueue(specs)
+            await (await self.storage()).enqueue(specs, connection=connection)
         return [job_of(spec, initial_state(spec)) for spec in specs]
 
     async def get(self, job_id: str) -> Job | None:

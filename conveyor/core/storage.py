@@ -11,16 +11,19 @@ only ``conveyor.core`` touches protobuf.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .job import Job, JobSpec, Lease
 from .states import JobState
 
 if TYPE_CHECKING:
     from .config import Config
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,17 +146,54 @@ class MaintenanceReport:
     pruned: int = 0
 
 
+async def take_or_hand_back(
+    take: Awaitable[tuple[list[Claimed], T]], storage: Storage
+) -> tuple[list[Claimed], T]:
+    """Run one claim round trip so that cancelling it never strands jobs.
+
+    Cancelling a claim while it waits for work is harmless; cancelling it
+    while the server is handing out leases would leave those jobs running
+    under a lease nobody holds until it expires. So the round trip is
+    shielded, and if the caller was cancelled meanwhile, what it took is
+    handed back at once before the cancellation goes on.
+    """
+    task = asyncio.ensure_future(take)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        claimed, _ = await task
+        if claimed:
+            await storage.settle([Release(c.lease) for c in claimed])
+        raise
+
+
+def refuse_connection(connection: object, backend: str) -> None:
+    """For backends without transactional enqueue: ``connection=`` is a mistake, say so."""
+    if connection is not None:
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"enqueue(connection=...) joins a PostgreSQL transaction; the {backend} backend "
+            "has none"
+        )
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Persistence contract every backend satisfies structurally."""
 
     # --- producing and working -------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
         """Create top-level jobs, queued (or scheduled when ``run_at`` is later), atomically.
+
+        ``connection``, where the backend supports it (PostgreSQL), is the
+        caller's open SQLAlchemy ``AsyncConnection``: the jobs then exist if
+        and only if the caller's transaction commits.
 
         Raises:
             ValueError: a spec has a parent or predecessor (only running jobs declare those).
+            ConfigurationError: ``connection`` given to a backend without transactions.
         """
         ...
 

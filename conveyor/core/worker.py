@@ -233,12 +233,18 @@ class Worker:
                     await asyncio.wait({slot_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                     slot_wait.cancel()
                     continue
+                claim = asyncio.create_task(
+                    storage.claim(self.id, self.queues, free, self.lease, self.claim_wait)
+                )
+                await asyncio.wait({claim, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if not claim.done():
+                    # Stopping: a claim cancelled mid-flight hands back what it took.
+                    claim.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, BackendError):
+                        await claim
+                    break
                 try:
-                    # The claim is never cancelled mid-flight: jobs it took would sit
-                    # under a lease until it expired. On stop they are handed back.
-                    claimed = await storage.claim(
-                        self.id, self.queues, free, self.lease, self.claim_wait
-                    )
+                    claimed = claim.result()
                 except BackendError as exc:
                     log.warning("claim failed, retrying in %.2fs: %s", pause, exc)
                     await asyncio.wait({stop_wait}, timeout=pause)

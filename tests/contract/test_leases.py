@@ -170,3 +170,12 @@ async def test_graceful_stop_hands_back_unfinished_jobs(
     assert handed_back.attempt == 0
     assert handed_back.lost_count == 0
     assert (await (await client.storage()).workers()) == []
+
+
+async def test_stop_interrupts_a_waiting_claim(config: conveyor.Config, journal: Journal) -> None:
+    """A worker blocked in a long claim stops at once and leaves nothing claimed."""
+    worker = step_worker(config, journal, claim_wait=60.0)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.3)
+    await worker.stop()
+    await asyncio.wait_for(task, 10)  # far below the 60 s claim

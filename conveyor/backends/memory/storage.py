@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from conveyor.core.config import Config
 from conveyor.core.job import Job, JobSpec, Lease
@@ -27,6 +28,7 @@ from conveyor.core.storage import (
     Outcome,
     QueueStats,
     WorkerInfo,
+    refuse_connection,
 )
 
 from ._store import MemoryStore
@@ -104,7 +106,8 @@ class MemoryStorage:
         """The storage shared by everything in this process with the same URL and namespace."""
         return cls(*_store_for(config))
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
+        refuse_connection(connection, "memory")
         self._store.enqueue(jobs)
 
     async def claim(

@@ -38,6 +38,8 @@ from conveyor.core.storage import (
     Retry,
     Success,
     WorkerInfo,
+    refuse_connection,
+    take_or_hand_back,
 )
 
 try:
@@ -147,7 +149,8 @@ class RedisStorage:
 
     # --- producing and working ----------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
+        refuse_connection(connection, "Redis")
         for spec in jobs:
             if spec.parent_id or spec.predecessor_id:
                 raise ValueError("only a running job declares children and heirs")
@@ -162,12 +165,11 @@ class RedisStorage:
         deadline = time.monotonic() + wait
         wake_keys = [self._key("wake", q) for q in queues]
         while True:
-            offset = random.randrange(len(queues))
-            claimed, next_due = await self._call(
-                self._scripts.claim, [worker_id, lease, limit, offset, *queues]
+            claimed, next_due = await take_or_hand_back(
+                self._take(worker_id, queues, limit, lease), self
             )
             if claimed:
-                return await self._decode_claims(claimed)
+                return claimed
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
@@ -176,6 +178,15 @@ class RedisStorage:
             with _translated(self._url):
                 # Blocks on the server until an enqueue pushes a wake token.
                 await self._redis.blpop(wake_keys, timeout=max(remaining, 0.001))
+
+    async def _take(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claimed], str]:
+        offset = random.randrange(len(queues))
+        rows, next_due = await self._call(
+            self._scripts.claim, [worker_id, lease, limit, offset, *queues]
+        )
+        return await self._decode_claims(rows), next_due.decode() if next_due else ""
 
     async def _decode_claims(self, rows: list[list[Any]]) -> list[Claimed]:
         claimed: list[Claimed] = []

@@ -37,6 +37,7 @@ from conveyor.core.storage import (
     Retry,
     Success,
     WorkerInfo,
+    take_or_hand_back,
 )
 
 try:
@@ -111,11 +112,15 @@ class SQLStorage:
         """
         driver_url, postgres = _driver_url(config.url)
         try:
-            engine = create_async_engine(
-                driver_url,
-                pool_pre_ping=True,
-                **({"pool_size": 10, "max_overflow": 20} if postgres else {}),
-            )
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            if postgres:
+                options.update(
+                    pool_size=10,
+                    max_overflow=20,
+                    # Visible in pg_stat_activity, so operators can tell Conveyor's sessions.
+                    connect_args={"application_name": f"conveyor:{config.namespace}"},
+                )
+            engine = create_async_engine(driver_url, **options)
         except (ArgumentError, ValueError) as exc:
             raise ConfigurationError(f"bad database URL {mask_url(config.url)!r}: {exc}") from exc
         except ImportError as exc:
@@ -223,7 +228,9 @@ class SQLStorage:
         dsn = self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    dsn, autocommit=True, application_name=f"conveyor:{self._namespace}"
+                ) as conn:
                     await conn.execute(f'LISTEN "{self._wake_channel}"')
                     self._signal.wake()  # anything sent while disconnected: look again
                     async for _ in conn.notifies():
@@ -234,9 +241,7 @@ class SQLStorage:
 
     # --- producing and working ----------------------------------------------------
 
-    async def enqueue(
-        self, jobs: Sequence[JobSpec], *, connection: AsyncConnection | None = None
-    ) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
         for spec in jobs:
             if spec.parent_id or spec.predecessor_id:
                 raise ValueError("only a running job declares children and heirs")
@@ -256,6 +261,11 @@ class SQLStorage:
         # Transactional enqueue: the caller's transaction decides whether the jobs exist.
         if not self._postgres:
             raise ConfigurationError("enqueue(connection=...) needs the PostgreSQL backend")
+        if not isinstance(connection, AsyncConnection):
+            raise ConfigurationError(
+                "connection must be a SQLAlchemy AsyncConnection with a transaction open, "
+                f"not {type(connection).__name__}"
+            )
         tx = rules.Tx(connection, self._t, time.time(), True)
         with self._translated():
             await body(tx)
@@ -301,7 +311,7 @@ class SQLStorage:
         while True:
             waiter = self._signal.waiter()  # before looking, so no wake-up is missed
             try:
-                claimed = await self._tx(body)
+                claimed, _ = await take_or_hand_back(self._take(body), self)
                 remaining = deadline - time.monotonic()
                 if claimed or remaining <= 0:
                     return claimed
@@ -314,6 +324,11 @@ class SQLStorage:
                     await asyncio.wait_for(waiter[1].wait(), remaining)
             finally:
                 self._signal.forget(waiter)
+
+    async def _take(
+        self, body: Callable[[rules.Tx], Awaitable[list[Claimed]]]
+    ) -> tuple[list[Claimed], None]:
+        return await self._tx(body), None
 
     async def _next_due(self) -> float | None:
         jt = self._t.jobs

@@ -1,0 +1,166 @@
+"""PostgreSQL specifics: transactional enqueue, schema versions, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import conveyor
+from conveyor import JobState
+from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor.backends.sql.migrate import SCHEMA_VERSION, SchemaMismatch
+from conveyor.core.backend_registry import open_storage
+from tests.support import FAST_BACKOFF, Journal, running, settle, step, step_worker, wait_id
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def config(postgres_url: str, namespace: str) -> conveyor.Config:
+    return conveyor.Config(url=postgres_url, namespace=namespace, backoff=FAST_BACKOFF)
+
+
+@pytest.fixture
+async def client(config: conveyor.Config) -> AsyncIterator[conveyor.AsyncClient]:
+    async with conveyor.AsyncClient(config) as client:
+        yield client
+
+
+async def test_transactional_enqueue_exists_only_if_the_transaction_commits(
+    config: conveyor.Config, client: conveyor.AsyncClient
+) -> None:
+    engine = create_async_engine(config.url)
+    try:
+        async with engine.connect() as conn:
+            async with conn.begin():
+                kept = await client.enqueue(BasicJob(name="kept"), connection=conn)
+                await conn.execute(text("select 1"))
+            trans = await conn.begin()
+            dropped = await client.enqueue(BasicJob(name="dropped"), connection=conn)
+            assert await client.get(dropped.id) is None  # not visible outside the transaction
+            await trans.rollback()
+    finally:
+        await engine.dispose()
+    stored = await client.get(kept.id)
+    assert stored is not None
+    assert stored.state is JobState.QUEUED
+    assert await client.get(dropped.id) is None
+
+
+async def test_transactional_enqueue_wakes_a_waiting_worker(
+    config: conveyor.Config, client: conveyor.AsyncClient
+) -> None:
+    worker = conveyor.Worker(config, claim_wait=30.0)  # only NOTIFY can wake it in time
+    ran = asyncio.Event()
+
+    @worker.handler
+    async def handle(ctx: conveyor.JobContext, msg: BasicJob) -> None:
+        ran.set()
+
+    engine = create_async_engine(config.url)
+    try:
+        async with running(worker):
+            await asyncio.sleep(0.3)  # the worker is now blocked in its claim
+            async with engine.begin() as conn:
+                await client.enqueue(BasicJob(name="x"), connection=conn)
+            await asyncio.wait_for(ran.wait(), 5)
+            await worker.stop()
+    finally:
+        await engine.dispose()
+
+
+async def test_connection_option_refused_elsewhere(memory_url: str) -> None:
+    async with conveyor.AsyncClient(conveyor.Config(url=memory_url)) as client:
+        with pytest.raises(conveyor.ConfigurationError, match="PostgreSQL"):
+            await client.enqueue(BasicJob(), connection=object())
+
+
+async def test_unreachable_database_is_typed_and_masks_the_password() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = conveyor.Config(url=f"postgresql://postgres:hunter2@127.0.0.1:{port}/test")
+    with pytest.raises(conveyor.BackendUnavailable) as info:
+        await open_storage(config)
+    assert "hunter2" not in str(info.value)
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+async def test_schema_newer_than_the_code_is_refused(config: conveyor.Config) -> None:
+    storage = await open_storage(config)
+    await storage.aclose()
+    with psycopg.connect(config.url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{config.namespace}".schema_version VALUES ({SCHEMA_VERSION + 1}, 0)'
+        )
+    with pytest.raises(SchemaMismatch, match="newer than this Conveyor"):
+        await open_storage(config)
+
+
+async def test_migrate_false_on_an_empty_database_says_what_to_do(config: conveyor.Config) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(SchemaMismatch, match="conveyor migrate"):
+        await open_storage(replace(config, migrate=False))
+
+
+async def test_many_starting_at_once_migrate_once(config: conveyor.Config) -> None:
+    storages = await asyncio.gather(*(open_storage(config) for _ in range(6)))
+    for storage in storages:
+        await storage.aclose()
+    with psycopg.connect(config.url.replace("+psycopg", "")) as conn:
+        rows = conn.execute(f'SELECT version FROM "{config.namespace}".schema_version').fetchall()
+    assert rows == [(SCHEMA_VERSION,)]
+
+
+async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(
+    config: conveyor.Config,
+) -> None:
+    """pg_terminate_backend every Conveyor session, repeatedly, in the middle of a family."""
+    journal = Journal()
+    branches = [
+        step(f"b{i}", children=[step(f"b{i}.{j}", sleep=0.02) for j in range(6)], heirs=[step(f"b{i}.heir")])
+        for i in range(5)
+    ]
+    root = step("root", children=branches, heirs=[step("final")])
+    killed = 0
+
+    async def killer() -> None:
+        nonlocal killed
+        async with await psycopg.AsyncConnection.connect(
+            config.url.replace("+psycopg", ""), autocommit=True
+        ) as admin:
+            while True:
+                await asyncio.sleep(0.1)
+                cursor = await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s",
+                    (f"conveyor:{config.namespace}",),
+                )
+                killed += sum(1 for (ok,) in await cursor.fetchall() if ok)
+
+    async with conveyor.AsyncClient(config) as client:
+        async with running(step_worker(config, journal, lease=1.0)):
+            job = await client.enqueue(root)
+            chaos = asyncio.create_task(killer())
+            await asyncio.sleep(1.5)
+            chaos.cancel()
+            settled = await settle(client, job.id, timeout=60)
+            final = await settle(client, await wait_id(journal, "final"), timeout=60)
+        minutes = await (await client.storage()).counters(minutes=3)
+
+    names = [f"b{i}" for i in range(5)] + [f"b{i}.{j}" for i in range(5) for j in range(6)]
+    names += [f"b{i}.heir" for i in range(5)] + ["root", "final"]
+    assert killed > 0
+    assert settled.state is JobState.SUCCEEDED
+    assert final.state is JobState.SUCCEEDED
+    for name in names:
+        assert journal.succeeded_runs(name), name
+    assert journal.count("final") == 1
+    assert sum(m.succeeded for m in minutes) == len(names)
