@@ -1,0 +1,5 @@
+"""``python -m conveyor``: the command line."""
+
+from .cli import main
+
+main()
