@@ -41,3 +41,13 @@ def protos(session: nox.Session) -> None:
     """Regenerate conveyor/_proto from protos/ (grpcio-tools + mypy-protobuf, pinned)."""
     session.install("-e", ".[dev]")
     session.run("python", "tools/genprotos.py")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks on Redis at 127.0.0.1:6379/14 (bench/README.md); not run by default.
+
+    ``nox -s bench -- --runs 1 --workloads w1`` passes options to ``python -m bench.run``.
+    """
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "bench.run", *(session.posargs or ["--commandstats"]))

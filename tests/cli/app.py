@@ -13,6 +13,6 @@ not_a_worker = 42
 
 
 @worker.handler
-async def record(ctx: conveyor.JobContext, msg: BasicJob) -> None:
+def record(ctx: conveyor.JobContext, msg: BasicJob) -> None:  # sync: runs in a thread
     with Path(msg.name).open("a") as out:
         out.write(f"{os.getpid()} {ctx.job.id}\n")

@@ -51,7 +51,11 @@ async def test_killed_connections_lose_nothing_and_settle_nothing_twice(
     config = conveyor.Config(url=private_redis.url, namespace=namespace, backoff=FAST_BACKOFF)
     journal = Journal()
     branches = [
-        step(f"b{i}", children=[step(f"b{i}.{j}", sleep=0.01) for j in range(8)], heirs=[step(f"b{i}.heir")])
+        step(
+            f"b{i}",
+            children=[step(f"b{i}.{j}", sleep=0.01) for j in range(8)],
+            heirs=[step(f"b{i}.heir")],
+        )
         for i in range(6)
     ]
     root = step("root", children=branches, heirs=[step("final")])

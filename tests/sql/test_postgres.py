@@ -125,7 +125,11 @@ async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(
     """pg_terminate_backend every Conveyor session, repeatedly, in the middle of a family."""
     journal = Journal()
     branches = [
-        step(f"b{i}", children=[step(f"b{i}.{j}", sleep=0.02) for j in range(6)], heirs=[step(f"b{i}.heir")])
+        step(
+            f"b{i}",
+            children=[step(f"b{i}.{j}", sleep=0.02) for j in range(6)],
+            heirs=[step(f"b{i}.heir")],
+        )
         for i in range(5)
     ]
     root = step("root", children=branches, heirs=[step("final")])
