@@ -10,6 +10,17 @@ from conveyor.core.states import JobState, When
 
 # The Lua side reads a spec as this many consecutive arguments (lib.lua SPEC_FIELDS).
 SPEC_FIELDS = 13
+# A job's state is one letter in its hash (lib.lua CODE).
+STATE_OF_CODE = {
+    b"h": JobState.HELD,
+    b"d": JobState.SCHEDULED,
+    b"q": JobState.QUEUED,
+    b"r": JobState.RUNNING,
+    b"w": JobState.WAITING,
+    b"s": JobState.SUCCEEDED,
+    b"f": JobState.FAILED,
+    b"c": JobState.CANCELLED,
+}
 ArgValue = str | bytes | int | float
 
 
@@ -83,7 +94,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
     """Build a ``Job`` from its hash.
 
     Raises:
-        KeyError, ValueError: the hash is not a Conveyor job (missing type or state).
+        KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
     type_name = fields[b"t"].decode()
     headers = _text(fields, b"h")
@@ -93,7 +104,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         id=job_id,
         type=type_name,
         queue=_text(fields, b"q") or type_name,
-        state=JobState(fields[b"s"].decode()),
+        state=STATE_OF_CODE[fields[b"s"]],
         payload_bytes=_payload(fields),
         priority=int(fields.get(b"pr", b"0")),
         attempt=int(fields.get(b"a", b"0")),

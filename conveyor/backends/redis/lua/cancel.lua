@@ -3,14 +3,14 @@
 local id = ARGV[1]
 local key = jk(id)
 local v = redis.call('HMGET', key, 's', 'd', 'pred', 't', 'q')
-local state = v[1]
+local state = NAME[v[1]]
 if not state then return redis.error_reply('CONVEYOR_NOT_FOUND ' .. id) end
 if SETTLED[state] then
   return redis.error_reply('CONVEYOR_STATE ' .. state .. ' it has already settled')
 end
 if state == 'held' then
   local declarer_state = v[2] and redis.call('HGET', jk(v[2]), 's')
-  if not v[3] or declarer_state == 'running' then
+  if not v[3] or declarer_state == CODE.running then
     return redis.error_reply('CONVEYOR_STATE held it is a declaration of an attempt still running; '
       .. 'cancel the job that declared it')
   end
@@ -31,12 +31,13 @@ while #stack > 0 do
   end
   for _, m in ipairs(members) do
     local mv = redis.call('HMGET', jk(m), 's', 't', 'q')
-    if mv[1] and not SETTLED[mv[1]] then
+    local member_state = NAME[mv[1]]
+    if member_state and not SETTLED[member_state] then
       redis.call('HSET', jk(m), 'fin', NOW, 'why', 'ancestor ' .. id .. ' cancelled')
       clear_lease(m)
       discard_staged(m)
       redis.call('ZREM', P .. 'sched', m)
-      set_state(m, mv[2], mv[3] or mv[2], mv[1], 'cancelled')
+      set_state(m, mv[2], mv[3] or mv[2], member_state, 'cancelled')
       stack[#stack + 1] = m
     end
   end

@@ -35,7 +35,7 @@ for _, level in ipairs(levels) do
     for _, id in ipairs(ids) do
       local key = jk(id)
       local v = redis.call('HMGET', key, 's', 't', 'q')
-      if v[1] == 'queued' then -- cancelled jobs are left in the list and skipped here
+      if v[1] == CODE.queued then -- cancelled jobs are left in the list and skipped here
         local token = redis.call('INCR', P .. 'token')
         redis.call('HINCRBY', key, 'a', 1)
         redis.call('HSET', key, 'tok', token, 'wid', worker, 'st', NOW)

@@ -7,7 +7,7 @@ local promoted = promote_due(limit)
 local recovered, lost_ids = 0, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', NOW, 'LIMIT', 0, limit)) do
   local key = jk(id)
-  if redis.call('HGET', key, 's') == 'running' then
+  if redis.call('HGET', key, 's') == CODE.running then
     local lost = redis.call('HINCRBY', key, 'lost', 1)
     if lost > max_lost then
       clear_lease(id)

@@ -3,6 +3,7 @@
 local id = ARGV[1]
 local key = jk(id)
 local v = redis.call('HMGET', key, 's', 'par', 'pred')
+v[1] = NAME[v[1]]
 if not v[1] then return redis.error_reply('CONVEYOR_NOT_FOUND ' .. id) end
 if v[1] ~= 'failed' and v[1] ~= 'cancelled' then
   return redis.error_reply('CONVEYOR_STATE ' .. v[1] .. ' only failed or cancelled jobs')
