@@ -1,0 +1,531 @@
+"""Render bench/RESULTS.md from the JSON written by ``python -m bench.run``.
+
+    python -m bench.report [--in bench/results.json] [--out bench/RESULTS.md]
+
+Every figure is the median of the runs with their min and max; ratios are medians over
+medians (the per-run ratios, taken within one interleaved round, in brackets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .common import summarize
+
+HERE = Path(__file__).resolve().parent
+
+# name -> title, and the figures shown for it: (key, label, unit)
+WORKLOAD_TITLES = {
+    "w1_single": "W1 enqueue, one at a time (`await client.enqueue(...)`)",
+    "w1_batched": "W1 enqueue, batched (`client.enqueue_many`, 100 per call)",
+    "w2_default": "W2 drain, one worker process, default concurrency",
+    "w2_tuned": "W2 drain, one worker process, tuned concurrency",
+    "w3": "W3 enqueue-to-start latency at a steady rate",
+    "w4": "W4 family: one parent, its children, one heir",
+    "w5": "W5 Redis memory per queued job (100-byte payload)",
+    "raw_rtt": "Raw redis-py asyncio LPUSH + RPOP, one round trip each",
+    "raw_pipelined": "Raw redis-py asyncio LPUSH + RPOP, pipelined by 100",
+    "redis_benchmark": "redis-benchmark -t lpush,rpop (50 parallel clients)",
+}
+
+FIGURES: dict[str, list[tuple[str, str, str]]] = {
+    "w1_single": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
+    "w1_batched": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
+    "w2_default": [
+        ("jobs_per_s", "throughput, from the worker's first claim", "jobs/s"),
+        ("jobs_per_s_from_spawn", "throughput, from spawning the process", "jobs/s"),
+        (
+            "jobs_per_s_to_last_settle",
+            "cross-check: first claim to last settle (Redis TIME)",
+            "jobs/s",
+        ),
+        ("startup_seconds", "spawn to first claim", "s"),
+        ("jobs_per_claim", "jobs per claim call", ""),
+        ("outcomes_per_settle", "outcomes per settle call", ""),
+    ],
+    "w3": [
+        ("p50_ms", "p50", "ms"),
+        ("p90_ms", "p90", "ms"),
+        ("p99_ms", "p99", "ms"),
+        ("max_ms", "max", "ms"),
+        ("mean_ms", "mean", "ms"),
+        ("achieved_rate", "achieved enqueue rate", "jobs/s"),
+    ],
+    "w4": [
+        ("heir_seconds", "parent enqueue to heir start", "s"),
+        ("phases.enqueue_to_parent_start", "  enqueue to parent start", "s"),
+        ("phases.parent_declaring", "  parent handler declaring children + heir", "s"),
+        (
+            "phases.declared_to_first_child",
+            "  declared to first child start (staging, settle)",
+            "s",
+        ),
+        ("phases.first_to_last_child", "  first to last child start", "s"),
+        ("phases.last_child_to_heir", "  last child start to heir start", "s"),
+        ("children_per_s", "children started per second", "jobs/s"),
+    ],
+    "w5": [
+        ("bytes_per_job", "used_memory delta / jobs", "bytes/job"),
+        ("memory_usage_per_job.job hashes", "  MEMORY USAGE: job hashes", "bytes/job"),
+        (
+            "memory_usage_per_job.state index (zset)",
+            "  MEMORY USAGE: state index zset",
+            "bytes/job",
+        ),
+        ("memory_usage_per_job.queue list", "  MEMORY USAGE: queue list", "bytes/job"),
+        (
+            "unattributed_per_job",
+            "  not in any key's MEMORY USAGE (keyspace table, allocator)",
+            "bytes/job",
+        ),
+    ],
+    "raw_rtt": [
+        ("pairs_per_s", "LPUSH+RPOP pairs", "pairs/s"),
+        ("lpush_per_s", "LPUSH alone (time spent in LPUSH awaits)", "LPUSH/s"),
+        ("round_trips_per_s", "round trips", "/s"),
+    ],
+    "raw_pipelined": [
+        ("pairs_per_s", "LPUSH+RPOP pairs", "pairs/s"),
+        ("lpush_per_s", "LPUSH alone (time spent in LPUSH pipelines)", "LPUSH/s"),
+    ],
+    "redis_benchmark": [
+        ("lpush_rps", "LPUSH", "requests/s"),
+        ("rpop_rps", "RPOP", "requests/s"),
+    ],
+}
+FIGURES["w2_tuned"] = FIGURES["w2_default"]
+
+# (label, (workload, figure), (baseline, figure))
+RATIOS = [
+    (
+        "W1 one-at-a-time / raw one-round-trip LPUSH",
+        ("w1_single", "jobs_per_s"),
+        ("raw_rtt", "lpush_per_s"),
+    ),
+    (
+        "W1 batched / pipelined LPUSH (100 per round trip)",
+        ("w1_batched", "jobs_per_s"),
+        ("raw_pipelined", "lpush_per_s"),
+    ),
+    (
+        "W2 default / raw LPUSH+RPOP pairs",
+        ("w2_default", "jobs_per_s"),
+        ("raw_rtt", "pairs_per_s"),
+    ),
+    (
+        "W2 tuned / raw LPUSH+RPOP pairs",
+        ("w2_tuned", "jobs_per_s"),
+        ("raw_rtt", "pairs_per_s"),
+    ),
+]
+
+# (label, workload, figure, comparison, bound, unit)
+TARGETS = [
+    ("W1 one-at-a-time", "w1_single", "jobs_per_s", ">=", 4000.0, "jobs/s"),
+    ("W1 batched", "w1_batched", "jobs_per_s", ">=", 20000.0, "jobs/s"),
+    ("W2 (default concurrency)", "w2_default", "jobs_per_s", ">=", 5000.0, "jobs/s"),
+    ("W2 (tuned concurrency)", "w2_tuned", "jobs_per_s", ">=", 5000.0, "jobs/s"),
+    ("W3 p50", "w3", "p50_ms", "<", 3.0, "ms"),
+    ("W3 p99", "w3", "p99_ms", "<", 10.0, "ms"),
+    ("W4 heir start", "w4", "heir_seconds", "<=", 1.0, "s"),
+    ("W5 memory", "w5", "bytes_per_job", "<", 500.0, "bytes/job"),
+]
+
+ROUND_TRIP_ROWS = ["w1_single", "w1_batched", "w2_default", "w2_tuned", "w3", "w4"]
+
+
+# --- analysis -------------------------------------------------------------------------------
+
+
+def figure(run: dict[str, Any], key: str) -> float | None:
+    """A figure of one run; dotted keys reach into nested dicts."""
+    value: Any = run
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return float(value) if isinstance(value, int | float) else None
+
+
+def ok_runs(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [r for r in data.get("measurements", {}).get(name, []) if "error" not in r]
+
+
+def stat(data: dict[str, Any], name: str, key: str) -> dict[str, Any]:
+    values = [v for r in ok_runs(data, name) if (v := figure(r, key)) is not None]
+    return summarize(values)
+
+
+def ratio(data: dict[str, Any], top: tuple[str, str], bottom: tuple[str, str]) -> dict[str, Any]:
+    num, den = stat(data, *top), stat(data, *bottom)
+    if num["median"] is None or not den["median"]:
+        return {"median": None, "per_run": []}
+    by_run = {r["run"]: figure(r, bottom[1]) for r in ok_runs(data, bottom[0])}
+    per_run = []
+    for r in ok_runs(data, top[0]):
+        a, b = figure(r, top[1]), by_run.get(r["run"])
+        if a is not None and b:
+            per_run.append(a / b)
+    return {"median": num["median"] / den["median"], "per_run": per_run}
+
+
+def met(value: float, op: str, bound: float) -> bool:
+    return {">=": value >= bound, "<": value < bound, "<=": value <= bound}[op]
+
+
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for label, name, key, op, bound, unit in TARGETS:
+        s = stat(data, name, key)
+        row: dict[str, Any] = {"label": label, "workload": name, "figure": key, "op": op}
+        row.update({"bound": bound, "unit": unit, "stat": s})
+        if s["median"] is None:
+            row["verdict"] = "not measured"
+        else:
+            runs_met = sum(met(v, op, bound) for v in s["values"])
+            row["met"] = met(s["median"], op, bound)
+            row["runs_met"] = runs_met
+            row["verdict"] = "met" if row["met"] else "MISSED"
+        rows.append(row)
+    return rows
+
+
+def trips_summary(data: dict[str, Any], name: str) -> dict[str, Any] | None:
+    runs = [r["commandstats"] for r in ok_runs(data, name) if r.get("commandstats")]
+    if not runs:
+        return None
+    keys = ["round_trips_per_job", "evalsha_per_job", "blpop_per_job", "lua_calls_per_job"]
+    keys += ["server_usec_per_job", "script_usec_per_job"]
+    out: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in keys}
+    names = {n for r in runs for n in r["round_trips"]}
+    out["round_trips"] = {
+        n: statistics.median(r["round_trips"].get(n, 0) for r in runs) for n in names
+    }
+    lua = {n for r in runs for n in r["lua_calls"]}
+    out["lua_calls"] = dict(
+        sorted(
+            ((n, statistics.median(r["lua_calls"].get(n, 0) for r in runs)) for n in lua),
+            key=lambda kv: -kv[1],
+        )
+    )
+    out["runs"] = len(runs)
+    return out
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+D = "\u2013"  # an en dash, for ranges
+
+
+def num(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return D
+    if unit == "s":
+        return f"{value:,.3f}" if abs(value) >= 0.01 else f"{value:.4f}"
+    if unit == "ms" or abs(value) < 100:
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
+
+
+def med_range(s: dict[str, Any], unit: str = "") -> str:
+    if s["median"] is None:
+        return D
+    return f"{num(s['median'], unit)} ({num(s['min'], unit)}{D}{num(s['max'], unit)})"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def render(data: dict[str, Any]) -> str:
+    meta = data.get("meta", {})
+    out: list[str] = ["# Conveyor benchmark results", ""]
+    out.append(
+        f"Rendered by `python -m bench.report` from `{meta.get('out', 'bench/results.json')}`. "
+        f"Each figure is the **median of {meta.get('runs', '?')} runs (min{D}max)**. The runs "
+        "were interleaved: every round ran each workload and baseline once, in an order "
+        "rotated from round to round, so that drift hits Conveyor and the baselines alike."
+    )
+    out += ["", "Command:", "", "```sh", meta.get("command", "?"), "```", ""]
+    out.append(
+        f"Started {meta.get('started', '?')}, took {num(meta.get('duration_s'), 's')} s. "
+        f"Backend: Conveyor on Redis at `{meta.get('url', '?')}`, a fresh namespace per "
+        "measurement, its keys deleted afterwards (SCAN MATCH + DEL)."
+    )
+    out.append("")
+    out += _targets_section(data)
+    out += _ratios_section(data)
+    out += ["## Figures", ""]
+    for name, title in WORKLOAD_TITLES.items():
+        if data.get("measurements", {}).get(name):
+            out += _workload_section(data, name, title)
+    out += _round_trips_section(data)
+    out += _machine(meta)
+    out += _notes(data)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _targets_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for t in targets(data):
+        s, unit = t["stat"], t["unit"]
+        verdict = t["verdict"]
+        if "runs_met" in t:
+            verdict += f" ({t['runs_met']} of {len(s['values'])} runs met it)"
+        bound = f"{t['op']} {num(t['bound'], unit)} {unit}"
+        rows.append([t["label"], f"{med_range(s, unit)} {unit}", bound, verdict])
+    header = ["figure", f"median (min{D}max)", "target (from the issue)", "verdict on the median"]
+    return ["## Targets", "", *table(header, rows), ""]
+
+
+def _ratios_section(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for label, top, bottom in RATIOS:
+        r = ratio(data, top, bottom)
+        per = ", ".join(f"{v:.3f}" for v in r["per_run"])
+        rows.append([label, num(r["median"], ""), f"[{per}]" if per else D])
+    header = ["ratio", "median / median", "per round (same round's baseline)"]
+    return ["## Ratios to the raw baselines", "", *table(header, rows), ""]
+
+
+def _workload_section(data: dict[str, Any], name: str, title: str) -> list[str]:
+    out = [f"### {title}", "", _workload_note(data, name), ""]
+    rows = []
+    for key, label, unit in FIGURES.get(name, []):
+        s = stat(data, name, key)
+        if s["median"] is not None:
+            runs = ", ".join(num(v, unit) for v in s["values"])
+            rows.append([label, med_range(s, unit), unit, runs])
+    for label, top, bottom in RATIOS:
+        if top[0] == name:
+            r = ratio(data, top, bottom)
+            runs = ", ".join(f"{v:.3f}" for v in r["per_run"])
+            rows.append([f"ratio: {label}", num(r["median"], ""), "", runs])
+    for t in targets(data):
+        if t["workload"] == name:
+            bound = f"{t['op']} {num(t['bound'], t['unit'])} {t['unit']}"
+            rows.append([f"target: {t['label']} {bound}", t["verdict"], "", ""])
+    out += table(["figure", f"median (min{D}max)", "unit", "each run"], rows)
+    for r in data["measurements"][name]:
+        if "error" in r:
+            out += ["", f"**Run {r['run']} failed:** `{r['error']}`"]
+    out.append("")
+    return out
+
+
+def _round_trips_section(data: dict[str, Any]) -> list[str]:
+    out = ["## Round trips per job (counted from INFO commandstats deltas)", ""]
+    rows = []
+    lua_lines = []
+    for name in ROUND_TRIP_ROWS:
+        s = trips_summary(data, name)
+        if s is None:
+            continue
+        other = {k: v for k, v in s["round_trips"].items() if k not in ("evalsha", "blpop") and v}
+        other_txt = ", ".join(f"{k} {v:.4f}" for k, v in sorted(other.items()))
+        rows.append(
+            [
+                name,
+                f"{s['round_trips_per_job']:.4f}",
+                f"{s['evalsha_per_job']:.4f}",
+                f"{s['blpop_per_job']:.4f}",
+                other_txt or D,
+                f"{s['lua_calls_per_job']:.1f}",
+                f"{s['server_usec_per_job']:.1f}",
+            ]
+        )
+        busiest = [(k, v) for k, v in s["lua_calls"].items() if v >= 0.005][:12]
+        top = ", ".join(f"{k} {v:.2f}" for k, v in busiest)
+        lua_lines.append(f"- **{name}**: {top}")
+    if not rows:
+        return [*out, "Not measured in this run (pass `--commandstats`).", ""]
+    out.append(
+        "Calls per job, median over runs. *Round trips* are the commands that only a client "
+        "can send (EVALSHA, BLPOP, connection set-up such as HELLO / CLIENT SETNAME / SELECT / "
+        "PING / CONFIG GET), plus the worker's one HSET of `publish_types`; the harness's own "
+        "INFO snapshots and progress polls (one HGETALL each) are subtracted. Every other "
+        "command in the delta ran inside a Lua script (`redis.call`). *Server µs* is the "
+        "server's time in the client-sent commands (an EVALSHA's includes its script's calls). "
+        "W3 and W4 count the producer's enqueues too; W1 and W2 count one side each."
+    )
+    out.append("")
+    header = ["workload", "round trips/job", "EVALSHA/job", "BLPOP/job"]
+    header += ["other client commands/job", "redis.call in Lua/job", "server µs/job"]
+    out += table(header, rows)
+    out += ["", "Commands run inside the scripts, per job (most frequent first):", ""]
+    out += lua_lines
+    out.append("")
+    out += _worker_calls(data)
+    return out
+
+
+def _workload_note(data: dict[str, Any], name: str) -> str:
+    cfg = data.get("meta", {}).get("settings", {})
+    runs = ok_runs(data, name)
+    first = runs[0] if runs else {}
+    jobs = first.get("jobs", cfg.get("jobs"))
+    conc = first.get("concurrency", cfg.get("default_concurrency"))
+    if name == "w1_single":
+        return f"{jobs} no-op `BasicJob`s from one producer process, each awaited before the next."
+    if name == "w1_batched":
+        return f"{jobs} no-op `BasicJob`s, `enqueue_many` of {first.get('batch', 100)} per call."
+    if name == "w2_default":
+        return (
+            f"{jobs} already-queued no-op jobs drained by one `python -m bench.worker_app` "
+            f"process at concurrency {conc}. Timed from the worker's first `claim` call "
+            "(the worker prints its `time.time()`) until `queue_stats()`, polled every 20 ms, "
+            "shows all succeeded. The from-spawn figure adds interpreter start-up, imports "
+            "and connecting."
+        )
+    if name == "w2_tuned":
+        return f"As above, at concurrency {conc}."
+    if name == "w3":
+        return (
+            f"{first.get('jobs', '?')} jobs at {cfg.get('w3_rate')} jobs/s for "
+            f"{cfg.get('w3_seconds')} s into one idle worker process (concurrency "
+            f"{cfg.get('default_concurrency')}); latency = the handler's start minus the "
+            "producer's `time.time()` just before `enqueue`. Percentiles are per run "
+            "(nearest rank), then the median over runs."
+        )
+    if name == "w4":
+        return (
+            f"The parent's handler calls `ctx.enqueue_child` "
+            f"{first.get('children', cfg.get('w4_children'))} times and `ctx.enqueue_heir` "
+            f"once; one worker process at concurrency {conc}. Timed from just before "
+            "`client.enqueue(parent)` to the heir handler's `time.time()`."
+        )
+    if name == "w5":
+        return (
+            f"`INFO memory` used_memory before and after enqueueing {jobs} jobs (100-byte "
+            "`BasicJob` payload, `enqueue_many` of 100) into a fresh namespace, divided by "
+            "the jobs; the MEMORY USAGE rows break it down by key. Encodings (OBJECT ENCODING): "
+            f"{first.get('encodings', first.get('job_hash_encoding', '?'))}; server settings: "
+            f"{first.get('hash_max_listpack', '?')}."
+        )
+    if name == "raw_rtt":
+        return (
+            "Sequential awaits on one redis-py asyncio connection (hiredis parser): "
+            "`await r.lpush(k, v)` then `await r.rpop(k)`, a 36-byte value (a job id's length)."
+        )
+    if name == "raw_pipelined":
+        return "Per 100 pairs: one pipeline (transaction=False) of 100 LPUSH, then one of 100 RPOP."
+    return (
+        f"`{first.get('command', 'redis-benchmark')}`: **50 parallel clients** (its default) "
+        "written in C, so not comparable one-to-one with one Python connection."
+    )
+
+
+def _worker_calls(data: dict[str, Any]) -> list[str]:
+    lines = []
+    for name in ("w2_default", "w2_tuned", "w3", "w4"):
+        runs = ok_runs(data, name)
+        calls: list[dict[str, int]] = [r["worker_calls"] for r in runs if r.get("worker_calls")]
+        if not calls:
+            continue
+        jobs = runs[0].get("jobs") or (runs[0].get("children", 0) + 2)
+        keys = sorted({k for c in calls for k in c})
+        parts = [f"{k} {statistics.median(c.get(k, 0) for c in calls):,.0f}" for k in keys]
+        lines.append(f"- **{name}** ({jobs} jobs): " + ", ".join(parts))
+    if not lines:
+        return []
+    head = [
+        "Storage operations the worker called (counted by `bench.worker_app`'s wrapper; "
+        "one `claim` call may run the claim script more than once around a BLPOP), "
+        "median over runs:",
+        "",
+    ]
+    return [*head, *lines, ""]
+
+
+def _machine(meta: dict[str, Any]) -> list[str]:
+    m = meta.get("machine", {})
+    v = meta.get("versions", {})
+    out = ["## Machine", ""]
+    out += table(
+        ["", ""],
+        [
+            ["CPUs (nproc)", str(m.get("nproc", "?"))],
+            ["CPU model", str(m.get("cpu_model", "?"))],
+            ["RAM", f"{m.get('ram_gib', '?')} GiB"],
+            ["OS", f"{m.get('os', '?')}, kernel {m.get('kernel', '?')} ({m.get('arch', '?')})"],
+            ["load average at start", str(meta.get("loadavg_start", "?"))],
+        ],
+    )
+    out += ["", "## Versions", ""]
+    out += table(
+        ["", ""],
+        [
+            ["Python", f"{v.get('python', '?')} ({v.get('python_impl', '?')})"],
+            ["Redis server (INFO)", str(v.get("redis_server", "?"))],
+            ["redis-py", str(v.get("redis_py", "?"))],
+            [
+                "hiredis",
+                f"{v.get('hiredis', '?')} (used by redis-py: {v.get('hiredis_in_use', '?')})",
+            ],
+            ["protobuf", f"{v.get('protobuf', '?')} ({v.get('protobuf_backend', '?')} backend)"],
+            ["uuid-utils", str(v.get("uuid_utils", "?"))],
+            ["conveyor-jobs", f"{v.get('conveyor', '?')}, git {v.get('conveyor_git', '?')}"],
+            [
+                "conveyor/ tree digest",
+                f"`{v.get('conveyor_tree_sha256', '?')}` (sha256 of .py/.lua)",
+            ],
+            ["redis-benchmark", str(v.get("redis_benchmark", "?"))],
+        ],
+    )
+    out.append("")
+    return out
+
+
+def _notes(data: dict[str, Any]) -> list[str]:
+    meta = data.get("meta", {})
+    notes = list(meta.get("notes", []))
+    foreign = meta.get("foreign_clients_max", 0)
+    if foreign:
+        hit = [
+            f"{name} (round {r['run']})"
+            for name, runs in data.get("measurements", {}).items()
+            for r in runs
+            if r.get("foreign_clients")
+        ]
+        notes.append(
+            f"Up to {foreign} Redis client(s) not belonging to the benchmark were connected "
+            "at the start of: " + (", ".join(hit) or "some measurement") + ". Such other "
+            "work on this machine can add to those measurements' timings and commandstats."
+        )
+    busy = [b for b in meta.get("cpu_busy_before_round", []) if b is not None]
+    if busy:
+        shares = ", ".join(f"{b:.0%}" for b in busy)
+        text = f"CPU busy (all cores) in the second before each round: {shares}."
+        if max(busy) > 0.15:
+            text += " **Other work was running on this machine; expect noisier figures.**"
+        notes.append(text)
+    if meta.get("py_spy"):
+        notes.append(
+            "py-spy was attached (`--py-spy`): sampling perturbs the timings; use these "
+            "figures for the profiles, not as results."
+        )
+    if not notes:
+        return []
+    return ["## Notes", "", *[f"- {n}" for n in notes], ""]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render RESULTS.md from the benchmark JSON.")
+    parser.add_argument("--in", dest="src", default=str(HERE / "results.json"))
+    parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    data = json.loads(Path(args.src).read_text())
+    Path(args.out).write_text(render(data))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
