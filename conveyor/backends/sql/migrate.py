@@ -54,20 +54,23 @@ async def migrate(engine: AsyncEngine, tables: Tables, namespace: str, *, postgr
     Raises:
         SchemaMismatch: the database is newer than this code.
     """
-    async with engine.begin() as conn:
-        if postgres:
-            # Held until commit: concurrent starters wait here, then find it done.
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(namespace)}
-            )
-            await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"'))
-        current = await conn.run_sync(_current, tables)
-        _refuse_newer(current)
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            await conn.run_sync(MIGRATIONS[version], tables)
-            await conn.execute(
-                insert(tables.version).values(version=version, applied_at=time.time())
-            )
+    async with engine.connect() as conn:
+        if not postgres:  # BEGIN IMMEDIATE: concurrent starters queue on the file lock
+            await conn.execution_options(conveyor_write=True)
+        async with conn.begin():
+            if postgres:
+                # Held until commit: concurrent starters wait here, then find it done.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(namespace)}
+                )
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"'))
+            current = await conn.run_sync(_current, tables)
+            _refuse_newer(current)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                await conn.run_sync(MIGRATIONS[version], tables)
+                await conn.execute(
+                    insert(tables.version).values(version=version, applied_at=time.time())
+                )
     return SCHEMA_VERSION
 
 

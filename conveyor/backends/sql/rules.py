@@ -287,9 +287,11 @@ async def succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
         if leaf.parent_id is not None:
             by_parent[leaf.parent_id].append(leaf)
     # Each parent once per batch: a fan-out of thousands costs one update per batch.
-    parents = await lock(tx, list(by_parent))
+    # Lock them all first, in id order (no deadlocks), but read each again just
+    # before use: settling one parent may walk up into another in this list.
+    await lock(tx, list(by_parent))
     for parent_id, children in by_parent.items():
-        parent = parents.get(parent_id)
+        parent = (await lock(tx, [parent_id])).get(parent_id)
         if parent is None or parent.state in SETTLED:
             continue
         open_children = parent.open_children - len(children)

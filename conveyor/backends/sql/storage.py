@@ -174,7 +174,10 @@ class SQLStorage:
                     async with contextlib.AsyncExitStack() as stack:
                         if self._write_lock is not None:
                             await stack.enter_async_context(self._write_lock)
-                        conn = await stack.enter_async_context(self._engine.begin())
+                        conn = await stack.enter_async_context(self._engine.connect())
+                        if not self._postgres:  # SQLite: take the write lock up front
+                            await conn.execution_options(conveyor_write=True)
+                        await stack.enter_async_context(conn.begin())
                         tx = rules.Tx(conn, self._t, time.time(), self._postgres)
                         result = await body(tx)
                         await self._notify(conn, tx)
@@ -781,7 +784,7 @@ def _short(exc: BaseException) -> str:
 
 
 def _sqlite_setup(engine: AsyncEngine) -> None:
-    """WAL mode, a busy timeout, and ``BEGIN IMMEDIATE`` so writers queue instead of failing."""
+    """WAL mode, a busy timeout, and ``BEGIN IMMEDIATE`` for writers so they queue, not fail."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -794,4 +797,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers queue for the lock at BEGIN instead of failing on upgrade;
+        # readers take a plain deferred BEGIN and never block in WAL mode.
+        write = conn.get_execution_options().get("conveyor_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
