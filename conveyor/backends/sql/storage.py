@@ -53,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import rules
 from ._rows import job_of_row
 from .migrate import check, migrate
+from .pg_enqueue import enqueue_params, enqueue_statement
 from .schema import SETTLED, build_tables
 from .wakeup import LocalSignal, local_signal
 
@@ -62,6 +63,7 @@ T = TypeVar("T")
 MAINTENANCE_BATCH = 1000
 NOTIFY_CHUNK = 7000  # bytes per NOTIFY payload (the server's limit is 8000)
 SQLITE_POLL = 0.5  # other processes' work on SQLite is found by polling this often
+PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
 
 
 def _driver_url(url: str) -> tuple[str, bool]:
@@ -99,6 +101,7 @@ class SQLStorage:
         self._signal: LocalSignal = local_signal(f"{engine.url}|{config.namespace}")
         self._write_lock = asyncio.Lock() if not postgres else None
         self._listener: asyncio.Task[None] | None = None
+        self._promoted_at = 0.0
         self._wake_channel = f"conveyor_{config.namespace}_wake"
         self._event_channel = f"conveyor_{config.namespace}_events"
 
@@ -251,6 +254,12 @@ class SQLStorage:
         if not jobs:
             return
 
+        if self._postgres:
+            await self._pg_enqueue(jobs, connection)
+            return
+        if connection is not None:
+            raise ConfigurationError("enqueue(connection=...) needs the PostgreSQL backend")
+
         async def body(tx: rules.Tx) -> None:
             rows = [rules.spec_row(spec, "held", tx.now) for spec in jobs]
             await rules.insert_jobs(tx, rows)
@@ -258,21 +267,28 @@ class SQLStorage:
             jt = self._t.jobs
             await rules.release(tx, and_(jt.c.id.in_(ids), jt.c.state == "held"))
 
-        if connection is None:
-            await self._tx(body)
+        await self._tx(body)
+
+    async def _pg_enqueue(self, jobs: Sequence[JobSpec], connection: Any) -> None:
+        """One statement, one round trip; in the caller's transaction when ``connection``."""
+        now = time.time()
+        params = enqueue_params(jobs, now, wake=self._wake_channel, events=self._event_channel)
+        statement = enqueue_statement(self._namespace)
+        if connection is not None:
+            # Transactional enqueue: the caller's transaction decides whether the jobs exist.
+            if not isinstance(connection, AsyncConnection):
+                raise ConfigurationError(
+                    "connection must be a SQLAlchemy AsyncConnection with a transaction open, "
+                    f"not {type(connection).__name__}"
+                )
+            with self._translated():
+                await connection.execute(statement, params)
             return
-        # Transactional enqueue: the caller's transaction decides whether the jobs exist.
-        if not self._postgres:
-            raise ConfigurationError("enqueue(connection=...) needs the PostgreSQL backend")
-        if not isinstance(connection, AsyncConnection):
-            raise ConfigurationError(
-                "connection must be a SQLAlchemy AsyncConnection with a transaction open, "
-                f"not {type(connection).__name__}"
-            )
-        tx = rules.Tx(connection, self._t, time.time(), True)
         with self._translated():
-            await body(tx)
-            await self._notify(connection, tx)
+            async with self._engine.connect() as conn:
+                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await autocommit.execute(statement, params)
+        self._signal.wake()
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
@@ -282,7 +298,11 @@ class SQLStorage:
         jt = self._t.jobs
 
         async def body(tx: rules.Tx) -> list[Claimed]:
-            await rules.promote_due(tx, MAINTENANCE_BATCH)
+            # Promoting due jobs costs a statement; a few times a second is plenty
+            # (maintenance promotes too, and a waiting claim wakes when one is due).
+            if tx.now - self._promoted_at >= PROMOTE_EVERY:
+                self._promoted_at = tx.now
+                await rules.promote_due(tx, MAINTENANCE_BATCH)
             pick = (
                 select(jt.c.id)
                 .where(jt.c.state == "queued", jt.c.queue.in_(list(queues)))
@@ -403,19 +423,21 @@ class SQLStorage:
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        for type_name, (s, r, f) in rows:
-            stmt = upsert(ct).values(
-                minute=minute, type=type_name, succeeded=s, retried=r, failed=f
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[ct.c.minute, ct.c.type],
-                set_={
-                    "succeeded": ct.c.succeeded + stmt.excluded.succeeded,
-                    "retried": ct.c.retried + stmt.excluded.retried,
-                    "failed": ct.c.failed + stmt.excluded.failed,
-                },
-            )
-            await tx.conn.execute(stmt)
+        values = [
+            {"minute": minute, "type": name, "succeeded": s, "retried": r, "failed": f}
+            for name, (s, r, f) in rows
+        ]
+        # One statement for every type touched.
+        stmt = upsert(ct).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[ct.c.minute, ct.c.type],
+            set_={
+                "succeeded": ct.c.succeeded + stmt.excluded.succeeded,
+                "retried": ct.c.retried + stmt.excluded.retried,
+                "failed": ct.c.failed + stmt.excluded.failed,
+            },
+        )
+        await tx.conn.execute(stmt)
         tx.counts.clear()
 
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
