@@ -168,3 +168,23 @@ async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(
         assert journal.succeeded_runs(name), name
     assert journal.count("final") == 1
     assert sum(m.succeeded for m in minutes) == len(names)
+
+
+async def test_enqueue_survives_dead_pooled_connections(
+    config: conveyor.Config, client: conveyor.AsyncClient
+) -> None:
+    """Pooled connections killed between calls: the next enqueue and get still work."""
+    first = await client.enqueue(BasicJob(name="before"))
+    assert await client.get(first.id) is not None
+    with psycopg.connect(config.url.replace("+psycopg", ""), autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (f"conveyor:{config.namespace}",),
+        ).fetchone()
+    assert killed is not None
+    assert killed[0] >= 1
+    second = await client.enqueue(BasicJob(name="after"))
+    stored = await client.get(second.id)
+    assert stored is not None
+    assert stored.state is JobState.QUEUED

@@ -12,8 +12,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import TextClause, text
-
 from conveyor.core.job import JobSpec
 
 # Event lines are grouped into NOTIFY payloads of at most about this many
@@ -21,38 +19,38 @@ from conveyor.core.job import JobSpec
 _CHUNK = 7000
 
 
-def enqueue_statement(schema: str) -> TextClause:
+def enqueue_statement(schema: str) -> str:
+    """The statement in psycopg's ``%(name)s`` style: it runs on the driver connection."""
     table = f'"{schema}".jobs'
-    return text(
-        f"""
+    return f"""
         WITH ins AS (
             INSERT INTO {table} (id, type, queue, payload, state, priority, run_at,
                                  max_attempts, timeout, headers, created_at)
             SELECT id, type, queue, payload, state, priority, run_at, max_attempts, timeout,
-                   CAST(headers AS json), CAST(:now AS float8)
-            FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), CAST(:queues AS text[]),
-                        CAST(:payloads AS bytea[]), CAST(:states AS text[]),
-                        CAST(:priorities AS int[]), CAST(:run_ats AS float8[]),
-                        CAST(:max_attempts AS int[]), CAST(:timeouts AS float8[]),
-                        CAST(:headers AS text[]))
+                   CAST(headers AS json), CAST(%(now)s AS float8)
+            FROM unnest(CAST(%(ids)s AS text[]), CAST(%(types)s AS text[]),
+                        CAST(%(queues)s AS text[]), CAST(%(payloads)s AS bytea[]),
+                        CAST(%(states)s AS text[]),
+                        CAST(%(priorities)s AS int[]), CAST(%(run_ats)s AS float8[]),
+                        CAST(%(max_attempts)s AS int[]), CAST(%(timeouts)s AS float8[]),
+                        CAST(%(headers)s AS text[]))
                  AS t(id, type, queue, payload, state, priority, run_at, max_attempts, timeout,
                       headers)
             ON CONFLICT (id) DO NOTHING
             RETURNING id, state, type, queue
         ), lines AS (
-            SELECT id || '|' || state || '|' || type || '|' || queue || '|' || :stamp AS line,
+            SELECT id || '|' || state || '|' || type || '|' || queue || '|' || %(stamp)s AS line,
                    id
             FROM ins
         ), chunks AS (
             SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {_CHUNK} AS chunk
             FROM lines
         )
-        SELECT pg_notify(:wake, queue) FROM (SELECT DISTINCT queue FROM ins
+        SELECT pg_notify(%(wake)s, queue) FROM (SELECT DISTINCT queue FROM ins
                                              WHERE state = 'queued') AS woken
         UNION ALL
-        SELECT pg_notify(:events, string_agg(line, E'\\n')) FROM chunks GROUP BY chunk
+        SELECT pg_notify(%(events)s, string_agg(line, E'\\n')) FROM chunks GROUP BY chunk
         """
-    )
 
 
 def enqueue_params(

@@ -81,6 +81,11 @@ def _driver_url(url: str) -> tuple[str, bool]:
 
 
 def _retryable(exc: DBAPIError) -> bool:
+    # A pooled connection that died (server restart, terminated backend) fails
+    # at its first statement; the transaction did nothing, so run it again on a
+    # fresh one. This replaces a ping per checkout, which cost a round trip.
+    if exc.connection_invalidated:
+        return True
     code = getattr(exc.orig, "sqlstate", None)
     if code in ("40P01", "40001"):  # deadlock detected, serialization failure
         return True
@@ -92,6 +97,8 @@ class SQLStorage:
 
     def __init__(self, engine: AsyncEngine, config: Config, *, postgres: bool) -> None:
         self._engine = engine
+        # Same pool; its connections run one statement per transaction (enqueue).
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._url = config.url
         self._namespace = config.namespace
         self._postgres = postgres
@@ -115,7 +122,7 @@ class SQLStorage:
         """
         driver_url, postgres = _driver_url(config.url)
         try:
-            options: dict[str, Any] = {"pool_pre_ping": True}
+            options: dict[str, Any] = {}
             if postgres:
                 options.update(
                     pool_size=10,
@@ -196,9 +203,17 @@ class SQLStorage:
         raise AssertionError("unreachable")
 
     async def _read(self, body: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        with self._translated():
-            async with self._engine.connect() as conn:
-                return await body(conn)
+        for attempt in range(3):
+            try:
+                with self._translated():
+                    async with self._engine.connect() as conn:
+                        return await body(conn)
+            except BackendError as exc:
+                cause = exc.__cause__
+                if attempt < 2 and isinstance(cause, DBAPIError) and _retryable(cause):
+                    continue
+                raise
+        raise AssertionError("unreachable")
 
     async def _notify(self, conn: AsyncConnection, tx: rules.Tx) -> None:
         """On PostgreSQL, NOTIFY inside the transaction: delivered when it commits."""
@@ -270,7 +285,13 @@ class SQLStorage:
         await self._tx(body)
 
     async def _pg_enqueue(self, jobs: Sequence[JobSpec], connection: Any) -> None:
-        """One statement, one round trip; in the caller's transaction when ``connection``."""
+        """One statement, one round trip; in the caller's transaction when ``connection``.
+
+        It runs on the driver connection itself: for this hot path SQLAlchemy's
+        execution layer cost as much as the round trip.
+        """
+        import psycopg
+
         now = time.time()
         params = enqueue_params(jobs, now, wake=self._wake_channel, events=self._event_channel)
         statement = enqueue_statement(self._namespace)
@@ -281,14 +302,36 @@ class SQLStorage:
                     "connection must be a SQLAlchemy AsyncConnection with a transaction open, "
                     f"not {type(connection).__name__}"
                 )
-            with self._translated():
-                await connection.execute(statement, params)
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            try:
+                await driver.execute(statement, params)
+            except psycopg.Error as exc:
+                raise self._driver_error(exc) from exc
             return
-        with self._translated():
-            async with self._engine.connect() as conn:
-                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await autocommit.execute(statement, params)
+        for attempt in range(3):
+            async with self._autocommit.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                try:
+                    await driver.execute(statement, params)
+                    break
+                except psycopg.OperationalError as exc:
+                    await conn.invalidate()  # never hand a dead connection back to the pool
+                    if attempt == 2 or not driver.closed:
+                        raise self._driver_error(exc) from exc
+                    # A pooled connection had died; ON CONFLICT makes the re-run harmless.
+                except psycopg.Error as exc:
+                    raise self._driver_error(exc) from exc
         self._signal.wake()
+
+    def _driver_error(self, exc: Exception) -> BackendError:
+        import psycopg
+
+        where = f"database at {mask_url(self._url)}"
+        if isinstance(exc, psycopg.OperationalError):
+            return BackendUnavailable(f"{where} is unreachable: {_short(exc)}")
+        return BackendError(f"{where} failed: {_short(exc)}")
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
