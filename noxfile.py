@@ -45,9 +45,11 @@ def protos(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks on Redis at 127.0.0.1:6379/14 (bench/README.md); not run by default.
+    """Benchmarks on Redis (127.0.0.1:6379/14), PostgreSQL (127.0.0.1:5432/test) and SQLite
+    (temporary files); see bench/README.md. Not run by default.
 
-    ``nox -s bench -- --runs 1 --workloads w1`` passes options to ``python -m bench.run``.
+    ``nox -s bench -- --backends postgres --runs 1 --workloads w1`` passes options to
+    ``python -m bench.run``.
     """
     session.install("-e", ".[dev]")
     session.run("python", "-m", "bench.run", *(session.posargs or ["--commandstats"]))

@@ -1,4 +1,5 @@
-"""Shared pieces: namespaces, key cleanup, INFO commandstats deltas, statistics, the machine."""
+"""Shared pieces: namespaces, Redis key cleanup, INFO commandstats deltas, statistics,
+the machine and versions."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ CLIENT_ONLY = frozenset(
 
 
 def check_loopback(url: str) -> None:
-    """Refuse any Redis that is not on this machine's loopback."""
+    """Refuse any server that is not on this machine's loopback."""
     host = urlsplit(url).hostname
     if host not in LOOPBACK:
         raise SystemExit(f"refusing {url!r}: the benchmark talks to 127.0.0.1 only")
@@ -249,29 +250,34 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-async def versions(admin: aioredis.Redis) -> dict[str, Any]:
-    import google.protobuf
-    import redis as redis_pkg
-    from redis.utils import HIREDIS_AVAILABLE
-
-    server = await admin.info("server")
+def git_state() -> dict[str, Any]:
+    """The commit checked out, and which tracked files under conveyor/ differ from it."""
     commit = _run(["git", "-C", str(REPO), "rev-parse", "HEAD"]).strip()
     status = ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]
-    dirty = bool(_run([*status, "--", "conveyor"]).strip())
+    modified = [ln[3:] for ln in _run([*status, "--", "conveyor"]).splitlines() if ln.strip()]
+    return {
+        "commit": commit,
+        "conveyor_modified": modified,
+        "conveyor_tree_sha256": tree_digest(REPO / "conveyor"),
+    }
+
+
+def versions() -> dict[str, Any]:
+    """Versions that every backend shares (each backend adds its own)."""
+    import google.protobuf
+
+    git = git_state()
+    dirty = " (tracked files under conveyor/ modified)" if git["conveyor_modified"] else ""
     return {
         "python": sys.version.split()[0],
         "python_impl": platform.python_implementation(),
-        "redis_server": server.get("redis_version"),
-        "redis_py": redis_pkg.__version__,
-        "hiredis": _dist_version("hiredis"),
-        "hiredis_in_use": bool(HIREDIS_AVAILABLE),
         "protobuf": google.protobuf.__version__,
         "protobuf_backend": _protobuf_backend(),
         "conveyor": _dist_version("conveyor-jobs"),
-        "conveyor_git": commit + (" (tracked files under conveyor/ modified)" if dirty else ""),
-        "conveyor_tree_sha256": tree_digest(REPO / "conveyor"),
+        "conveyor_git": git["commit"] + dirty,
+        "conveyor_modified": git["conveyor_modified"],
+        "conveyor_tree_sha256": git["conveyor_tree_sha256"],
         "uuid_utils": _dist_version("uuid-utils") or _dist_version("uuid_utils"),
-        "redis_benchmark": _run(["redis-benchmark", "--version"]).strip() or None,
     }
 
 

@@ -21,8 +21,13 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 AREAS = [
     ("conveyor/backends/redis/", "conveyor Redis backend"),
+    ("conveyor/backends/sql/", "conveyor SQL backend"),
     ("conveyor/", "conveyor core"),
     ("bench/", "harness"),
+    ("sqlalchemy/", "SQLAlchemy"),
+    ("psycopg", "psycopg"),
+    ("aiosqlite", "aiosqlite"),
+    ("sqlite3", "sqlite3"),
     ("redis/", "redis-py"),
     ("hiredis", "redis-py"),
     ("google/protobuf", "protobuf"),

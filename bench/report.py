@@ -4,12 +4,14 @@
 
 Every figure is the median of the runs with their min and max; ratios are medians over
 medians (the per-run ratios, taken within one interleaved round, in brackets).
+The JSON's ``measurements`` are ``{backend: {workload: [one dict per run]}}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,9 @@ from typing import Any
 from .common import summarize
 
 HERE = Path(__file__).resolve().parent
+_NS_NAME = re.compile(r"bench_[a-z0-9_]*_[0-9a-f]{8}_")  # a namespace inside a part's name
+
+BACKEND_TITLES = {"redis": "Redis", "postgres": "PostgreSQL", "sqlite": "SQLite"}
 
 # name -> title, and the figures shown for it: (key, label, unit)
 WORKLOAD_TITLES = {
@@ -27,27 +32,34 @@ WORKLOAD_TITLES = {
     "w2_tuned": "W2 drain, one worker process, tuned concurrency",
     "w3": "W3 enqueue-to-start latency at a steady rate",
     "w4": "W4 family: one parent, its children, one heir",
-    "w5": "W5 Redis memory per queued job (100-byte payload)",
+    "w5": "W5 storage per queued job (100-byte payload)",
     "raw_rtt": "Raw redis-py asyncio LPUSH + RPOP, one round trip each",
     "raw_pipelined": "Raw redis-py asyncio LPUSH + RPOP, pipelined by 100",
     "redis_benchmark": "redis-benchmark -t lpush,rpop (50 parallel clients)",
+    "pg_insert": "Raw psycopg 3 (async, autocommit): single-row INSERT, one round trip and "
+    "commit each",
+    "pg_claim": "Raw psycopg 3 (async, autocommit): one-at-a-time claim "
+    "(UPDATE … FOR UPDATE SKIP LOCKED … RETURNING), one per transaction",
 }
+
+_W2 = [
+    ("jobs_per_s", "throughput, from the worker's first claim", "jobs/s"),
+    ("jobs_per_s_from_spawn", "throughput, from spawning the process", "jobs/s"),
+    (
+        "jobs_per_s_to_last_settle",
+        "cross-check: first claim to last settle (as the backend recorded it)",
+        "jobs/s",
+    ),
+    ("startup_seconds", "spawn to first claim", "s"),
+    ("jobs_per_claim", "jobs per claim call", ""),
+    ("outcomes_per_settle", "outcomes per settle call", ""),
+]
 
 FIGURES: dict[str, list[tuple[str, str, str]]] = {
     "w1_single": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
     "w1_batched": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
-    "w2_default": [
-        ("jobs_per_s", "throughput, from the worker's first claim", "jobs/s"),
-        ("jobs_per_s_from_spawn", "throughput, from spawning the process", "jobs/s"),
-        (
-            "jobs_per_s_to_last_settle",
-            "cross-check: first claim to last settle (Redis TIME)",
-            "jobs/s",
-        ),
-        ("startup_seconds", "spawn to first claim", "s"),
-        ("jobs_per_claim", "jobs per claim call", ""),
-        ("outcomes_per_settle", "outcomes per settle call", ""),
-    ],
+    "w2_default": _W2,
+    "w2_tuned": _W2,
     "w3": [
         ("p50_ms", "p50", "ms"),
         ("p90_ms", "p90", "ms"),
@@ -97,43 +109,91 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
         ("lpush_rps", "LPUSH", "requests/s"),
         ("rpop_rps", "RPOP", "requests/s"),
     ],
+    "pg_insert": [("inserts_per_s", "single-row INSERTs", "rows/s"), ("seconds", "elapsed", "s")],
+    "pg_claim": [("claims_per_s", "claims", "claims/s"), ("seconds", "elapsed", "s")],
 }
-FIGURES["w2_tuned"] = FIGURES["w2_default"]
 
-# (label, (workload, figure), (baseline, figure))
+SQL_W5 = {
+    "postgres": [
+        ("bytes_per_job", "pg_total_relation_size(jobs) delta / jobs", "bytes/job"),
+        ("live_tuple_bytes_per_job", "  pgstattuple: live tuple bytes / jobs", "bytes/job"),
+        ("dead_tuples_per_job", "  pgstattuple: dead tuples / jobs", ""),
+        ("dead_tuple_bytes_per_job", "  pgstattuple: dead tuple bytes / jobs", "bytes/job"),
+        ("free_bytes_per_job", "  pgstattuple: free space in the heap / jobs", "bytes/job"),
+    ],
+    "sqlite": [
+        ("bytes_per_job", "file size delta / jobs (after a WAL checkpoint)", "bytes/job"),
+    ],
+}
+
+# (backend, label, (workload, figure), (baseline, figure))
 RATIOS = [
     (
+        "redis",
         "W1 one-at-a-time / raw one-round-trip LPUSH",
         ("w1_single", "jobs_per_s"),
         ("raw_rtt", "lpush_per_s"),
     ),
     (
+        "redis",
         "W1 batched / pipelined LPUSH (100 per round trip)",
         ("w1_batched", "jobs_per_s"),
         ("raw_pipelined", "lpush_per_s"),
     ),
     (
+        "redis",
         "W2 default / raw LPUSH+RPOP pairs",
         ("w2_default", "jobs_per_s"),
         ("raw_rtt", "pairs_per_s"),
     ),
     (
+        "redis",
         "W2 tuned / raw LPUSH+RPOP pairs",
         ("w2_tuned", "jobs_per_s"),
         ("raw_rtt", "pairs_per_s"),
     ),
+    (
+        "postgres",
+        "W1 one-at-a-time / raw single-row INSERT",
+        ("w1_single", "jobs_per_s"),
+        ("pg_insert", "inserts_per_s"),
+    ),
+    (
+        "postgres",
+        "W1 batched / raw single-row INSERT",
+        ("w1_batched", "jobs_per_s"),
+        ("pg_insert", "inserts_per_s"),
+    ),
+    (
+        "postgres",
+        "W2 default / raw one-at-a-time claim",
+        ("w2_default", "jobs_per_s"),
+        ("pg_claim", "claims_per_s"),
+    ),
+    (
+        "postgres",
+        "W2 tuned / raw one-at-a-time claim",
+        ("w2_tuned", "jobs_per_s"),
+        ("pg_claim", "claims_per_s"),
+    ),
 ]
 
-# (label, workload, figure, comparison, bound, unit)
+# (backend, label, workload, figure, comparison, bound, unit)
 TARGETS = [
-    ("W1 one-at-a-time", "w1_single", "jobs_per_s", ">=", 4000.0, "jobs/s"),
-    ("W1 batched", "w1_batched", "jobs_per_s", ">=", 20000.0, "jobs/s"),
-    ("W2 (default concurrency)", "w2_default", "jobs_per_s", ">=", 5000.0, "jobs/s"),
-    ("W2 (tuned concurrency)", "w2_tuned", "jobs_per_s", ">=", 5000.0, "jobs/s"),
-    ("W3 p50", "w3", "p50_ms", "<", 3.0, "ms"),
-    ("W3 p99", "w3", "p99_ms", "<", 10.0, "ms"),
-    ("W4 heir start", "w4", "heir_seconds", "<=", 1.0, "s"),
-    ("W5 memory", "w5", "bytes_per_job", "<", 500.0, "bytes/job"),
+    ("redis", "W1 one-at-a-time", "w1_single", "jobs_per_s", ">=", 4000.0, "jobs/s"),
+    ("redis", "W1 batched", "w1_batched", "jobs_per_s", ">=", 20000.0, "jobs/s"),
+    ("redis", "W2 (default concurrency)", "w2_default", "jobs_per_s", ">=", 5000.0, "jobs/s"),
+    ("redis", "W2 (tuned concurrency)", "w2_tuned", "jobs_per_s", ">=", 5000.0, "jobs/s"),
+    ("redis", "W3 p50", "w3", "p50_ms", "<", 3.0, "ms"),
+    ("redis", "W3 p99", "w3", "p99_ms", "<", 10.0, "ms"),
+    ("redis", "W4 heir start", "w4", "heir_seconds", "<=", 1.0, "s"),
+    ("redis", "W5 memory", "w5", "bytes_per_job", "<", 500.0, "bytes/job"),
+    ("postgres", "W1 one-at-a-time", "w1_single", "jobs_per_s", ">=", 1500.0, "jobs/s"),
+    ("postgres", "W2 (default concurrency)", "w2_default", "jobs_per_s", ">=", 2000.0, "jobs/s"),
+    ("postgres", "W2 (tuned concurrency)", "w2_tuned", "jobs_per_s", ">=", 2000.0, "jobs/s"),
+    ("postgres", "W3 p50", "w3", "p50_ms", "<", 20.0, "ms"),
+    ("postgres", "W3 p99", "w3", "p99_ms", "<", 100.0, "ms"),
+    ("postgres", "W4 heir start", "w4", "heir_seconds", "<", 3.0, "s"),
 ]
 
 ROUND_TRIP_ROWS = ["w1_single", "w1_batched", "w2_default", "w2_tuned", "w3", "w4"]
@@ -152,26 +212,29 @@ def figure(run: dict[str, Any], key: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def ok_runs(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    return [r for r in data.get("measurements", {}).get(name, []) if "error" not in r]
+def ok_runs(data: dict[str, Any], backend: str, name: str) -> list[dict[str, Any]]:
+    runs = data.get("measurements", {}).get(backend, {}).get(name, [])
+    return [r for r in runs if "error" not in r]
 
 
-def stat(data: dict[str, Any], name: str, key: str) -> dict[str, Any]:
-    values = [v for r in ok_runs(data, name) if (v := figure(r, key)) is not None]
+def stat(data: dict[str, Any], backend: str, name: str, key: str) -> dict[str, Any]:
+    values = [v for r in ok_runs(data, backend, name) if (v := figure(r, key)) is not None]
     return summarize(values)
 
 
-def ratio(data: dict[str, Any], top: tuple[str, str], bottom: tuple[str, str]) -> dict[str, Any]:
-    num, den = stat(data, *top), stat(data, *bottom)
-    if num["median"] is None or not den["median"]:
+def ratio(
+    data: dict[str, Any], backend: str, top: tuple[str, str], bottom: tuple[str, str]
+) -> dict[str, Any]:
+    num_, den = stat(data, backend, *top), stat(data, backend, *bottom)
+    if num_["median"] is None or not den["median"]:
         return {"median": None, "per_run": []}
-    by_run = {r["run"]: figure(r, bottom[1]) for r in ok_runs(data, bottom[0])}
+    by_run = {r["run"]: figure(r, bottom[1]) for r in ok_runs(data, backend, bottom[0])}
     per_run = []
-    for r in ok_runs(data, top[0]):
+    for r in ok_runs(data, backend, top[0]):
         a, b = figure(r, top[1]), by_run.get(r["run"])
         if a is not None and b:
             per_run.append(a / b)
-    return {"median": num["median"] / den["median"], "per_run": per_run}
+    return {"median": num_["median"] / den["median"], "per_run": per_run}
 
 
 def met(value: float, op: str, bound: float) -> bool:
@@ -179,11 +242,15 @@ def met(value: float, op: str, bound: float) -> bool:
 
 
 def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of a backend that was run, judged on the median."""
+    backends = set(data.get("measurements", {}))
     rows = []
-    for label, name, key, op, bound, unit in TARGETS:
-        s = stat(data, name, key)
-        row: dict[str, Any] = {"label": label, "workload": name, "figure": key, "op": op}
-        row.update({"bound": bound, "unit": unit, "stat": s})
+    for backend, label, name, key, op, bound, unit in TARGETS:
+        if backend not in backends:
+            continue
+        s = stat(data, backend, name, key)
+        row: dict[str, Any] = {"backend": backend, "label": label, "workload": name}
+        row.update({"figure": key, "op": op, "bound": bound, "unit": unit, "stat": s})
         if s["median"] is None:
             row["verdict"] = "not measured"
         else:
@@ -196,7 +263,8 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def trips_summary(data: dict[str, Any], name: str) -> dict[str, Any] | None:
-    runs = [r["commandstats"] for r in ok_runs(data, name) if r.get("commandstats")]
+    """Redis: the commandstats counts of a workload, median over runs."""
+    runs = [r["commandstats"] for r in ok_runs(data, "redis", name) if r.get("commandstats")]
     if not runs:
         return None
     keys = ["round_trips_per_job", "evalsha_per_job", "blpop_per_job", "lua_calls_per_job"]
@@ -210,7 +278,25 @@ def trips_summary(data: dict[str, Any], name: str) -> dict[str, Any] | None:
     out["lua_calls"] = dict(
         sorted(
             ((n, statistics.median(r["lua_calls"].get(n, 0) for r in runs)) for n in lua),
-            key=lambda kv: -kv[1],
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+    )
+    out["runs"] = len(runs)
+    return out
+
+
+def sql_summary(data: dict[str, Any], backend: str, name: str) -> dict[str, Any] | None:
+    """SQL: the in-process statement counts of a workload, median over runs."""
+    runs = [r["sql_counts"] for r in ok_runs(data, backend, name) if r.get("sql_counts")]
+    if not runs:
+        return None
+    keys = ["statements_per_job", "transactions_per_job", "commits_per_job", "pre_pings_per_job"]
+    out: dict[str, Any] = {k: statistics.median(r[k] for r in runs) for k in keys}
+    names = {n for r in runs for n in r["statements"]}
+    out["statements"] = dict(
+        sorted(
+            ((n, statistics.median(r["statements"].get(n, 0) for r in runs)) for n in names),
+            key=lambda kv: (-kv[1], kv[0]),
         )
     )
     out["runs"] = len(runs)
@@ -244,29 +330,42 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _backends(data: dict[str, Any]) -> list[str]:
+    present = data.get("measurements", {})
+    return [b for b in BACKEND_TITLES if b in present]
+
+
 def render(data: dict[str, Any]) -> str:
     meta = data.get("meta", {})
     out: list[str] = ["# Conveyor benchmark results", ""]
     out.append(
         f"Rendered by `python -m bench.report` from `{meta.get('out', 'bench/results.json')}`. "
         f"Each figure is the **median of {meta.get('runs', '?')} runs (min{D}max)**. The runs "
-        "were interleaved: every round ran each workload and baseline once, in an order "
-        "rotated from round to round, so that drift hits Conveyor and the baselines alike."
+        "were interleaved: every round ran each workload on each backend and each baseline "
+        "once, in an order rotated from round to round (the backends alternate within a "
+        "round), so that drift hits Conveyor, the backends and the baselines alike."
     )
     out += ["", "Command:", "", "```sh", meta.get("command", "?"), "```", ""]
+    v = meta.get("versions", {})
     out.append(
-        f"Started {meta.get('started', '?')}, took {num(meta.get('duration_s'), 's')} s. "
-        f"Backend: Conveyor on Redis at `{meta.get('url', '?')}`, a fresh namespace per "
-        "measurement, its keys deleted afterwards (SCAN MATCH + DEL)."
+        f"Started {meta.get('started', '?')}, took {num(meta.get('duration_s'), 's')} s, on git "
+        f"commit `{v.get('conveyor_git', '?')}` (conveyor/ tree digest "
+        f"`{v.get('conveyor_tree_sha256', '?')}`). Backends: "
+        + "; ".join(f"{BACKEND_TITLES.get(b, b)} at `{u}`" for b, u in meta.get("urls", {}).items())
+        + ". Every measurement gets a fresh namespace, removed afterwards (Redis: SCAN MATCH + "
+        'DEL; PostgreSQL: `DROP SCHEMA "<ns>" CASCADE`; SQLite: the file deleted).'
     )
     out.append("")
     out += _targets_section(data)
     out += _ratios_section(data)
     out += ["## Figures", ""]
-    for name, title in WORKLOAD_TITLES.items():
-        if data.get("measurements", {}).get(name):
-            out += _workload_section(data, name, title)
+    for backend in _backends(data):
+        out += [f"### {BACKEND_TITLES[backend]}", ""]
+        for name, title in WORKLOAD_TITLES.items():
+            if data["measurements"][backend].get(name):
+                out += _workload_section(data, backend, name, title)
     out += _round_trips_section(data)
+    out += _sql_counts_section(data)
     out += _machine(meta)
     out += _notes(data)
     return "\n".join(out).rstrip() + "\n"
@@ -280,40 +379,68 @@ def _targets_section(data: dict[str, Any]) -> list[str]:
         if "runs_met" in t:
             verdict += f" ({t['runs_met']} of {len(s['values'])} runs met it)"
         bound = f"{t['op']} {num(t['bound'], unit)} {unit}"
-        rows.append([t["label"], f"{med_range(s, unit)} {unit}", bound, verdict])
-    header = ["figure", f"median (min{D}max)", "target (from the issue)", "verdict on the median"]
-    return ["## Targets", "", *table(header, rows), ""]
+        rows.append(
+            [
+                BACKEND_TITLES[t["backend"]],
+                t["label"],
+                f"{med_range(s, unit)} {unit}",
+                bound,
+                verdict,
+            ]
+        )
+    header = ["backend", "figure", f"median (min{D}max)", "target", "verdict on the median"]
+    note = "SQLite has no targets: its figures are reported below."
+    return ["## Targets", "", *table(header, rows), "", note, ""]
 
 
 def _ratios_section(data: dict[str, Any]) -> list[str]:
     rows = []
-    for label, top, bottom in RATIOS:
-        r = ratio(data, top, bottom)
+    present = set(_backends(data))
+    for backend, label, top, bottom in RATIOS:
+        if backend not in present:
+            continue
+        r = ratio(data, backend, top, bottom)
         per = ", ".join(f"{v:.3f}" for v in r["per_run"])
-        rows.append([label, num(r["median"], ""), f"[{per}]" if per else D])
-    header = ["ratio", "median / median", "per round (same round's baseline)"]
+        rows.append(
+            [BACKEND_TITLES[backend], label, num(r["median"], ""), f"[{per}]" if per else D]
+        )
+    header = ["backend", "ratio", "median / median", "per round (same round's baseline)"]
     return ["## Ratios to the raw baselines", "", *table(header, rows), ""]
 
 
-def _workload_section(data: dict[str, Any], name: str, title: str) -> list[str]:
-    out = [f"### {title}", "", _workload_note(data, name), ""]
+def _figures_for(data: dict[str, Any], backend: str, name: str) -> list[tuple[str, str, str]]:
+    if name == "w5" and backend in SQL_W5:
+        rows = list(SQL_W5[backend])
+        parts: dict[str, None] = {}
+        for r in ok_runs(data, backend, name):
+            for key in r.get("parts_per_job", {}):
+                if not _NS_NAME.search(key):
+                    parts.setdefault(key)
+        what = "relation" if backend == "postgres" else "dbstat"
+        rows += [(f"parts_per_job.{k}", f"  {what}: {k}", "bytes/job") for k in parts]
+        return rows
+    return FIGURES.get(name, [])
+
+
+def _workload_section(data: dict[str, Any], backend: str, name: str, title: str) -> list[str]:
+    out = [f"#### {title}", "", _workload_note(data, backend, name), ""]
     rows = []
-    for key, label, unit in FIGURES.get(name, []):
-        s = stat(data, name, key)
+    for key, label, unit in _figures_for(data, backend, name):
+        s = stat(data, backend, name, key)
         if s["median"] is not None:
             runs = ", ".join(num(v, unit) for v in s["values"])
             rows.append([label, med_range(s, unit), unit, runs])
-    for label, top, bottom in RATIOS:
-        if top[0] == name:
-            r = ratio(data, top, bottom)
+    for b, label, top, bottom in RATIOS:
+        if b == backend and top[0] == name:
+            r = ratio(data, backend, top, bottom)
             runs = ", ".join(f"{v:.3f}" for v in r["per_run"])
             rows.append([f"ratio: {label}", num(r["median"], ""), "", runs])
     for t in targets(data):
-        if t["workload"] == name:
+        if t["backend"] == backend and t["workload"] == name:
             bound = f"{t['op']} {num(t['bound'], t['unit'])} {t['unit']}"
             rows.append([f"target: {t['label']} {bound}", t["verdict"], "", ""])
     out += table(["figure", f"median (min{D}max)", "unit", "each run"], rows)
-    for r in data["measurements"][name]:
+    for r in data["measurements"][backend][name]:
         if "error" in r:
             out += ["", f"**Run {r['run']} failed:** `{r['error']}`"]
     out.append("")
@@ -321,7 +448,16 @@ def _workload_section(data: dict[str, Any], name: str, title: str) -> list[str]:
 
 
 def _round_trips_section(data: dict[str, Any]) -> list[str]:
-    out = ["## Round trips per job (counted from INFO commandstats deltas)", ""]
+    out = ["## Round trips per job", ""]
+    out += _redis_trips(data)
+    out += _census_section(data)
+    return out
+
+
+def _redis_trips(data: dict[str, Any]) -> list[str]:
+    if "redis" not in data.get("measurements", {}):
+        return []
+    out = ["### Redis (INFO commandstats deltas)", ""]
     rows = []
     lua_lines = []
     for name in ROUND_TRIP_ROWS:
@@ -349,11 +485,11 @@ def _round_trips_section(data: dict[str, Any]) -> list[str]:
     out.append(
         "Calls per job, median over runs. *Round trips* are the commands that only a client "
         "can send (EVALSHA, BLPOP, connection set-up such as HELLO / CLIENT SETNAME / SELECT / "
-        "PING / CONFIG GET), plus the worker's one HSET of `publish_types`; the harness's own "
-        "INFO snapshots and progress polls (one HGETALL each) are subtracted. Every other "
-        "command in the delta ran inside a Lua script (`redis.call`). *Server µs* is the "
-        "server's time in the client-sent commands (an EVALSHA's includes its script's calls). "
-        "W3 and W4 count the producer's enqueues too; W1 and W2 count one side each."
+        "PING / CONFIG GET); the harness's own INFO snapshots and progress polls (one HGETALL "
+        "each) are subtracted. Every other command in the delta ran inside a Lua script "
+        "(`redis.call`). *Server µs* is the server's time in the client-sent commands (an "
+        "EVALSHA's includes its script's calls). W3 and W4 count the producer's enqueues too; "
+        "W1 and W2 count one side each (W2 from just before the worker is spawned)."
     )
     out.append("")
     header = ["workload", "round trips/job", "EVALSHA/job", "BLPOP/job"]
@@ -362,16 +498,116 @@ def _round_trips_section(data: dict[str, Any]) -> list[str]:
     out += ["", "Commands run inside the scripts, per job (most frequent first):", ""]
     out += lua_lines
     out.append("")
-    out += _worker_calls(data)
+    out += _worker_calls(data, "redis")
     return out
 
 
-def _workload_note(data: dict[str, Any], name: str) -> str:
+def _census_section(data: dict[str, Any]) -> list[str]:
+    census = data.get("meta", {}).get("census", {}).get("postgres")
+    if not census:
+        return []
+    out = ["### PostgreSQL, counted on the wire (census)", ""]
+    if "error" in census:
+        return [*out, f"**The census failed:** `{census['error']}`", ""]
+    jobs = data.get("meta", {}).get("settings", {}).get("census_jobs", "?")
+    out.append(
+        f"Once per run, before the rounds, each workload ran once at {jobs} jobs (W3: "
+        "50 jobs/s for 2 s into an idle worker) with the library connected through "
+        "`bench.pgwire`, a proxy that parses the protocol in both directions. *Round trips* "
+        "are client write bursts that had to wait for the server's reply; *statements* are the "
+        "server's CommandComplete messages (plus the empty query `;` that SQLAlchemy's pool "
+        "pre-ping sends), *transactions* the in-transaction→idle transitions of "
+        "ReadyForQuery plus the statements run in autocommit. The library's LISTEN "
+        "connections are counted apart (notifications received). W1 counts the producer; "
+        "W2 the worker from its first claim (it waits for the harness to start counting) "
+        "until all jobs succeeded; W3 both sides."
+    )
+    out.append("")
+    rows = []
+    kinds = []
+    for name in ("w1_single", "w1_batched", "w2_default", "w2_tuned", "w3"):
+        r = census.get(name)
+        if not r or "wire" not in r or not r["wire"]:
+            continue
+        w = r["wire"]
+        label = name + (f" (c{r['concurrency']})" if "concurrency" in r else "")
+        rows.append(
+            [
+                label,
+                str(w["jobs"]),
+                f"{w['round_trips_per_job']:.3f}",
+                f"{w['statements_per_job']:.3f}",
+                f"{w['transactions_per_job']:.3f}",
+                f"{w['notifications_received_per_job']:.2f}",
+            ]
+        )
+        top = ", ".join(f"{k} {v:.3f}" for k, v in w["statements"].items() if v >= 0.0005)
+        kinds.append(f"- **{label}**: {top}")
+    header = ["workload", "jobs", "round trips/job", "statements/job", "transactions/job"]
+    header.append("notifications received/job")
+    out += table(header, rows)
+    out += ["", "Statements per job by kind:", "", *kinds, ""]
+    return out
+
+
+def _sql_counts_section(data: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for backend in ("postgres", "sqlite"):
+        if backend not in data.get("measurements", {}):
+            continue
+        rows = []
+        kinds = []
+        for name in ROUND_TRIP_ROWS:
+            s = sql_summary(data, backend, name)
+            if s is None:
+                continue
+            rows.append(
+                [
+                    name,
+                    f"{s['statements_per_job']:.3f}",
+                    f"{s['transactions_per_job']:.3f}",
+                    f"{s['pre_pings_per_job']:.3f}",
+                ]
+            )
+            top = ", ".join(f"{k} {v:.3f}" for k, v in s["statements"].items() if v >= 0.0005)
+            kinds.append(f"- **{name}**: {top}")
+        if not rows:
+            continue
+        out += [f"### {BACKEND_TITLES[backend]}, counted in-process in the timed runs", ""]
+        hidden = (
+            "psycopg's implicit BEGIN and the pre-ping itself bypass these events: the wire "
+            "census above sees them."
+            if backend == "postgres"
+            else "The library's `BEGIN IMMEDIATE` is a statement here; the pre-ping (`SELECT "
+            "1`) and the DBAPI's COMMIT bypass the statement events (each is one more call "
+            "into aiosqlite's thread)."
+        )
+        out.append(
+            "SQLAlchemy events on the library's engine (`bench.sqlcount`), median over runs: "
+            "statements SQLAlchemy sent (an executemany counts once), transactions (COMMIT and "
+            "ROLLBACK events, and statements run in autocommit) and pool checkouts (each one "
+            "a pre-ping: `pool_pre_ping=True`). "
+            f"{hidden} W1 counts the producer, W2 the worker from its first claim to its last "
+            "settle, W3 and W4 both sides."
+        )
+        out.append("")
+        out += table(["workload", "statements/job", "transactions/job", "pre-pings/job"], rows)
+        out += ["", "By kind:", "", *kinds, ""]
+        out += _worker_calls(data, backend)
+    return out
+
+
+def _workload_note(data: dict[str, Any], backend: str, name: str) -> str:
     cfg = data.get("meta", {}).get("settings", {})
-    runs = ok_runs(data, name)
+    runs = ok_runs(data, backend, name)
     first = runs[0] if runs else {}
     jobs = first.get("jobs", cfg.get("jobs"))
     conc = first.get("concurrency", cfg.get("default_concurrency"))
+    poll = {
+        "redis": "`queue_stats()` (one HGETALL)",
+        "postgres": "the namespace's `counters` table (`sum(succeeded)`: a few rows)",
+        "sqlite": "the namespace's `counters` table (`sum(succeeded)`, its own connection)",
+    }[backend]
     if name == "w1_single":
         return f"{jobs} no-op `BasicJob`s from one producer process, each awaited before the next."
     if name == "w1_batched":
@@ -380,19 +616,25 @@ def _workload_note(data: dict[str, Any], name: str) -> str:
         return (
             f"{jobs} already-queued no-op jobs drained by one `python -m bench.worker_app` "
             f"process at concurrency {conc}. Timed from the worker's first `claim` call "
-            "(the worker prints its `time.time()`) until `queue_stats()`, polled every 20 ms, "
+            f"(the worker prints its `time.time()`) until {poll}, polled every 20 ms, "
             "shows all succeeded. The from-spawn figure adds interpreter start-up, imports "
             "and connecting."
         )
     if name == "w2_tuned":
         return f"As above, at concurrency {conc}."
     if name == "w3":
+        extra = ""
+        if backend == "sqlite":
+            extra = (
+                " On SQLite an idle worker learns of another process's jobs only by polling "
+                "(every 0.5 s, `SQLITE_POLL`), so latency is dominated by that interval."
+            )
         return (
             f"{first.get('jobs', '?')} jobs at {cfg.get('w3_rate')} jobs/s for "
             f"{cfg.get('w3_seconds')} s into one idle worker process (concurrency "
             f"{cfg.get('default_concurrency')}); latency = the handler's start minus the "
             "producer's `time.time()` just before `enqueue`. Percentiles are per run "
-            "(nearest rank), then the median over runs."
+            "(nearest rank), then the median over runs." + extra
         )
     if name == "w4":
         return (
@@ -402,6 +644,23 @@ def _workload_note(data: dict[str, Any], name: str) -> str:
             "`client.enqueue(parent)` to the heir handler's `time.time()`."
         )
     if name == "w5":
+        if backend == "postgres":
+            return (
+                f"`pg_total_relation_size` of the namespace's jobs table (heap, TOAST and all "
+                f"its indexes) before and after enqueueing {jobs} jobs (100-byte `BasicJob` "
+                "payload, `enqueue_many` of 100), divided by the jobs; below it, each "
+                "relation's growth and `pgstattuple`'s live and dead tuples right after the "
+                "enqueues (each job is inserted as `held` and then updated to `queued`, so "
+                "each leaves a dead row version until VACUUM)."
+            )
+        if backend == "sqlite":
+            return (
+                f"Size of the database file after `PRAGMA wal_checkpoint(TRUNCATE)`, before "
+                f"and after enqueueing {jobs} jobs (100-byte `BasicJob` payload, "
+                "`enqueue_many` of 100), divided by the jobs; below it, each table's and "
+                f"index's growth from the `dbstat` table (page size {first.get('page_size')}, "
+                f"{first.get('freelist_pages', '?')} free pages after)."
+            )
         return (
             f"`INFO memory` used_memory before and after enqueueing {jobs} jobs (100-byte "
             "`BasicJob` payload, `enqueue_many` of 100) into a fresh namespace, divided by "
@@ -416,16 +675,32 @@ def _workload_note(data: dict[str, Any], name: str) -> str:
         )
     if name == "raw_pipelined":
         return "Per 100 pairs: one pipeline (transaction=False) of 100 LPUSH, then one of 100 RPOP."
+    if name == "pg_insert":
+        return (
+            f"{first.get('rows', jobs)} rows, each `INSERT INTO t (id, queue, payload, state, "
+            "priority, created) VALUES (…)` awaited alone on one psycopg 3 `AsyncConnection` "
+            "in autocommit mode (one round trip, one commit). Table: `id text PRIMARY KEY, "
+            "queue text, payload bytea, state text, priority integer, created double "
+            "precision` + a partial index `(priority DESC, id) WHERE state = 'queued'`; ids "
+            "(UUIDv7) and payloads (the W1 `BasicJob`) made before the clock starts."
+        )
+    if name == "pg_claim":
+        return (
+            f"The same table pre-filled with {first.get('rows', jobs)} queued rows (one "
+            "transaction, then ANALYZE; not timed), then one at a time, autocommit: `UPDATE t "
+            "SET state='running' WHERE id = (SELECT id FROM t WHERE state='queued' ORDER BY "
+            "priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id`."
+        )
     return (
         f"`{first.get('command', 'redis-benchmark')}`: **50 parallel clients** (its default) "
         "written in C, so not comparable one-to-one with one Python connection."
     )
 
 
-def _worker_calls(data: dict[str, Any]) -> list[str]:
+def _worker_calls(data: dict[str, Any], backend: str) -> list[str]:
     lines = []
     for name in ("w2_default", "w2_tuned", "w3", "w4"):
-        runs = ok_runs(data, name)
+        runs = ok_runs(data, backend, name)
         calls: list[dict[str, int]] = [r["worker_calls"] for r in runs if r.get("worker_calls")]
         if not calls:
             continue
@@ -437,8 +712,7 @@ def _worker_calls(data: dict[str, Any]) -> list[str]:
         return []
     head = [
         "Storage operations the worker called (counted by `bench.worker_app`'s wrapper; "
-        "one `claim` call may run the claim script more than once around a BLPOP), "
-        "median over runs:",
+        "one `claim` call may look for work more than once while it waits), median over runs:",
         "",
     ]
     return [*head, *lines, ""]
@@ -459,26 +733,40 @@ def _machine(meta: dict[str, Any]) -> list[str]:
         ],
     )
     out += ["", "## Versions", ""]
-    out += table(
-        ["", ""],
-        [
-            ["Python", f"{v.get('python', '?')} ({v.get('python_impl', '?')})"],
-            ["Redis server (INFO)", str(v.get("redis_server", "?"))],
+    rows = [
+        ["Python", f"{v.get('python', '?')} ({v.get('python_impl', '?')})"],
+        ["protobuf", f"{v.get('protobuf', '?')} ({v.get('protobuf_backend', '?')} backend)"],
+        ["uuid-utils", str(v.get("uuid_utils", "?"))],
+        ["conveyor-jobs", f"{v.get('conveyor', '?')}, git {v.get('conveyor_git', '?')}"],
+        ["conveyor/ tree digest", f"`{v.get('conveyor_tree_sha256', '?')}` (sha256 of .py/.lua)"],
+    ]
+    if "redis_server" in v:
+        rows += [
+            ["Redis server (INFO)", str(v.get("redis_server"))],
             ["redis-py", str(v.get("redis_py", "?"))],
             [
                 "hiredis",
                 f"{v.get('hiredis', '?')} (used by redis-py: {v.get('hiredis_in_use', '?')})",
             ],
-            ["protobuf", f"{v.get('protobuf', '?')} ({v.get('protobuf_backend', '?')} backend)"],
-            ["uuid-utils", str(v.get("uuid_utils", "?"))],
-            ["conveyor-jobs", f"{v.get('conveyor', '?')}, git {v.get('conveyor_git', '?')}"],
-            [
-                "conveyor/ tree digest",
-                f"`{v.get('conveyor_tree_sha256', '?')}` (sha256 of .py/.lua)",
-            ],
             ["redis-benchmark", str(v.get("redis_benchmark", "?"))],
-        ],
-    )
+        ]
+    if "postgres_server" in v:
+        settings = ", ".join(f"{k}={x}" for k, x in v.get("postgres_settings", {}).items())
+        rows += [
+            ["PostgreSQL server", f"{v.get('postgres_server')} ({settings})"],
+            [
+                "psycopg",
+                f"{v.get('psycopg', '?')} ({v.get('psycopg_impl', '?')} implementation, "
+                f"libpq {v.get('libpq', '?')})",
+            ],
+            ["SQLAlchemy", str(v.get("sqlalchemy", "?"))],
+        ]
+    if "sqlite_library" in v:
+        rows += [
+            ["SQLite library", f"{v.get('sqlite_library')} ({v.get('sqlite_pragmas', '')})"],
+            ["aiosqlite", str(v.get("aiosqlite", "?"))],
+        ]
+    out += table(["", ""], rows)
     out.append("")
     return out
 
@@ -489,15 +777,18 @@ def _notes(data: dict[str, Any]) -> list[str]:
     foreign = meta.get("foreign_clients_max", 0)
     if foreign:
         hit = [
-            f"{name} (round {r['run']})"
-            for name, runs in data.get("measurements", {}).items()
+            f"{backend}/{name} (round {r['run']})"
+            for backend, by in data.get("measurements", {}).items()
+            for name, runs in by.items()
             for r in runs
             if r.get("foreign_clients")
         ]
         notes.append(
-            f"Up to {foreign} Redis client(s) not belonging to the benchmark were connected "
-            "at the start of: " + (", ".join(hit) or "some measurement") + ". Such other "
-            "work on this machine can add to those measurements' timings and commandstats."
+            f"Up to {foreign} client(s) not belonging to the benchmark (Redis: connected; "
+            "PostgreSQL: a session running a statement) were on the servers at the start of: "
+            + (", ".join(hit) or "some measurement")
+            + ". Such other work on this machine can add to those measurements' timings "
+            "and counts."
         )
     busy = [b for b in meta.get("cpu_busy_before_round", []) if b is not None]
     if busy:

@@ -1,9 +1,9 @@
-"""Run the benchmark: ``python -m bench.run [--runs 3] [--jobs 10000] [--workloads w1,w2,...]``.
+"""Run the benchmark: ``python -m bench.run [--backends redis,postgres,sqlite] [--runs 3]``.
 
-Each round runs every selected workload and every raw baseline once, in an order rotated
-from round to round (interleaved, so drift hits all alike); figures are the median of the
-rounds with min and max. Results go to ``--out`` (JSON) and ``--report`` (Markdown).
-See bench/README.md.
+Each round runs every selected workload on every selected backend, and every raw baseline,
+once, in an order rotated from round to round (interleaved: the backends alternate within a
+round, so drift hits all alike); figures are the median of the rounds with min and max.
+Results go to ``--out`` (JSON) and ``--report`` (Markdown). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -22,14 +22,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from . import report
+from .backends import (
+    DEFAULT_PG_URL,
+    NAMES,
+    Backend,
+    PostgresBackend,
+    RedisBackend,
+    SQLiteBackend,
+)
+from .baselines import BASELINES
+from .census import pg_census
 from .common import (
     DEFAULT_URL,
     busy_share,
     check_loopback,
     cpu_times,
+    git_state,
     loadavg,
     machine,
     versions,
@@ -38,15 +47,20 @@ from .workloads import WORKLOADS, Settings, WorkloadError
 
 HERE = Path(__file__).resolve().parent
 GROUPS = ("w1", "w2", "w3", "w4", "w5")
-BENCH_CLIENT_PREFIXES = ("bench:", "conveyor:bench_")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    p.add_argument("--backends", default="redis", help="only 'redis' is benchmarked")
+    p.add_argument(
+        "--backends", default=",".join(NAMES), help="comma-separated: " + ",".join(NAMES)
+    )
     p.add_argument("--url", default=DEFAULT_URL, help="Redis URL (loopback only)")
+    p.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL URL (loopback only)")
+    p.add_argument(
+        "--sqlite-dir", type=Path, default=None, help="folder for the SQLite files (a temp dir)"
+    )
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--jobs", type=int, default=10_000, help="jobs for W1, W2, W5 and baselines")
     p.add_argument("--workloads", default=",".join(GROUPS), help="comma-separated: w1..w5")
@@ -60,30 +74,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--commandstats",
         action="store_true",
-        help="count round trips per job from INFO commandstats deltas",
+        help="count round trips (Redis: INFO commandstats) and statements (SQL: in-process "
+        "counts, plus the PostgreSQL wire census) per job",
+    )
+    p.add_argument(
+        "--census-jobs", type=int, default=1000, help="jobs per PostgreSQL wire-census workload"
     )
     p.add_argument("--deadline", type=float, default=120.0, help="seconds any one wait may take")
     p.add_argument(
         "--quiet-wait",
         type=float,
         default=60.0,
-        help="before each round, wait up to this long for idle CPUs and no foreign Redis client",
+        help="before each round, wait up to this long for idle CPUs and no foreign client",
     )
     p.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help="profile into DIR")
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     p.add_argument("--report", type=Path, default=HERE / "RESULTS.md")
     args = p.parse_args(argv)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if backends != ["redis"]:
-        p.error(f"only the redis backend is benchmarked, not {backends}")
+    backends = [b.strip().lower() for b in args.backends.split(",") if b.strip()]
+    unknown_b = [b for b in backends if b not in NAMES]
+    if unknown_b or not backends or len(set(backends)) != len(backends):
+        p.error(f"--backends: choose from {', '.join(NAMES)} (got {backends})")
+    args.backend_names = [b for b in NAMES if b in backends]
     groups = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]
     unknown = set(groups) - set(GROUPS)
     if unknown:
         p.error(f"unknown workloads {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     args.groups = groups
-    if args.runs < 1 or args.jobs < 1:
-        p.error("--runs and --jobs must be at least 1")
-    check_loopback(args.url)
+    if args.runs < 1 or args.jobs < 1 or args.census_jobs < 1:
+        p.error("--runs, --jobs and --census-jobs must be at least 1")
+    if "redis" in backends:
+        check_loopback(args.url)
+    if "postgres" in backends:
+        check_loopback(args.pg_url)
     return args
 
 
@@ -97,50 +120,85 @@ def schedule(names: list[str], runs: int) -> list[list[str]]:
     return orders
 
 
-async def foreign_clients(admin: aioredis.Redis) -> int:
-    clients = await admin.client_list()
-    return sum(1 for c in clients if not str(c.get("name", "")).startswith(BENCH_CLIENT_PREFIXES))
+def plan(backends: list[str], groups: list[str], baselines: bool) -> list[str]:
+    """``backend/name`` items: the baselines, then each workload on each backend in turn
+    (so the backends alternate within a round)."""
+    items: list[str] = []
+    if baselines:
+        for b in backends:
+            items += [f"{b}/{name}" for name in BASELINES[b]]
+    for name, (group, _) in WORKLOADS.items():
+        if group in groups:
+            items += [f"{b}/{name}" for b in backends]
+    return items
 
 
-async def wait_quiet(admin: aioredis.Redis, limit: float, threshold: float = 0.15) -> float | None:
+async def foreign_clients(backends: dict[str, Backend]) -> int:
+    return sum([await be.foreign_clients() for be in backends.values()])
+
+
+async def wait_quiet(
+    backends: dict[str, Backend], limit: float, threshold: float = 0.15
+) -> float | None:
     """Other work on the machine skews everything: wait (bounded) for idle CPUs and no
-    Redis client but the harness's own. Returns the busy share of the last one-second window.
+    foreign client (Redis: any client; PostgreSQL: any session running a statement) but the
+    harness's.
+    Returns the busy share of the last one-second window.
     """
     stop = time.monotonic() + limit
     while True:
         before = cpu_times()
         await asyncio.sleep(1.0)
         busy = busy_share(before, cpu_times())
-        quiet = (busy is None or busy < threshold) and await foreign_clients(admin) == 0
+        quiet = (busy is None or busy < threshold) and await foreign_clients(backends) == 0
         if quiet or time.monotonic() >= stop:
             return busy
+
+
+BRIEF = {
+    "raw_rtt": ("pairs_per_s", "lpush_per_s"),
+    "raw_pipelined": ("pairs_per_s", "lpush_per_s"),
+    "redis_benchmark": ("lpush_rps", "rpop_rps"),
+    "pg_insert": ("inserts_per_s",),
+    "pg_claim": ("claims_per_s",),
+    "w1_single": ("jobs_per_s",),
+    "w1_batched": ("jobs_per_s",),
+    "w2_default": ("jobs_per_s", "jobs_per_s_from_spawn"),
+    "w2_tuned": ("jobs_per_s", "jobs_per_s_from_spawn"),
+    "w3": ("p50_ms", "p99_ms", "max_ms"),
+    "w4": ("heir_seconds",),
+    "w5": ("bytes_per_job",),
+}
 
 
 def brief(name: str, result: dict[str, Any]) -> str:
     if "error" in result:
         return f"ERROR {result['error'].splitlines()[0]}"
-    keys = {
-        "raw_rtt": ("pairs_per_s", "lpush_per_s"),
-        "raw_pipelined": ("pairs_per_s", "lpush_per_s"),
-        "redis_benchmark": ("lpush_rps", "rpop_rps"),
-        "w1_single": ("jobs_per_s",),
-        "w1_batched": ("jobs_per_s",),
-        "w2_default": ("jobs_per_s", "jobs_per_s_from_spawn"),
-        "w2_tuned": ("jobs_per_s", "jobs_per_s_from_spawn"),
-        "w3": ("p50_ms", "p99_ms", "max_ms"),
-        "w4": ("heir_seconds",),
-        "w5": ("bytes_per_job",),
-    }[name]
-    return "  ".join(f"{k}={result[k]:,.2f}" for k in keys if k in result)
+    return "  ".join(f"{k}={result[k]:,.2f}" for k in BRIEF[name] if k in result)
+
+
+def make_backends(args: argparse.Namespace, workdir: Path) -> dict[str, Backend]:
+    made: dict[str, Backend] = {}
+    for name in args.backend_names:
+        if name == "redis":
+            made[name] = RedisBackend(args.url, args.commandstats)
+        elif name == "postgres":
+            made[name] = PostgresBackend(args.pg_url, args.commandstats)
+        else:
+            made[name] = SQLiteBackend(args.sqlite_dir or workdir / "sqlite", args.commandstats)
+    return made
+
+
+async def run_one(settings: Settings, be: Backend, name: str) -> dict[str, Any]:
+    if name in BASELINES[be.name]:
+        return await BASELINES[be.name][name](settings, be)
+    return await WORKLOADS[name][1](settings, be)
 
 
 async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    names = [n for n, (group, _) in WORKLOADS.items() if group in args.groups]
-    if not args.no_baselines:
-        names = [n for n, (group, _) in WORKLOADS.items() if group == "baseline"] + names
+    items = plan(args.backend_names, args.groups, not args.no_baselines)
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     settings = Settings(
-        url=args.url,
         jobs=args.jobs,
         default_concurrency=args.concurrency,
         tuned_concurrency=args.tuned_concurrency,
@@ -153,18 +211,23 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         deadline=args.deadline,
         py_spy=args.py_spy,
     )
-    admin = aioredis.Redis.from_url(args.url, client_name="bench:admin")
+    backends = make_backends(args, workdir)
     started = time.time()
     command = "python -m bench.run " + shlex.join(argv) if argv else "python -m bench.run"
     meta: dict[str, Any] = {
         "command": command.strip(),
         "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "backends": list(backends),
+        "urls": {
+            name: (be.url("<ns>") if name != "sqlite" else "sqlite:///<tempdir>/<ns>.db")
+            for name, be in backends.items()
+        },
         "url": args.url,
         "runs": args.runs,
         "out": str(args.out.resolve().relative_to(HERE.parent))
         if args.out.resolve().is_relative_to(HERE.parent)
         else str(args.out),
-        "workloads": names,
+        "workloads": items,
         "settings": {
             "jobs": args.jobs,
             "default_concurrency": args.concurrency,
@@ -174,38 +237,61 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "w4_children": args.w4_children,
             "rb_requests": args.rb_requests,
             "commandstats": args.commandstats,
+            "census_jobs": args.census_jobs,
             "poll_ms": 20,
         },
         "machine": machine(),
         "loadavg_start": loadavg(),
+        "git_start": git_state(),
         "py_spy": str(args.py_spy) if args.py_spy else None,
         "workdir": str(workdir),
         "notes": [],
         "cpu_busy_before_round": [],
     }
-    measurements: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    measurements: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in backends}
+    for item in items:
+        b, name = item.split("/", 1)
+        measurements[b][name] = []
     foreign_max = 0
+    failed_census = False
     try:
-        await admin.ping()
-        meta["versions"] = await versions(admin)
-        for run, order in enumerate(schedule(names, args.runs), start=1):
-            busy = await wait_quiet(admin, args.quiet_wait)
+        vers = versions()
+        for be in backends.values():
+            await be.open()
+            vers.update(await be.versions())
+        meta["versions"] = vers
+        pg = backends.get("postgres")
+        if args.commandstats and isinstance(pg, PostgresBackend):
+            print(f"--- PostgreSQL wire census ({args.census_jobs} jobs each)", flush=True)
+            t0 = time.monotonic()
+            try:
+                meta["census"] = {"postgres": await pg_census(settings, pg, args.census_jobs)}
+            except (WorkloadError, OSError, TimeoutError) as exc:
+                meta["census"] = {"postgres": {"error": f"{type(exc).__name__}: {exc}"}}
+                failed_census = True
+                traceback.print_exc()
+            meta["census_seconds"] = time.monotonic() - t0
+            print(f"  done in {meta['census_seconds']:.1f}s", flush=True)
+        for run, order in enumerate(schedule(items, args.runs), start=1):
+            busy = await wait_quiet(backends, args.quiet_wait)
             meta["cpu_busy_before_round"].append(busy)
             shown = f"{busy:.0%}" if busy is not None else "?"
-            print(
-                f"--- round {run}/{args.runs} (CPU busy before: {shown}): {', '.join(order)}",
-                flush=True,
-            )
-            for position, name in enumerate(order, start=1):
+            print(f"--- round {run}/{args.runs} (CPU busy before: {shown})", flush=True)
+            for position, item in enumerate(order, start=1):
+                b, name = item.split("/", 1)
+                be = backends[b]
                 gc.collect()
-                foreign = await foreign_clients(admin)
+                foreign = await foreign_clients(backends)
                 foreign_max = max(foreign_max, foreign)
                 load = loadavg()
                 t0 = time.monotonic()
                 cpu0 = cpu_times()
                 try:
-                    result = await WORKLOADS[name][1](settings, admin)
+                    result = await run_one(settings, be, name)
                 except (WorkloadError, OSError, TimeoutError) as exc:
+                    result = {"error": f"{type(exc).__name__}: {exc}"}
+                    traceback.print_exc()
+                except Exception as exc:  # a driver error: recorded, and the run goes on
                     result = {"error": f"{type(exc).__name__}: {exc}"}
                     traceback.print_exc()
                 result.update(
@@ -216,14 +302,24 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     foreign_clients=foreign,
                     wall_s=time.monotonic() - t0,
                 )
-                measurements[name].append(result)
-                print(f"  {name:<16} {brief(name, result)}  ({result['wall_s']:.1f}s)", flush=True)
+                measurements[b][name].append(result)
+                print(
+                    f"  {b:<9}{name:<16} {brief(name, result)}  ({result['wall_s']:.1f}s)",
+                    flush=True,
+                )
                 await asyncio.sleep(0.2)
     finally:
-        await admin.aclose()
+        for be in backends.values():
+            await be.aclose()
     meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["duration_s"] = time.time() - started
     meta["foreign_clients_max"] = foreign_max
+    meta["git_end"] = git_state()
+    if meta["git_end"] != meta["git_start"]:
+        meta["notes"].append(
+            "The library changed during the run: git/conveyor tree at start "
+            f"{meta['git_start']}, at the end {meta['git_end']}."
+        )
     data = {"meta": meta, "measurements": measurements}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
@@ -233,15 +329,21 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for row in report.targets(data):
         s = row["stat"]
         print(
-            f"{row['label']:<26} {report.med_range(s, row['unit'])} {row['unit']:<9} "
-            f"target {row['op']} {row['bound']:g}: {row['verdict']}"
+            f"{row['backend']:<9}{row['label']:<26} {report.med_range(s, row['unit'])} "
+            f"{row['unit']:<9} target {row['op']} {row['bound']:g}: {row['verdict']}"
         )
-    for label, top, bottom in report.RATIOS:
-        r = report.ratio(data, top, bottom)
-        print(f"{label:<52} {report.num(r['median'], '')}")
+    for backend, label, top, bottom in report.RATIOS:
+        if backend in measurements:
+            r = report.ratio(data, backend, top, bottom)
+            print(f"{backend:<9}{label:<52} {report.num(r['median'], '')}")
     print(f"\nwrote {args.out} and {args.report} in {meta['duration_s']:.0f}s")
-    failed = [n for n, runs in measurements.items() if any("error" in r for r in runs)]
-    return 1 if failed else 0
+    failed = [
+        f"{b}/{n}"
+        for b, by in measurements.items()
+        for n, rs in by.items()
+        if any("error" in r for r in rs)
+    ]
+    return 1 if failed or failed_census else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

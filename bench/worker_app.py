@@ -16,6 +16,11 @@ The process prints ``CLAIMING <time.time()>`` on stdout when the worker first ca
 ``Storage.claim`` (the harness waits for it), and on SIGTERM stops gracefully (the worker's
 own signal handling, as in ``run_sync()``), then writes everything it recorded to ``--out``
 as JSON: latencies, the W4 times, and how often it called each storage operation.
+
+On the SQL backends, ``--count-sql`` counts the statements, commits and pool checkouts of
+the worker's engine (``bench.sqlcount``) from its first claim until the ``--expect``-th
+outcome has been settled, and writes that delta too. ``--hold`` makes the first claim wait
+for a line on stdin (the harness's wire census starts its count in between).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 
+from . import sqlcount
+
 
 class Recorder:
     """What the handler and the storage wrapper observed, written out at stop."""
@@ -47,6 +54,12 @@ class Recorder:
         self.children = 0
         self.heir_start: float | None = None
         self.calls: Counter[str] = Counter()
+        self.expect = 0
+        self.hold = False
+        self.counter: Any = None
+        self.sql_start: dict[str, Any] | None = None
+        self.sql_counts: dict[str, Any] | None = None
+        self.expected_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +73,8 @@ class Recorder:
             "children": self.children,
             "heir_start": self.heir_start,
             "calls": dict(self.calls),
+            "sql_counts": self.sql_counts,
+            "expected_at": self.expected_at,
             "stopped": time.time(),
         }
 
@@ -84,6 +99,11 @@ class CountingStorage:
         if rec.first_claim is None:
             rec.first_claim = time.time()
             print(f"CLAIMING {rec.first_claim!r}", flush=True)
+            if rec.hold:  # wait (bounded) for the harness's "go"
+                loop = asyncio.get_running_loop()
+                await asyncio.wait_for(loop.run_in_executor(None, sys.stdin.readline), 60)
+            if rec.counter is not None:
+                rec.sql_start = rec.counter.snapshot()
         claimed = await self._inner.claim(worker_id, queues, limit, lease, wait)
         rec.calls["claim"] += 1
         rec.calls["claim_limit_sum"] += limit
@@ -93,9 +113,15 @@ class CountingStorage:
         return claimed
 
     async def settle(self, outcomes: Sequence[Any]) -> Any:
-        self._rec.calls["settle"] += 1
-        self._rec.calls["settled_outcomes"] += len(outcomes)
-        return await self._inner.settle(outcomes)
+        rec = self._rec
+        rec.calls["settle"] += 1
+        result = await self._inner.settle(outcomes)
+        rec.calls["settled_outcomes"] += len(outcomes)
+        if rec.expected_at is None and rec.expect and rec.calls["settled_outcomes"] >= rec.expect:
+            rec.expected_at = time.time()
+            if rec.counter is not None and rec.sql_start is not None:
+                rec.sql_counts = sqlcount.delta(rec.sql_start, rec.counter.snapshot())
+        return result
 
     async def stage(self, lease: Any, declarations: Sequence[Any]) -> Any:
         self._rec.calls["stage"] += 1
@@ -150,6 +176,8 @@ async def amain(args: argparse.Namespace, recorder: Recorder) -> None:
     config = conveyor.Config(url=args.url, namespace=args.namespace)
     client = conveyor.AsyncClient(config)
     inner = await client.storage()
+    if args.count_sql:
+        recorder.counter = sqlcount.SQLCounter().attach(inner)
     try:
         worker = build_worker(config, CountingStorage(inner, recorder), args.concurrency, recorder)
         # Worker.run() installs the SIGTERM/SIGINT handlers (run_sync() is asyncio.run(run())).
@@ -164,8 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--out", required=True, help="JSON file written when the worker stops")
+    parser.add_argument("--expect", type=int, default=0, help="outcomes that end the count")
+    parser.add_argument("--count-sql", action="store_true", help="count SQL statements")
+    parser.add_argument("--hold", action="store_true", help="first claim waits for stdin")
     args = parser.parse_args(argv)
     recorder = Recorder()
+    recorder.expect = args.expect
+    recorder.hold = args.hold
     try:
         asyncio.run(amain(args, recorder))
     finally:

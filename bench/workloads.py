@@ -1,7 +1,9 @@
-"""The workloads and raw baselines: each function measures its figure once and returns a dict.
+"""The Conveyor workloads W1-W5, written once for every backend (``bench.backends``).
 
-Every Conveyor measurement gets a fresh namespace whose keys are deleted afterwards
-(SCAN MATCH "{ns}:*" + DEL); every wait is bounded by ``Settings.deadline``.
+Each function measures its figure once on one backend and returns a dict. Every Conveyor
+measurement gets a fresh namespace that is removed afterwards (Redis keys deleted,
+PostgreSQL schema dropped, SQLite file deleted); every wait is bounded by
+``Settings.deadline``. The raw baselines are in ``bench.baselines``.
 """
 
 from __future__ import annotations
@@ -13,30 +15,19 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import redis.asyncio as aioredis
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 
-from .common import (
-    QUEUE,
-    commandstats,
-    commandstats_delta,
-    delete_namespace,
-    new_namespace,
-    parse_redis_benchmark,
-    percentile,
-    round_trips,
-)
+from .backends import Backend, RedisBackend
+from .common import QUEUE, percentile
 
 REPO = Path(__file__).resolve().parent.parent
-POLL = 0.02  # seconds between progress polls (one HGETALL each)
+POLL = 0.02  # seconds between progress polls (one query each)
 BATCH = 100  # W1 batched and W5: jobs per enqueue_many
 PRELOAD_BATCH = 1000  # W2: jobs per enqueue_many while filling the queue (not timed)
 W5_PAYLOAD = 100  # bytes of serialized BasicJob in W5
@@ -48,7 +39,6 @@ class WorkloadError(RuntimeError):
 
 @dataclass
 class Settings:
-    url: str
     jobs: int
     default_concurrency: int
     tuned_concurrency: int
@@ -63,27 +53,10 @@ class Settings:
     notes: list[str] = field(default_factory=list)
 
 
-Workload = Callable[[Settings, aioredis.Redis], Awaitable[dict[str, Any]]]
+Workload = Callable[[Settings, Backend], Awaitable[dict[str, Any]]]
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def namespace(admin: aioredis.Redis, tag: str) -> AsyncIterator[str]:
-    """A fresh namespace, its keys deleted afterwards whatever happened."""
-    ns = new_namespace(tag)
-    try:
-        yield ns
-    finally:
-        await delete_namespace(admin, ns)
-
-
-async def succeeded(storage: Any) -> int:
-    for stats in await storage.queue_stats():
-        if stats.queue == QUEUE:
-            return int(stats.count(conveyor.JobState.SUCCEEDED))
-    return 0
 
 
 async def queued(storage: Any) -> int:
@@ -94,40 +67,22 @@ async def queued(storage: Any) -> int:
 
 
 async def wait_succeeded(
-    storage: Any, target: int, deadline: float, what: str
+    be: Backend, storage: Any, ns: str, target: int, deadline: float, what: str
 ) -> tuple[float, int]:
-    """Poll ``queue_stats()`` every POLL s until ``target`` jobs succeeded.
+    """Poll the backend's succeeded count every POLL s until ``target`` jobs succeeded.
 
     Returns (time.time() when seen, number of polls). Bounded by ``deadline`` seconds.
     """
     polls = 0
     stop = time.monotonic() + deadline
     while True:
-        done = await succeeded(storage)
+        done = await be.succeeded(storage, ns)
         polls += 1
         if done >= target:
             return time.time(), polls
         if time.monotonic() > stop:
             raise WorkloadError(f"{what}: only {done} of {target} jobs succeeded after {deadline}s")
         await asyncio.sleep(POLL)
-
-
-async def snapshot(admin: aioredis.Redis, settings: Settings) -> dict[str, Any] | None:
-    return await commandstats(admin) if settings.commandstats else None
-
-
-def count_trips(
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    jobs: int,
-    **kwargs: Any,
-) -> dict[str, Any] | None:
-    if before is None or after is None:
-        return None
-    delta = commandstats_delta(before, after)
-    result = round_trips(delta, jobs, **kwargs)
-    result["delta"] = delta
-    return result
 
 
 class Profiler:
@@ -173,32 +128,61 @@ class WorkerProcess:
     """``python -m bench.worker_app`` as a subprocess of the harness."""
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, out: Path, log: Path, spawned: float, tag: str
+        self,
+        proc: asyncio.subprocess.Process,
+        out: Path,
+        log: Path,
+        spawned: float,
+        tag: str,
+        hold: bool,
     ) -> None:
         self.proc = proc
         self.out = out
         self.log = log
         self.spawned = spawned
         self.tag = tag
+        self.hold = hold
         self.profiler = Profiler(None, None)
 
     @classmethod
-    async def start(cls, settings: Settings, ns: str, concurrency: int, tag: str) -> WorkerProcess:
+    async def start(
+        cls,
+        settings: Settings,
+        be: Backend,
+        ns: str,
+        concurrency: int,
+        tag: str,
+        *,
+        expect: int,
+        hold: bool = False,
+    ) -> WorkerProcess:
+        """Spawn the worker. ``expect``: outcomes after which it snapshots its SQL counts;
+        ``hold``: it waits for ``go()`` before its first claim (the wire census)."""
         out = settings.workdir / f"{ns}.json"
         log = settings.workdir / f"{ns}.log"
-        cmd = [sys.executable, "-m", "bench.worker_app", "--url", settings.url]
+        cmd = [sys.executable, "-m", "bench.worker_app", "--url", be.url(ns)]
         cmd += ["--namespace", ns, "--concurrency", str(concurrency), "--out", str(out)]
+        cmd += ["--expect", str(expect)]
+        if be.counting and be.counts_key == "sql_counts":
+            cmd.append("--count-sql")
+        if hold:
+            cmd.append("--hold")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         spawned = time.time()
         log_fh = _open_log(log)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cmd, stdout=asyncio.subprocess.PIPE, stderr=log_fh, cwd=REPO, env=env
+                *cmd,
+                stdin=asyncio.subprocess.PIPE if hold else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_fh,
+                cwd=REPO,
+                env=env,
             )
         finally:
             log_fh.close()  # the child has its own copy
-        return cls(proc, out, log, spawned, tag)
+        return cls(proc, out, log, spawned, tag, hold)
 
     def log_tail(self) -> str:
         try:
@@ -217,6 +201,12 @@ class WorkerProcess:
             raise WorkloadError(f"worker failed to start: {line!r}\n{self.log_tail()}")
         self.profiler = await Profiler.attach(settings, self.proc.pid, self.tag)
         return float(line.split()[1])
+
+    async def go(self) -> None:
+        """Let a held worker make its first claim."""
+        if self.hold and self.proc.stdin is not None:
+            self.proc.stdin.write(b"go\n")
+            await self.proc.stdin.drain()
 
     async def stop(self, timeout: float = 60.0) -> dict[str, Any]:
         """SIGTERM (graceful stop), wait, and read what the worker recorded."""
@@ -247,133 +237,29 @@ class WorkerProcess:
         await self.profiler.finish(interrupt=True)
 
 
-def config(settings: Settings, ns: str) -> conveyor.Config:
-    return conveyor.Config(url=settings.url, namespace=ns)
-
-
 async def warm_up(client: conveyor.AsyncClient) -> None:
-    """Load the enqueue script (NOSCRIPT + SCRIPT LOAD) outside the measurement.
+    """Load the enqueue script / compile the statements outside the measurement.
 
     The job goes to a queue that no benchmark worker listens on.
     """
     await client.enqueue(BasicJob(name="warmup"), queue="bench_warmup")
 
 
-# --- raw baselines --------------------------------------------------------------------------
-
-
-async def raw_round_trips(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
-    """LPUSH then RPOP, each awaited alone: one round trip per command."""
-    n = settings.jobs
-    async with namespace(admin, "raw") as ns:
-        key = "{" + ns + "}:raw"
-        value = "0192f3a4-5b6c-7d8e-9f01-23456789abcd"  # as long as a job id
-        r = aioredis.Redis.from_url(settings.url, client_name="bench:raw")
-        try:
-            await r.ping()
-            lpush_time = 0.0
-            clock = time.perf_counter
-            start = clock()
-            for _ in range(n):
-                t = clock()
-                await r.lpush(key, value)
-                lpush_time += clock() - t
-                await r.rpop(key)
-            total = clock() - start
-        finally:
-            await r.aclose()
-    return {
-        "pairs": n,
-        "seconds": total,
-        "pairs_per_s": n / total,
-        "lpush_per_s": n / lpush_time,
-        "round_trips_per_s": 2 * n / total,
-    }
-
-
-async def raw_pipelined(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
-    """The same pairs, pipelined by 100: a pipeline of 100 LPUSH, then one of 100 RPOP."""
-    n = settings.jobs
-    batches = max(1, n // BATCH)
-    n = batches * BATCH
-    async with namespace(admin, "rawpipe") as ns:
-        key = "{" + ns + "}:raw"
-        value = "0192f3a4-5b6c-7d8e-9f01-23456789abcd"
-        r = aioredis.Redis.from_url(settings.url, client_name="bench:raw")
-        try:
-            await r.ping()
-            lpush_time = 0.0
-            clock = time.perf_counter
-            start = clock()
-            for _ in range(batches):
-                t = clock()
-                pipe = r.pipeline(transaction=False)
-                for _ in range(BATCH):
-                    pipe.lpush(key, value)
-                await pipe.execute()
-                lpush_time += clock() - t
-                pipe = r.pipeline(transaction=False)
-                for _ in range(BATCH):
-                    pipe.rpop(key)
-                await pipe.execute()
-            total = clock() - start
-        finally:
-            await r.aclose()
-    return {
-        "pairs": n,
-        "pipeline": BATCH,
-        "seconds": total,
-        "pairs_per_s": n / total,
-        "lpush_per_s": n / lpush_time,
-    }
-
-
-def redis_benchmark_command(settings: Settings) -> list[str]:
-    parts = urlsplit(settings.url)
-    host, port = parts.hostname or "127.0.0.1", str(parts.port or 6379)
-    cmd = ["redis-benchmark", "-h", host, "-p", port, "-t", "lpush,rpop"]
-    return [*cmd, "-n", str(settings.rb_requests), "-q"]
-
-
-async def redis_benchmark(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
-    """``redis-benchmark -t lpush,rpop`` (50 parallel clients by default, key "mylist" in db 0)."""
-    cmd = redis_benchmark_command(settings)
-    db0 = aioredis.Redis.from_url(settings.url, db=0, client_name="bench:admin")
-    try:
-        if await db0.exists("mylist"):
-            raise WorkloadError("db 0 holds a key 'mylist' that redis-benchmark would alter")
-    finally:
-        await db0.aclose()
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), settings.deadline)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise WorkloadError("redis-benchmark did not finish in time") from None
-    rates = parse_redis_benchmark(out.decode(errors="replace"))
-    if "lpush" not in rates or "rpop" not in rates:
-        raise WorkloadError(f"cannot parse redis-benchmark output: {out!r} {err!r}")
-    return {
-        "command": " ".join(cmd),
-        "clients": 50,
-        "lpush_rps": rates["lpush"],
-        "rpop_rps": rates["rpop"],
-    }
+def _counts(be: Backend, result: dict[str, Any], trips: dict[str, Any] | None) -> None:
+    result[be.counts_key] = trips
 
 
 # --- W1: enqueue --------------------------------------------------------------------------
 
 
-async def _w1(settings: Settings, admin: aioredis.Redis, batched: bool) -> dict[str, Any]:
-    n = settings.jobs
+async def _w1(settings: Settings, be: Backend, batched: bool, jobs: int) -> dict[str, Any]:
+    n = jobs
     tag = "w1b" if batched else "w1s"
-    async with namespace(admin, tag) as ns, conveyor.AsyncClient(config(settings, ns)) as client:
+    async with be.namespace(tag) as ns, conveyor.AsyncClient(be.config(ns)) as client:
         await warm_up(client)
-        profiler = await Profiler.attach(settings, os.getpid(), f"{tag}_producer")
-        before = await snapshot(admin, settings)
+        storage = await client.storage()
+        profiler = await Profiler.attach(settings, os.getpid(), f"{be.name}_{tag}_producer")
+        before = await be.snap(storage)
         clock = time.perf_counter
         if batched:
             batches = max(1, n // BATCH)
@@ -390,50 +276,60 @@ async def _w1(settings: Settings, admin: aioredis.Redis, batched: bool) -> dict[
             for i in range(n):
                 await client.enqueue(BasicJob(name="noop", count=i))
             elapsed = clock() - start
-        after = await snapshot(admin, settings)
+        after = await be.snap(storage)
         await profiler.finish(interrupt=True)
-        stored = await queued(await client.storage())
+        stored = await queued(storage)
     if stored != n:
         raise WorkloadError(f"{tag}: {stored} jobs queued, expected {n}")
     result: dict[str, Any] = {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
     if batched:
         result["batch"] = BATCH
-    result["commandstats"] = count_trips(before, after, n)
+    _counts(be, result, be.trips(before, after, n))
     if profiler.path:
         result["profile"] = str(profiler.path)
     return result
 
 
-async def w1_single(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
+async def w1_single(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
     """W1: ``await client.enqueue(...)`` one at a time."""
-    return await _w1(settings, admin, batched=False)
+    return await _w1(settings, be, batched=False, jobs=jobs or settings.jobs)
 
 
-async def w1_batched(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
+async def w1_batched(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
     """W1: ``await client.enqueue_many(...)`` in batches of 100."""
-    return await _w1(settings, admin, batched=True)
+    return await _w1(settings, be, batched=True, jobs=jobs or settings.jobs)
 
 
 # --- W2: drain ----------------------------------------------------------------------------
 
 
-async def _w2(settings: Settings, admin: aioredis.Redis, concurrency: int) -> dict[str, Any]:
-    n = settings.jobs
+async def _w2(
+    settings: Settings, be: Backend, concurrency: int, jobs: int, hold: bool = False
+) -> dict[str, Any]:
+    n = jobs
     tag = f"w2c{concurrency}"
-    async with namespace(admin, tag) as ns, conveyor.AsyncClient(config(settings, ns)) as client:
+    async with be.namespace(tag) as ns, conveyor.AsyncClient(be.config(ns)) as client:
         for first in range(0, n, PRELOAD_BATCH):
             size = min(PRELOAD_BATCH, n - first)
             await client.enqueue_many([BasicJob(name="noop", count=first + i) for i in range(size)])
         storage = await client.storage()
         if (have := await queued(storage)) != n:
             raise WorkloadError(f"{tag}: {have} jobs queued before the drain, expected {n}")
-        before = await snapshot(admin, settings)
-        worker = await WorkerProcess.start(settings, ns, concurrency, tag)
+        # Redis counts from before the spawn (worker set-up included, ≈0.001/job); a held
+        # worker (the wire census) from its first claim exactly; the SQL in-process counts
+        # are the worker's own, from its first claim to its n-th outcome.
+        before = None if hold else await be.snap(storage)
+        worker = await WorkerProcess.start(
+            settings, be, ns, concurrency, f"{be.name}_{tag}", expect=n, hold=hold
+        )
         try:
             first_claim = await worker.wait_claiming(settings)
-            done_at, polls = await wait_succeeded(storage, n, settings.deadline, tag)
-            after = await snapshot(admin, settings)
-            last_settle = await admin.zrange("{" + ns + "}:finished", -1, -1, withscores=True)
+            if hold:
+                before = await be.snap(storage)
+                await worker.go()
+            done_at, polls = await wait_succeeded(be, storage, ns, n, settings.deadline, tag)
+            after = await be.snap(storage)
+            server_end = await be.last_settle(ns)
             recorded = await worker.stop()
         except BaseException:
             await worker.kill()
@@ -452,18 +348,15 @@ async def _w2(settings: Settings, admin: aioredis.Redis, concurrency: int) -> di
         "polls": polls,
         "worker_calls": calls,
     }
-    if last_settle:
-        # Cross-check: the last settle's Redis TIME, free of the poll's up-to-20 ms lag.
-        server_end = float(last_settle[0][1])
+    if server_end is not None and server_end > first_claim:
+        # Cross-check: the last settle as the backend recorded it, free of the poll's lag.
         result["seconds_to_last_settle"] = server_end - first_claim
         result["jobs_per_s_to_last_settle"] = n / (server_end - first_claim)
     if calls.get("claimed_jobs"):
         result["jobs_per_claim"] = calls["claimed_jobs"] / max(1, calls["claim"])
     if calls.get("settled_outcomes"):
         result["outcomes_per_settle"] = calls["settled_outcomes"] / max(1, calls["settle"])
-    result["commandstats"] = count_trips(
-        before, after, n, harness={"hgetall": polls}, library_client={"hset": 1}
-    )
+    _counts(be, result, be.trips(before, after, n, polls=polls, worker=recorded))
     if worker.profiler.path:
         result["profile"] = str(worker.profiler.path)
     if "log_tail" in recorded:
@@ -471,30 +364,35 @@ async def _w2(settings: Settings, admin: aioredis.Redis, concurrency: int) -> di
     return result
 
 
-async def w2_default(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
+async def w2_default(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
     """W2 at the Worker's default concurrency."""
-    return await _w2(settings, admin, settings.default_concurrency)
+    return await _w2(settings, be, settings.default_concurrency, jobs or settings.jobs)
 
 
-async def w2_tuned(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
+async def w2_tuned(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
     """W2 at the tuned concurrency."""
-    return await _w2(settings, admin, settings.tuned_concurrency)
+    return await _w2(settings, be, settings.tuned_concurrency, jobs or settings.jobs)
 
 
 # --- W3: enqueue-to-start latency ------------------------------------------------------
 
 
-async def w3_latency(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
-    n = max(1, round(settings.w3_rate * settings.w3_seconds))
-    interval = 1.0 / settings.w3_rate
-    async with namespace(admin, "w3") as ns, conveyor.AsyncClient(config(settings, ns)) as client:
+async def w3_latency(
+    settings: Settings, be: Backend, rate: float | None = None, seconds: float | None = None
+) -> dict[str, Any]:
+    rate = rate or settings.w3_rate
+    n = max(1, round(rate * (seconds or settings.w3_seconds)))
+    interval = 1.0 / rate
+    async with be.namespace("w3") as ns, conveyor.AsyncClient(be.config(ns)) as client:
         await warm_up(client)
         storage = await client.storage()
-        worker = await WorkerProcess.start(settings, ns, settings.default_concurrency, "w3")
+        worker = await WorkerProcess.start(
+            settings, be, ns, settings.default_concurrency, f"{be.name}_w3", expect=n
+        )
         try:
             await worker.wait_claiming(settings)
             await asyncio.sleep(0.3)  # the worker is now idle, blocked waiting for work
-            before = await snapshot(admin, settings)
+            before = await be.snap(storage)
             clock = time.perf_counter
             start = clock() + 0.01
             late = 0
@@ -506,8 +404,10 @@ async def w3_latency(settings: Settings, admin: aioredis.Redis) -> dict[str, Any
                     late += 1
                 await client.enqueue(BasicJob(name="lat", count=int(time.time() * 1_000_000)))
             produced = clock() - start
-            _, polls = await wait_succeeded(storage, n, settings.deadline, "w3")
-            after = await snapshot(admin, settings)
+            after = await be.snap(storage)  # the producer's side
+            _, polls = await wait_succeeded(be, storage, ns, n, settings.deadline, "w3")
+            if isinstance(be, RedisBackend):
+                after = await be.snap(storage)  # server-wide: both sides
             recorded = await worker.stop()
         except BaseException:
             await worker.kill()
@@ -517,7 +417,7 @@ async def w3_latency(settings: Settings, admin: aioredis.Redis) -> dict[str, Any
         raise WorkloadError(f"w3: {len(latencies)} latencies recorded, expected {n}")
     result: dict[str, Any] = {
         "jobs": n,
-        "rate": settings.w3_rate,
+        "rate": rate,
         "achieved_rate": n / produced,
         "late_sends": late,
         "p50_ms": percentile(latencies, 50),
@@ -527,8 +427,8 @@ async def w3_latency(settings: Settings, admin: aioredis.Redis) -> dict[str, Any
         "min_ms": latencies[0],
         "mean_ms": sum(latencies) / n,
         "worker_calls": recorded.get("calls", {}),
-        "commandstats": count_trips(before, after, n, harness={"hgetall": polls}),
     }
+    _counts(be, result, be.trips(before, after, n, polls=polls, worker=recorded))
     if worker.profiler.path:
         result["profile"] = str(worker.profiler.path)
     return result
@@ -537,21 +437,25 @@ async def w3_latency(settings: Settings, admin: aioredis.Redis) -> dict[str, Any
 # --- W4: family ------------------------------------------------------------------------
 
 
-async def w4_family(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
+async def w4_family(settings: Settings, be: Backend) -> dict[str, Any]:
     children = settings.w4_children
     total = children + 2  # the parent, its children, the heir
-    async with namespace(admin, "w4") as ns, conveyor.AsyncClient(config(settings, ns)) as client:
+    async with be.namespace("w4") as ns, conveyor.AsyncClient(be.config(ns)) as client:
         await warm_up(client)
         storage = await client.storage()
-        worker = await WorkerProcess.start(settings, ns, settings.default_concurrency, "w4")
+        worker = await WorkerProcess.start(
+            settings, be, ns, settings.default_concurrency, f"{be.name}_w4", expect=total
+        )
         try:
             await worker.wait_claiming(settings)
             await asyncio.sleep(0.3)
-            before = await snapshot(admin, settings)
+            before = await be.snap(storage)
             enqueued = time.time()
             await client.enqueue(BasicJob(name="parent", count=children))
-            _, polls = await wait_succeeded(storage, total, settings.deadline, "w4")
-            after = await snapshot(admin, settings)
+            after = await be.snap(storage)  # the producer's side
+            _, polls = await wait_succeeded(be, storage, ns, total, settings.deadline, "w4")
+            if isinstance(be, RedisBackend):
+                after = await be.snap(storage)
             recorded = await worker.stop()
         except BaseException:
             await worker.kill()
@@ -560,6 +464,7 @@ async def w4_family(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]
         raise WorkloadError(f"w4: worker saw {recorded.get('children')} children, heir {recorded}")
     heir = recorded["heir_start"]
     result: dict[str, Any] = {
+        "jobs": total,
         "children": children,
         "concurrency": settings.default_concurrency,
         "heir_seconds": heir - enqueued,
@@ -572,60 +477,74 @@ async def w4_family(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]
         },
         "children_per_s": children / max(1e-9, recorded["child_last"] - recorded["child_first"]),
         "worker_calls": recorded.get("calls", {}),
-        "commandstats": count_trips(
-            before, after, total, harness={"hgetall": polls}, library_client={}
-        ),
     }
+    _counts(be, result, be.trips(before, after, total, polls=polls, worker=recorded))
     if worker.profiler.path:
         result["profile"] = str(worker.profiler.path)
     return result
 
 
-# --- W5: memory -------------------------------------------------------------------------
+# --- W5: storage per queued job -------------------------------------------------------
 
 
-async def w5_memory(settings: Settings, admin: aioredis.Redis) -> dict[str, Any]:
+async def w5_size(settings: Settings, be: Backend) -> dict[str, Any]:
+    """Storage per queued job with a 100-byte payload: Redis memory, the PostgreSQL jobs
+    table with its indexes and TOAST, the SQLite file (after a WAL checkpoint)."""
     n = settings.jobs
     name = "m" * (W5_PAYLOAD - 2)  # field tag + length byte + name = 100 bytes
     payload = BasicJob(name=name)
     if payload.ByteSize() != W5_PAYLOAD:
         raise WorkloadError(f"w5 payload is {payload.ByteSize()} bytes, not {W5_PAYLOAD}")
-    async with namespace(admin, "w5") as ns, conveyor.AsyncClient(config(settings, ns)) as client:
-        async with (
-            namespace(admin, "w5warm") as warm_ns,  # scripts loaded, then its keys gone
-            conveyor.AsyncClient(config(settings, warm_ns)) as warm,
-        ):
-            await warm.enqueue_many([BasicJob(name=name)])
-        batches = [
-            [BasicJob(name=name) for _ in range(min(BATCH, n - first))]
-            for first in range(0, n, BATCH)
-        ]
-        await client.connect()
-        before = int((await admin.info("memory"))["used_memory"])
+    batches = [
+        [BasicJob(name=name) for _ in range(min(BATCH, n - first))] for first in range(0, n, BATCH)
+    ]
+    async with be.namespace("w5") as ns, conveyor.AsyncClient(be.config(ns)) as client:
+        if isinstance(be, RedisBackend):
+            async with (
+                be.namespace("w5warm") as warm_ns,  # scripts loaded, then its keys gone
+                conveyor.AsyncClient(be.config(warm_ns)) as warm,
+            ):
+                await warm.enqueue_many([BasicJob(name=name)])
+        storage = await client.storage()  # the SQL backends create their tables here
+        before = await be.size(ns, storage)
         for batch in batches:
             await client.enqueue_many(batch)
-        after = int((await admin.info("memory"))["used_memory"])
-        breakdown, encodings = await _memory_breakdown(admin, ns)
-        limits = await admin.config_get("hash-max-listpack-*")
-        limits.update(await admin.config_get("zset-max-listpack-*"))
-    return {
-        "jobs": n,
-        "payload_bytes": W5_PAYLOAD,
-        "used_memory_before": before,
-        "used_memory_after": after,
-        "bytes_per_job": (after - before) / n,
-        "memory_usage_per_job": {k: v / n for k, v in breakdown.items()},
-        "job_hash_encoding": encodings.get("job hashes", "?"),
-        "encodings": encodings,
-        "hash_max_listpack": {_text(k): _text(v) for k, v in sorted(limits.items())},
-        "unattributed_per_job": (after - before - sum(breakdown.values())) / n,
-    }
+        after = await be.size(ns, storage)
+        if (have := await queued(storage)) != n:
+            raise WorkloadError(f"w5: {have} jobs queued, expected {n}")
+        result: dict[str, Any] = {
+            "jobs": n,
+            "payload_bytes": W5_PAYLOAD,
+            "size_before": before["total"],
+            "size_after": after["total"],
+            "bytes_per_job": (after["total"] - before["total"]) / n,
+        }
+        if isinstance(be, RedisBackend):
+            result.update(await redis_memory_breakdown(be, ns, n, after["total"] - before["total"]))
+        else:
+            result["parts_per_job"] = _parts_per_job(before, after, n)
+            for key in ("pgstattuple", "checkpoint", "page_size", "freelist_pages"):
+                if key in after:
+                    result[key] = after[key]
+            if "pgstattuple" in after:
+                st = after["pgstattuple"]
+                result["live_tuple_bytes_per_job"] = st["tuple_len"] / n
+                result["dead_tuples_per_job"] = st["dead_tuple_count"] / n
+                result["dead_tuple_bytes_per_job"] = st["dead_tuple_len"] / n
+                result["free_bytes_per_job"] = st["free_space"] / n
+    return result
 
 
-async def _memory_breakdown(
-    admin: aioredis.Redis, ns: str
-) -> tuple[dict[str, int], dict[str, str]]:
+def _parts_per_job(before: Mapping[str, Any], after: Mapping[str, Any], n: int) -> dict[str, float]:
+    parts_b, parts_a = before.get("parts", {}), after.get("parts", {})
+    grown = {k: (v - parts_b.get(k, 0)) / n for k, v in parts_a.items()}
+    return dict(sorted(((k, v) for k, v in grown.items() if v), key=lambda kv: -kv[1]))
+
+
+async def redis_memory_breakdown(be: RedisBackend, ns: str, n: int, grown: int) -> dict[str, Any]:
     """MEMORY USAGE (SAMPLES 0: exact) summed by kind of key, and each kind's OBJECT ENCODING."""
+    admin = be.admin
+    assert admin is not None
     prefix = "{" + ns + "}:"
     keys = [k async for k in admin.scan_iter(match=prefix + "*", count=1000)]
     labels = {"job": "job hashes", "idx": "state index (zset)", "q": "queue list"}
@@ -642,23 +561,29 @@ async def _memory_breakdown(
             if label not in encodings:
                 encodings[label] = _text(await admin.object("encoding", key))
             sizes[label] = sizes.get(label, 0) + int(size or 0)
-    return dict(sorted(sizes.items(), key=lambda kv: -kv[1])), encodings
+    breakdown = dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+    limits = await admin.config_get("hash-max-listpack-*")
+    limits.update(await admin.config_get("zset-max-listpack-*"))
+    return {
+        "memory_usage_per_job": {k: v / n for k, v in breakdown.items()},
+        "job_hash_encoding": encodings.get("job hashes", "?"),
+        "encodings": encodings,
+        "hash_max_listpack": {_text(k): _text(v) for k, v in sorted(limits.items())},
+        "unattributed_per_job": (grown - sum(breakdown.values())) / n,
+    }
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# name: (the --workloads group it belongs to, function)
 WORKLOADS: dict[str, tuple[str, Workload]] = {
-    # name: (the --workloads group it belongs to, function)
-    "raw_rtt": ("baseline", raw_round_trips),
-    "raw_pipelined": ("baseline", raw_pipelined),
-    "redis_benchmark": ("baseline", redis_benchmark),
     "w1_single": ("w1", w1_single),
     "w1_batched": ("w1", w1_batched),
     "w2_default": ("w2", w2_default),
     "w2_tuned": ("w2", w2_tuned),
     "w3": ("w3", w3_latency),
     "w4": ("w4", w4_family),
-    "w5": ("w5", w5_memory),
+    "w5": ("w5", w5_size),
 }
