@@ -85,6 +85,31 @@ class WorkerInfo:
     last_seen: float = 0.0
     running: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The registration as JSON-compatible data (``last_seen`` is the storage's own)."""
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "started_at": self.started_at,
+            "running": self.running,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], last_seen: float) -> WorkerInfo:
+        return cls(
+            id=data["id"],
+            host=data["host"],
+            pid=data["pid"],
+            queues=tuple(data["queues"]),
+            concurrency=data["concurrency"],
+            started_at=data["started_at"],
+            last_seen=last_seen,
+            running=data["running"],
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:

@@ -247,17 +247,7 @@ class RedisStorage:
         return [held for held in leases if held.job_id in lost]
 
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
-        payload = json.dumps(
-            {
-                "id": info.id,
-                "host": info.host,
-                "pid": info.pid,
-                "queues": list(info.queues),
-                "concurrency": info.concurrency,
-                "started_at": info.started_at,
-                "running": info.running,
-            }
-        )
+        payload = json.dumps(info.to_dict())
         await self._call(self._scripts.workers, ["register", info.id, payload, ttl])
 
     async def remove_worker(self, worker_id: str) -> None:
@@ -390,21 +380,7 @@ class RedisStorage:
 
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._call(self._scripts.workers, ["list"])
-        found = []
-        for info, seen in rows:
-            data = json.loads(info)
-            found.append(
-                WorkerInfo(
-                    id=data["id"],
-                    host=data["host"],
-                    pid=data["pid"],
-                    queues=tuple(data["queues"]),
-                    concurrency=data["concurrency"],
-                    started_at=data["started_at"],
-                    last_seen=float(seen),
-                    running=data["running"],
-                )
-            )
+        found = [WorkerInfo.from_dict(json.loads(info), float(seen)) for info, seen in rows]
         return sorted(found, key=lambda w: w.id)
 
     async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:

@@ -502,15 +502,7 @@ class SQLStorage:
 
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         wt = self._t.workers
-        data = {
-            "id": info.id,
-            "host": info.host,
-            "pid": info.pid,
-            "queues": list(info.queues),
-            "concurrency": info.concurrency,
-            "started_at": info.started_at,
-            "running": info.running,
-        }
+        data = info.to_dict()
 
         async def body(tx: rules.Tx) -> None:
             changed = await tx.conn.execute(
@@ -724,22 +716,8 @@ class SQLStorage:
         stmt = select(wt).where(wt.c.expires_at > time.time()).order_by(wt.c.id)
 
         async def body(conn: AsyncConnection) -> list[WorkerInfo]:
-            found = []
-            for row in (await conn.execute(stmt)).all():
-                data = row.info
-                found.append(
-                    WorkerInfo(
-                        id=data["id"],
-                        host=data["host"],
-                        pid=data["pid"],
-                        queues=tuple(data["queues"]),
-                        concurrency=data["concurrency"],
-                        started_at=data["started_at"],
-                        last_seen=row.last_seen,
-                        running=data["running"],
-                    )
-                )
-            return found
+            rows = (await conn.execute(stmt)).all()
+            return [WorkerInfo.from_dict(row.info, row.last_seen) for row in rows]
 
         return await self._read(body)
 
