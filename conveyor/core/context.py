@@ -139,9 +139,19 @@ class JobContext:
         rest, self._buffer = self._buffer, []
         return rest
 
-    def _close(self) -> None:
-        """End the attempt: later declarations raise, background staging stops."""
+    async def _close(self) -> None:
+        """End the attempt: later declarations raise; staging in flight is let finish.
+
+        A staging write is never cancelled mid-transaction (that can strand a
+        database connection inside its transaction). It is fenced by the lease,
+        so one that lands after a failed attempt's outcome is refused, and one
+        that lands before it is discarded with the attempt.
+        """
         self._open = False
         self._buffer = []
-        for task in list(self._staging):
-            task.cancel()
+        pending = list(self._staging)
+        if pending:
+            await asyncio.wait(pending)
+            for task in pending:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a LeaseLost here changes nothing

@@ -355,7 +355,7 @@ class Worker:
         else:
             self._report(Success(lease, rest))
         finally:
-            ctx._close()
+            await ctx._close()
 
     async def _call(self, handler: Handler, ctx: JobContext, message: Message) -> None:
         async def innermost() -> None:
