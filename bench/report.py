@@ -515,8 +515,7 @@ def _census_section(data: dict[str, Any]) -> list[str]:
         "50 jobs/s for 2 s into an idle worker) with the library connected through "
         "`bench.pgwire`, a proxy that parses the protocol in both directions. *Round trips* "
         "are client write bursts that had to wait for the server's reply; *statements* are the "
-        "server's CommandComplete messages (plus the empty query `;` that SQLAlchemy's pool "
-        "pre-ping sends), *transactions* the in-transaction→idle transitions of "
+        "server's CommandComplete messages, *transactions* the in-transaction→idle transitions of "
         "ReadyForQuery plus the statements run in autocommit. The library's LISTEN "
         "connections are counted apart (notifications received). W1 counts the producer; "
         "W2 the worker from its first claim (it waits for the harness to start counting) "
@@ -575,23 +574,22 @@ def _sql_counts_section(data: dict[str, Any]) -> list[str]:
             continue
         out += [f"### {BACKEND_TITLES[backend]}, counted in-process in the timed runs", ""]
         hidden = (
-            "psycopg's implicit BEGIN and the pre-ping itself bypass these events: the wire "
-            "census above sees them."
+            "psycopg's implicit BEGIN, and the one-statement enqueue that runs on the driver "
+            "connection, bypass these events: the wire census above sees them."
             if backend == "postgres"
-            else "The library's `BEGIN IMMEDIATE` is a statement here; the pre-ping (`SELECT "
-            "1`) and the DBAPI's COMMIT bypass the statement events (each is one more call "
-            "into aiosqlite's thread)."
+            else "The library's `BEGIN IMMEDIATE` is a statement here; the DBAPI's COMMIT "
+            "bypasses the statement events (one more call into aiosqlite's thread)."
         )
         out.append(
             "SQLAlchemy events on the library's engine (`bench.sqlcount`), median over runs: "
             "statements SQLAlchemy sent (an executemany counts once), transactions (COMMIT and "
-            "ROLLBACK events, and statements run in autocommit) and pool checkouts (each one "
-            "a pre-ping: `pool_pre_ping=True`). "
+            "ROLLBACK events, and statements run in autocommit) and pool checkouts (the "
+            "library no longer pings a connection on checkout). "
             f"{hidden} W1 counts the producer, W2 the worker from its first claim to its last "
             "settle, W3 and W4 both sides."
         )
         out.append("")
-        out += table(["workload", "statements/job", "transactions/job", "pre-pings/job"], rows)
+        out += table(["workload", "statements/job", "transactions/job", "checkouts/job"], rows)
         out += ["", "By kind:", "", *kinds, ""]
         out += _worker_calls(data, backend)
     return out

@@ -152,3 +152,20 @@ async def wait_id(journal: Journal, name: str, timeout: float = 20.0) -> str:
             raise AssertionError(f"step {name} never ran")
         await asyncio.sleep(0.01)
     return journal.ids[name]
+
+
+def branching_family(branches: int, kids: int, sleep: float) -> tuple[Step, list[str]]:
+    """A root with ``branches`` children, each with ``kids`` children and an heir, and a
+    final heir after everything; returns it and the names of every step in it."""
+    tree = [
+        step(
+            f"b{i}",
+            children=[step(f"b{i}.{j}", sleep=sleep) for j in range(kids)],
+            heirs=[step(f"b{i}.heir")],
+        )
+        for i in range(branches)
+    ]
+    names = [f"b{i}" for i in range(branches)]
+    names += [f"b{i}.{j}" for i in range(branches) for j in range(kids)]
+    names += [f"b{i}.heir" for i in range(branches)] + ["root", "final"]
+    return step("root", children=tree, heirs=[step("final")]), names

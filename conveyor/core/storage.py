@@ -143,6 +143,17 @@ class JobEvent:
     at: float
 
 
+class _Filterable(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def state(self) -> JobState: ...
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """What ``Storage.list_jobs`` selects; ``None`` fields match anything."""
@@ -151,6 +162,15 @@ class JobFilter:
     queue: str | None = None
     type: str | None = None
     id_prefix: str | None = None
+
+    def matches(self, job: _Filterable) -> bool:
+        """Whether a job (or a backend's row with the same attributes) is selected."""
+        return (
+            (self.state is None or job.state == self.state)
+            and (self.queue is None or job.queue == self.queue)
+            and (self.type is None or job.type == self.type)
+            and (self.id_prefix is None or job.id.startswith(self.id_prefix))
+        )
 
 
 @dataclass(frozen=True, slots=True)

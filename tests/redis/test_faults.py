@@ -12,7 +12,16 @@ import redis
 import conveyor
 from conveyor import JobState
 from tests.redis.conftest import PrivateRedis, free_port
-from tests.support import FAST_BACKOFF, Journal, running, settle, step, step_worker, wait_id
+from tests.support import (
+    FAST_BACKOFF,
+    Journal,
+    branching_family,
+    running,
+    settle,
+    step,
+    step_worker,
+    wait_id,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -50,15 +59,7 @@ async def test_killed_connections_lose_nothing_and_settle_nothing_twice(
     namespace = f"t_{uuid.uuid4().hex[:8]}"
     config = conveyor.Config(url=private_redis.url, namespace=namespace, backoff=FAST_BACKOFF)
     journal = Journal()
-    branches = [
-        step(
-            f"b{i}",
-            children=[step(f"b{i}.{j}", sleep=0.01) for j in range(8)],
-            heirs=[step(f"b{i}.heir")],
-        )
-        for i in range(6)
-    ]
-    root = step("root", children=branches, heirs=[step("final")])
+    root, names = branching_family(6, 8, sleep=0.01)
     killed = 0
 
     async def killer() -> None:
@@ -88,8 +89,6 @@ async def test_killed_connections_lose_nothing_and_settle_nothing_twice(
     assert killed > 0
     assert settled.state is JobState.SUCCEEDED
     assert final.state is JobState.SUCCEEDED
-    names = [f"b{i}" for i in range(6)] + [f"b{i}.{j}" for i in range(6) for j in range(8)]
-    names += [f"b{i}.heir" for i in range(6)] + ["root", "final"]
     for name in names:
         assert len(journal.succeeded_runs(name)) >= 1, name  # at least once
     assert journal.count("final") == 1

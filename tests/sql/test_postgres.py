@@ -16,7 +16,15 @@ from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.backends.sql.migrate import SCHEMA_VERSION, SchemaMismatch
 from conveyor.core.backend_registry import open_storage
-from tests.support import FAST_BACKOFF, Journal, running, settle, step, step_worker, wait_id
+from tests.support import (
+    FAST_BACKOFF,
+    Journal,
+    branching_family,
+    running,
+    settle,
+    step_worker,
+    wait_id,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -124,15 +132,7 @@ async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(
 ) -> None:
     """pg_terminate_backend every Conveyor session, repeatedly, in the middle of a family."""
     journal = Journal()
-    branches = [
-        step(
-            f"b{i}",
-            children=[step(f"b{i}.{j}", sleep=0.02) for j in range(6)],
-            heirs=[step(f"b{i}.heir")],
-        )
-        for i in range(5)
-    ]
-    root = step("root", children=branches, heirs=[step("final")])
+    root, names = branching_family(5, 6, sleep=0.02)
     killed = 0
 
     async def killer() -> None:
@@ -159,8 +159,6 @@ async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(
             final = await settle(client, await wait_id(journal, "final"), timeout=60)
         minutes = await (await client.storage()).counters(minutes=3)
 
-    names = [f"b{i}" for i in range(5)] + [f"b{i}.{j}" for i in range(5) for j in range(6)]
-    names += [f"b{i}.heir" for i in range(5)] + ["root", "final"]
     assert killed > 0
     assert settled.state is JobState.SUCCEEDED
     assert final.state is JobState.SUCCEEDED

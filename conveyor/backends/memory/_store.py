@@ -464,7 +464,7 @@ class MemoryStore:
     def list_jobs(self, flt: JobFilter, after: str | None, limit: int) -> JobPage:
         with self._lock:
             rows = sorted(
-                (r for r in self._rows.values() if _matches(r, flt)),
+                (r for r in self._rows.values() if flt.matches(r)),
                 key=lambda r: r.id,
                 reverse=True,
             )
@@ -521,12 +521,3 @@ class MemoryStore:
     def descriptor_sets(self) -> dict[str, bytes]:
         with self._lock:
             return dict(self._descriptors)
-
-
-def _matches(row: Row, flt: JobFilter) -> bool:
-    return (
-        (flt.state is None or row.state is flt.state)
-        and (flt.queue is None or row.queue == flt.queue)
-        and (flt.type is None or row.type == flt.type)
-        and (flt.id_prefix is None or row.id.startswith(flt.id_prefix))
-    )

@@ -328,7 +328,7 @@ class RedisStorage:
             for job, job_id in zip(await self._fetch(ids), ids, strict=True):
                 examined += 1
                 last_seen = job_id
-                if job is not None and _matches(job, filter):
+                if job is not None and filter.matches(job):
                     found.append(job)
                     if len(found) > limit:
                         break
@@ -425,12 +425,3 @@ class RedisStorage:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-def _matches(job: Job, flt: JobFilter) -> bool:
-    return (
-        (flt.state is None or job.state is flt.state)
-        and (flt.queue is None or job.queue == flt.queue)
-        and (flt.type is None or job.type == flt.type)
-        and (flt.id_prefix is None or job.id.startswith(flt.id_prefix))
-    )
