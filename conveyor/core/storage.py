@@ -124,12 +124,14 @@ class QueueStats:
 
 @dataclass(frozen=True, slots=True)
 class MinuteCount:
-    """Jobs that succeeded, were retried or failed during one minute."""
+    """Jobs that succeeded, were retried or failed during one minute, and the
+    number of distinct workers that reported in during it."""
 
     minute: datetime
     succeeded: int = 0
     retried: int = 0
     failed: int = 0
+    workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +305,17 @@ class Storage(Protocol):
         Raises:
             JobNotFound: no such job.
             InvalidState: it has not failed, or it has family ties (family repair).
+        """
+        ...
+
+    async def discard(self, job_id: str) -> Job:
+        """Delete a settled job and its family below it now, as retention would later.
+
+        Returns the job as it was. Counts and listings forget it at once.
+
+        Raises:
+            JobNotFound: no such job.
+            InvalidState: it has not settled.
         """
         ...
 

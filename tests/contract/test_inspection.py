@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+
 import conveyor
 from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor.core.errors import InvalidState, JobNotFound
 from conveyor.core.storage import JobEvent, JobFilter, Storage
 from conveyor.core.type_registry import TypeRegistry
 from tests.support import Journal, running, settle, step, step_worker
@@ -165,3 +168,60 @@ async def test_maintenance_prunes_settled_jobs_after_retention(config: conveyor.
         assert await client.get(done.id) is None
         still = await client.get(waiting.id)
         assert still is not None and still.state is JobState.QUEUED
+
+
+async def test_discard_deletes_a_settled_job_and_its_family_below(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    async with running(step_worker(config, journal)):
+        root = await client.enqueue(
+            step(
+                "root", children=[step("kid", children=[step("grandkid")]), step("bad", fail=True)]
+            ),
+            max_attempts=1,
+        )
+        other = await client.enqueue(step("other"))
+        failed = await settle(client, root.id)
+        await settle(client, other.id)
+    assert failed.state is JobState.FAILED
+    members = {j.id for j in await storage.family(root.id)}
+    assert len(members) == 2
+    before = {s.queue: s.count(JobState.SUCCEEDED) for s in await storage.queue_stats()}
+
+    gone = await storage.discard(root.id)
+
+    assert gone.id == root.id and gone.state is JobState.FAILED
+    assert await storage.get(root.id) is None
+    for member in members:
+        assert await storage.get(member) is None
+    remaining = await storage.list_jobs(JobFilter())
+    assert [j.id for j in remaining.jobs] == [other.id]
+    after = {s.queue: s.count(JobState.SUCCEEDED) for s in await storage.queue_stats()}
+    assert after[STEP] == before[STEP] - 2  # kid and grandkid
+    assert sum(s.count(JobState.FAILED) for s in await storage.queue_stats()) == 0
+
+
+async def test_discard_refuses_an_unsettled_job_and_an_unknown_id(
+    client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    job = await client.enqueue(step("queued"))
+    with pytest.raises(InvalidState) as refused:
+        await storage.discard(job.id)
+    assert refused.value.current == JobState.QUEUED
+    stored = await storage.get(job.id)
+    assert stored is not None and stored.state is JobState.QUEUED
+    with pytest.raises(JobNotFound):
+        await storage.discard("0190c0de-0000-7000-8000-000000000000")
+
+
+async def test_counters_count_workers_seen_each_minute(
+    config: conveyor.Config, journal: Journal, storage: Storage
+) -> None:
+    async with running(step_worker(config, journal)), running(step_worker(config, journal)):
+        for _ in range(200):
+            if len(await storage.workers()) == 2:
+                break
+            await asyncio.sleep(0.01)
+        minutes = await storage.counters(minutes=3)
+    assert max(m.workers for m in minutes) == 2
+    assert minutes[0].workers == 0  # before this test's workers started

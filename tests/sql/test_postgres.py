@@ -124,7 +124,24 @@ async def test_many_starting_at_once_migrate_once(config: conveyor.Config) -> No
         await storage.aclose()
     with psycopg.connect(config.url.replace("+psycopg", "")) as conn:
         rows = conn.execute(f'SELECT version FROM "{config.namespace}".schema_version').fetchall()
-    assert rows == [(SCHEMA_VERSION,)]
+    assert rows == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+
+
+async def test_a_version_1_schema_is_upgraded_in_place(config: conveyor.Config) -> None:
+    storage = await open_storage(config)
+    await storage.aclose()
+    plain = config.url.replace("+psycopg", "")
+    with psycopg.connect(plain, autocommit=True) as conn:  # back to how version 1 left it
+        conn.execute(f'DROP TABLE "{config.namespace}".worker_minutes')
+        conn.execute(f'DELETE FROM "{config.namespace}".schema_version WHERE version > 1')
+    storage = await open_storage(config)
+    try:
+        assert all(m.workers == 0 for m in await storage.counters(minutes=2))
+    finally:
+        await storage.aclose()
+    with psycopg.connect(plain) as conn:
+        rows = conn.execute(f'SELECT version FROM "{config.namespace}".schema_version').fetchall()
+    assert [v for (v,) in rows] == [1, 2]
 
 
 async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(

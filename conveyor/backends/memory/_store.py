@@ -55,6 +55,7 @@ class MemoryStore:
         self._heirs: dict[str, list[str]] = defaultdict(list)
         self._staged: dict[str, list[str]] = defaultdict(list)
         self._counters: dict[int, dict[str, list[int]]] = {}
+        self._worker_minutes: dict[int, set[str]] = {}
         self._workers: dict[str, tuple[WorkerInfo, float]] = {}
         self._descriptors: dict[str, bytes] = {}
         self._listeners: list[Listener] = []
@@ -327,6 +328,10 @@ class MemoryStore:
         with self._lock:
             now = time.time()
             self._workers[info.id] = (replace(info, last_seen=now), now + ttl)
+            minute = int(now // 60)
+            for old in [m for m in self._worker_minutes if m <= minute - _COUNTER_MINUTES]:
+                del self._worker_minutes[old]
+            self._worker_minutes.setdefault(minute, set()).add(info.id)
 
     def remove_worker(self, worker_id: str) -> None:
         with self._lock:
@@ -360,14 +365,31 @@ class MemoryStore:
             if r.state.settled and r.finished_at is not None and r.finished_at <= before
         ]
         for job_id in old:
-            row = self._rows.pop(job_id)
-            self._children.pop(job_id, None)
-            self._heirs.pop(job_id, None)
-            if row.parent_id and row.parent_id in self._children:
-                siblings = self._children[row.parent_id]
-                if job_id in siblings:
-                    siblings.remove(job_id)
+            self._forget(job_id)
         return len(old)
+
+    def _forget(self, job_id: str) -> None:
+        """Drop a settled job's row and its place in family indexes."""
+        row = self._rows.pop(job_id, None)
+        self._children.pop(job_id, None)
+        self._heirs.pop(job_id, None)
+        if row is not None and row.parent_id and row.parent_id in self._children:
+            siblings = self._children[row.parent_id]
+            if job_id in siblings:
+                siblings.remove(job_id)
+
+    def discard(self, job_id: str) -> Job:
+        with self._lock:
+            row = self._get_row(job_id)
+            if not row.state.settled:
+                raise InvalidState(job_id, row.state, "discard", "it has not settled")
+            job = row.snapshot()
+            doomed = [job_id]
+            for member in doomed:  # grows as it goes: the settled family below
+                doomed.extend(self._children.get(member, ()))
+            for member in doomed:
+                self._forget(member)
+            return job
 
     def cancel(self, job_id: str, reason: str) -> Job:
         with self._lock:
@@ -511,7 +533,9 @@ class MemoryStore:
                 cells = self._counters.get(minute, {}).get(type_name or "", [0, 0, 0])
                 stamp = to_datetime(minute * 60.0)
                 assert stamp is not None
-                result.append(MinuteCount(stamp, *cells))
+                workers = len(self._worker_minutes.get(minute, ()))
+                succeeded, retried, failed = cells
+                result.append(MinuteCount(stamp, succeeded, retried, failed, workers))
             return result
 
     def publish_types(self, sets: Mapping[str, bytes]) -> None:

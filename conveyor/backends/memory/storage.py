@@ -153,6 +153,9 @@ class MemoryStorage:
     async def retry(self, job_id: str) -> Job:
         return self._store.retry(job_id)
 
+    async def discard(self, job_id: str) -> Job:
+        return self._store.discard(job_id)
+
     async def get(self, job_id: str) -> Job | None:
         return self._store.get(job_id)
 

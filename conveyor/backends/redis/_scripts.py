@@ -13,7 +13,18 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-NAMES = ("enqueue", "claim", "stage", "settle", "renew", "maintain", "cancel", "retry", "workers")
+NAMES = (
+    "enqueue",
+    "claim",
+    "stage",
+    "settle",
+    "renew",
+    "maintain",
+    "cancel",
+    "retry",
+    "discard",
+    "workers",
+)
 
 
 def source(name: str) -> str:
@@ -38,3 +49,4 @@ class Scripts:
         self.cancel: AsyncScript = loaded["cancel"]
         self.retry: AsyncScript = loaded["retry"]
         self.workers: AsyncScript = loaded["workers"]
+        self.discard: AsyncScript = loaded["discard"]

@@ -271,6 +271,9 @@ class RedisStorage:
     async def retry(self, job_id: str) -> Job:
         return await self._steer(self._scripts.retry, job_id, "retry", [job_id])
 
+    async def discard(self, job_id: str) -> Job:
+        return await self._steer(self._scripts.discard, job_id, "discard", [job_id])
+
     async def _steer(self, script: Any, job_id: str, verb: str, args: list[ArgValue]) -> Job:
         try:
             flat = await self._call(script, args)
@@ -391,10 +394,19 @@ class RedisStorage:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for minute in span:
                     pipe.hmget(self._key("cnt", str(minute)), fields)
-                rows = await pipe.execute()
+                for minute in span:
+                    pipe.pfcount(self._key("wmin", str(minute)))
+                replies = await pipe.execute()
+        rows, workers = replies[:minutes], replies[minutes:]
         return [
-            MinuteCount(datetime.fromtimestamp(minute * 60, UTC), *(int(v or 0) for v in row))
-            for minute, row in zip(span, rows, strict=True)
+            MinuteCount(
+                datetime.fromtimestamp(minute * 60, UTC),
+                int(succeeded or 0),
+                int(retried or 0),
+                int(failed or 0),
+                int(seen) if type is None else 0,
+            )
+            for minute, (succeeded, retried, failed), seen in zip(span, rows, workers, strict=True)
         ]
 
     async def events(self) -> AsyncIterator[JobEvent]:

@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import Tables
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SchemaMismatch(ConfigurationError):
@@ -29,10 +29,19 @@ class SchemaMismatch(ConfigurationError):
 
 
 def _create_v1(conn: Connection, tables: Tables) -> None:
+    # A fresh database gets today's tables at once; the later steps find
+    # their work done (each checks first).
     tables.metadata.create_all(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {1: _create_v1}
+def _add_worker_minutes_v2(conn: Connection, tables: Tables) -> None:
+    tables.worker_minutes.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
+    1: _create_v1,
+    2: _add_worker_minutes_v2,
+}
 
 
 def _current(conn: Connection, tables: Tables) -> int:

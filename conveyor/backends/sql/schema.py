@@ -37,6 +37,7 @@ class Tables:
     workers: Table
     types: Table
     version: Table
+    worker_minutes: Table
 
 
 def build_tables(namespace: str, *, postgres: bool) -> Tables:
@@ -144,4 +145,11 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("version", Integer, primary_key=True),
         Column("applied_at", Float, nullable=False),
     )
-    return Tables(metadata, jobs, counters, workers, types, version)
+    # Distinct workers that reported in each minute (the admin's workers chart).
+    worker_minutes = Table(
+        f"{prefix}worker_minutes",
+        metadata,
+        Column("minute", BigInteger, primary_key=True),
+        Column("worker_id", Text, primary_key=True),
+    )
+    return Tables(metadata, jobs, counters, workers, types, version, worker_minutes)

@@ -41,7 +41,7 @@ from conveyor.core.storage import (
 )
 
 try:
-    from sqlalchemy import and_, delete, event, func, or_, select, update
+    from sqlalchemy import Table, and_, delete, event, func, or_, select, update
     from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -61,6 +61,7 @@ log = logging.getLogger("conveyor.sql")
 T = TypeVar("T")
 
 MAINTENANCE_BATCH = 1000
+WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
 NOTIFY_CHUNK = 7000  # bytes per NOTIFY payload (the server's limit is 8000)
 SQLITE_POLL = 0.5  # other processes' work on SQLite is found by polling this often
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
@@ -450,6 +451,17 @@ class SQLStorage:
 
         return await self._tx(body)
 
+    @property
+    def _upsert(self) -> Callable[[Table], Any]:
+        """The dialect's ``INSERT`` with ``ON CONFLICT`` clauses."""
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+
     async def _count(self, tx: rules.Tx) -> None:
         """Add this transaction's successes, retries and failures to the minute's counters."""
         if not tx.counts:
@@ -462,10 +474,7 @@ class SQLStorage:
             totals = [a + b for a, b in zip(totals, cells, strict=True)]
         rows.append(("", totals))
         ct = self._t.counters
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        upsert = self._upsert
         values = [
             {"minute": minute, "type": name, "succeeded": s, "retried": r, "failed": f}
             for name, (s, r, f) in rows
@@ -516,6 +525,10 @@ class SQLStorage:
                         id=info.id, info=data, last_seen=tx.now, expires_at=tx.now + ttl
                     )
                 )
+            seen = self._upsert(self._t.worker_minutes).values(
+                minute=int(tx.now // 60), worker_id=info.id
+            )
+            await tx.conn.execute(seen.on_conflict_do_nothing())
 
         await self._tx(body)
 
@@ -566,8 +579,11 @@ class SQLStorage:
             pruned = (
                 await tx.conn.execute(delete(jt).where(jt.c.id.in_(old.scalar_subquery())))
             ).rowcount
-            wt = self._t.workers
+            wt, wm = self._t.workers, self._t.worker_minutes
             await tx.conn.execute(delete(wt).where(wt.c.expires_at <= tx.now))
+            await tx.conn.execute(
+                delete(wm).where(wm.c.minute < int(tx.now // 60) - WORKER_MINUTES_KEPT)
+            )
             return MaintenanceReport(promoted, recovered, lost, pruned or 0)
 
         return await self._tx(body)
@@ -603,6 +619,25 @@ class SQLStorage:
             await self._count(tx)
             final = (await tx.conn.execute(select(jt).where(jt.c.id == job_id))).one()
             return job_of_row(final)
+
+        return await self._tx(body)
+
+    async def discard(self, job_id: str) -> Job:
+        jt = self._t.jobs
+        # The family below: a settled job's children, theirs, and so on (heirs
+        # released into it are children too); all settled before it did.
+        below = select(jt.c.id).where(jt.c.id == job_id).cte("below", recursive=True)
+        below = below.union_all(select(jt.c.id).where(jt.c.parent_id == below.c.id))
+
+        async def body(tx: rules.Tx) -> Job:
+            row = (await rules.lock(tx, [job_id])).get(job_id)
+            if row is None:
+                raise JobNotFound(job_id)
+            if row.state not in SETTLED:
+                raise InvalidState(job_id, row.state, "discard", "it has not settled")
+            job = job_of_row((await tx.conn.execute(select(jt).where(jt.c.id == job_id))).one())
+            await tx.conn.execute(delete(jt).where(jt.c.id.in_(select(below.c.id))))
+            return job
 
         return await self._tx(body)
 
@@ -726,17 +761,25 @@ class SQLStorage:
         last = int(time.time() // 60)
         first = last - minutes + 1
         stmt = select(ct).where(ct.c.minute >= first, ct.c.type == (type or ""))
+        wm = self._t.worker_minutes
+        seen = select(wm.c.minute, func.count()).where(wm.c.minute >= first).group_by(wm.c.minute)
 
         async def body(conn: AsyncConnection) -> list[MinuteCount]:
             found = {row.minute: row for row in (await conn.execute(stmt)).all()}
+            workers: dict[int, int] = {}
+            if type is None:
+                workers = {int(row[0]): int(row[1]) for row in (await conn.execute(seen)).all()}
             result = []
             for minute in range(first, last + 1):
                 row = found.get(minute)
                 stamp = datetime.fromtimestamp(minute * 60, UTC)
+                seen_workers = workers.get(minute, 0)
                 if row is None:
-                    result.append(MinuteCount(stamp))
+                    result.append(MinuteCount(stamp, workers=seen_workers))
                 else:
-                    result.append(MinuteCount(stamp, row.succeeded, row.retried, row.failed))
+                    result.append(
+                        MinuteCount(stamp, row.succeeded, row.retried, row.failed, seen_workers)
+                    )
             return result
 
         return await self._read(body)
