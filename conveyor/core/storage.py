@@ -343,8 +343,14 @@ class Storage(Protocol):
         """Live workers, sorted by id."""
         ...
 
-    async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:
-        """Per-minute counts for the last ``minutes`` minutes, oldest first."""
+    async def counters(
+        self, minutes: int = 60, type: str | None = None, queue: str | None = None
+    ) -> list[MinuteCount]:
+        """Per-minute counts for the last ``minutes`` minutes, oldest first.
+
+        All jobs by default, or one ``type``'s, or one ``queue``'s; workers are
+        counted only in the totals.
+        """
         ...
 
     def events(self) -> AsyncIterator[JobEvent]:

@@ -92,6 +92,15 @@ async def test_counters_per_minute(
     assert sum(m.succeeded for m in by_type) == 2
     other = await storage.counters(minutes=5, type="no.such.Type")
     assert sum(m.succeeded + m.retried + m.failed for m in other) == 0
+    by_queue = await storage.counters(minutes=5, queue=STEP)
+    assert (
+        sum(m.succeeded for m in by_queue),
+        sum(m.retried for m in by_queue),
+        sum(m.failed for m in by_queue),
+    ) == total
+    assert all(m.workers == 0 for m in by_queue)
+    elsewhere = await storage.counters(minutes=5, queue="elsewhere")
+    assert sum(m.succeeded + m.retried + m.failed for m in elsewhere) == 0
 
 
 async def test_workers_register_and_leave(

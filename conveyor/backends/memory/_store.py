@@ -87,14 +87,16 @@ class MemoryStore:
         for listener in list(self._listeners):
             listener(event)
 
-    def _count(self, type_name: str, column: int, now: float) -> None:
+    def _count(self, row: Row, column: int, now: float) -> None:
+        """Count a success (0), retry (1) or failure (2) in the minute's totals,
+        and for the row's type and its queue (``@queue``)."""
         minute = int(now // 60)
         bucket = self._counters.get(minute)
         if bucket is None:
             bucket = self._counters[minute] = {}
             for old in [m for m in self._counters if m <= minute - _COUNTER_MINUTES]:
                 del self._counters[old]
-        for key in ("", type_name):
+        for key in ("", row.type, "@" + row.queue):
             bucket.setdefault(key, [0, 0, 0])[column] += 1
 
     def _push_ready(self, row: Row) -> None:
@@ -147,9 +149,9 @@ class MemoryStore:
             current.finished_at = now
             self._clear_lease(current)
             if state is JobState.SUCCEEDED:
-                self._count(current.type, 0, now)
+                self._count(current, 0, now)
             elif state is JobState.FAILED:
-                self._count(current.type, 2, now)
+                self._count(current, 2, now)
             self._emit(current, now)
             # Heirs first: a released heir takes the parent, so the parent's open
             # count goes up before it comes down for ``current``.
@@ -304,7 +306,7 @@ class MemoryStore:
                         self._clear_lease(row)
                         row.last_error = error
                         row.run_at = retry_at
-                        self._count(row.type, 1, now)
+                        self._count(row, 1, now)
                         self._release(row, now)
                     case Failure(error=error):
                         self._fail(row, error, now)
@@ -523,17 +525,20 @@ class MemoryStore:
                 running[self._rows[job_id].worker_id or ""] += 1
         return sorted((replace(w, running=running[w.id]) for w in live), key=lambda w: w.id)
 
-    def counters(self, minutes: int, type_name: str | None) -> list[MinuteCount]:
+    def counters(self, minutes: int, type_name: str | None, queue: str | None) -> list[MinuteCount]:
         from conveyor.core.job import to_datetime
 
         with self._lock:
             last = int(time.time() // 60)
             result = []
             for minute in range(last - minutes + 1, last + 1):
-                cells = self._counters.get(minute, {}).get(type_name or "", [0, 0, 0])
+                key = "@" + queue if queue is not None else type_name or ""
+                cells = self._counters.get(minute, {}).get(key, [0, 0, 0])
                 stamp = to_datetime(minute * 60.0)
                 assert stamp is not None
-                workers = len(self._worker_minutes.get(minute, ()))
+                workers = 0
+                if type_name is None and queue is None:
+                    workers = len(self._worker_minutes.get(minute, ()))
                 succeeded, retried, failed = cells
                 result.append(MinuteCount(stamp, succeeded, retried, failed, workers))
             return result

@@ -173,8 +173,10 @@ class MemoryStorage:
     async def workers(self) -> list[WorkerInfo]:
         return self._store.workers()
 
-    async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:
-        return self._store.counters(minutes, type)
+    async def counters(
+        self, minutes: int = 60, type: str | None = None, queue: str | None = None
+    ) -> list[MinuteCount]:
+        return self._store.counters(minutes, type, queue)
 
     async def events(self) -> AsyncIterator[JobEvent]:
         loop = asyncio.get_running_loop()

@@ -386,10 +386,13 @@ class RedisStorage:
         found = [WorkerInfo.from_dict(json.loads(info), float(seen)) for info, seen in rows]
         return sorted(found, key=lambda w: w.id)
 
-    async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:
+    async def counters(
+        self, minutes: int = 60, type: str | None = None, queue: str | None = None
+    ) -> list[MinuteCount]:
         last = int(time.time() // 60)
         span = range(last - minutes + 1, last + 1)
-        fields = ["s", "r", "f"] if type is None else [f"s:{type}", f"r:{type}", f"f:{type}"]
+        suffix = f"@{queue}" if queue is not None else f":{type}" if type is not None else ""
+        fields = [f"{column}{suffix}" for column in ("s", "r", "f")]
         with _translated(self._url):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for minute in span:
@@ -404,7 +407,7 @@ class RedisStorage:
                 int(succeeded or 0),
                 int(retried or 0),
                 int(failed or 0),
-                int(seen) if type is None else 0,
+                int(seen) if not suffix else 0,
             )
             for minute, (succeeded, retried, failed), seen in zip(span, rows, workers, strict=True)
         ]

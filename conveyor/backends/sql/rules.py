@@ -24,6 +24,9 @@ from .schema import SETTLED, Tables
 
 MAX_FAILED_IDS = 1000
 
+# Counter rows keyed by queue are stored under this prefix (no protobuf type name has it).
+QUEUE_KEY = "@"
+
 
 class Rec:
     """A job row as a plain object, so a transaction can carry changed copies of it."""
@@ -57,8 +60,10 @@ class Tx:
         if state == "queued":
             self.wakes.add(queue)
 
-    def count(self, type_name: str, column: int) -> None:
-        self.counts[type_name][column] += 1
+    def count(self, row: Rec, column: int) -> None:
+        """Count a success (0), retry (1) or failure (2) for the row's type and queue."""
+        self.counts[row.type][column] += 1
+        self.counts[QUEUE_KEY + row.queue][column] += 1
 
 
 def spec_row(
@@ -171,9 +176,9 @@ async def settle(tx: Tx, row: Rec, state: str, **values: Any) -> None:
         )
         values = {}
         if state == "succeeded":
-            tx.count(current.type, 0)
+            tx.count(current, 0)
         elif state == "failed":
-            tx.count(current.type, 2)
+            tx.count(current, 2)
         # Heirs first: a released heir takes the parent, so the parent's open
         # count rises before it falls for ``current``.
         heirs = (
@@ -283,7 +288,7 @@ async def succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
     by_parent: dict[str, list[Rec]] = defaultdict(list)
     for leaf in leaves:
         tx.event(leaf.id, "succeeded", leaf.type, leaf.queue)
-        tx.count(leaf.type, 0)
+        tx.count(leaf, 0)
         if leaf.parent_id is not None:
             by_parent[leaf.parent_id].append(leaf)
     # Each parent once per batch: a fan-out of thousands costs one update per batch.
@@ -321,7 +326,7 @@ async def retry_later(tx: Tx, row: Rec, error: str, retry_at: float) -> None:
     await tx.conn.execute(
         update(jobs).where(jobs.c.id == row.id).values(last_error=error, run_at=retry_at)
     )
-    tx.count(row.type, 1)
+    tx.count(row, 1)
     await release(tx, jobs.c.id == row.id)
 
 

@@ -469,9 +469,10 @@ class SQLStorage:
         minute = int(tx.now // 60)
         totals = [0, 0, 0]
         rows: list[tuple[str, list[int]]] = []
-        for type_name, cells in tx.counts.items():
-            rows.append((type_name, cells))
-            totals = [a + b for a, b in zip(totals, cells, strict=True)]
+        for key, cells in tx.counts.items():
+            rows.append((key, cells))
+            if not key.startswith(rules.QUEUE_KEY):
+                totals = [a + b for a, b in zip(totals, cells, strict=True)]
         rows.append(("", totals))
         ct = self._t.counters
         upsert = self._upsert
@@ -756,18 +757,21 @@ class SQLStorage:
 
         return await self._read(body)
 
-    async def counters(self, minutes: int = 60, type: str | None = None) -> list[MinuteCount]:
+    async def counters(
+        self, minutes: int = 60, type: str | None = None, queue: str | None = None
+    ) -> list[MinuteCount]:
         ct = self._t.counters
         last = int(time.time() // 60)
         first = last - minutes + 1
-        stmt = select(ct).where(ct.c.minute >= first, ct.c.type == (type or ""))
+        key = rules.QUEUE_KEY + queue if queue is not None else type or ""
+        stmt = select(ct).where(ct.c.minute >= first, ct.c.type == key)
         wm = self._t.worker_minutes
         seen = select(wm.c.minute, func.count()).where(wm.c.minute >= first).group_by(wm.c.minute)
 
         async def body(conn: AsyncConnection) -> list[MinuteCount]:
             found = {row.minute: row for row in (await conn.execute(stmt)).all()}
             workers: dict[int, int] = {}
-            if type is None:
+            if type is None and queue is None:
                 workers = {int(row[0]): int(row[1]) for row in (await conn.execute(seen)).all()}
             result = []
             for minute in range(first, last + 1):

@@ -54,10 +54,13 @@ local function info(id)
   return v[1], v[2] or v[1], NAME[v[3]]
 end
 
-local function count(jtype, column)
+-- Per-minute counters: the total (column), per type (column:type) and per
+-- queue (column@queue).
+local function count(jtype, queue, column)
   local key = P .. 'cnt:' .. math.floor(NOW / 60)
   redis.call('HINCRBY', key, column, 1)
   redis.call('HINCRBY', key, column .. ':' .. jtype, 1)
+  redis.call('HINCRBY', key, column .. '@' .. queue, 1)
   redis.call('EXPIRE', key, 90000)
 end
 
@@ -193,7 +196,8 @@ local function settle(id, state)
     redis.call('HSET', key, 'fin', NOW)
     clear_lease(cur)
     set_state(cur, jtype, queue, old, state)
-    if state == 'succeeded' then count(jtype, 's') elseif state == 'failed' then count(jtype, 'f') end
+    if state == 'succeeded' then count(jtype, queue, 's')
+    elseif state == 'failed' then count(jtype, queue, 'f') end
     -- Heirs first: a released heir takes the parent, so the parent's open
     -- count rises before it falls for this job.
     for _, h in ipairs(redis.call('LRANGE', P .. 'heirs:' .. cur, 0, -1)) do

@@ -41,9 +41,9 @@ for i = 1, tonumber(ARGV[1]) do
     elseif kind == 'retry' then
       discard_staged(id)
       clear_lease(id)
-      local jtype = redis.call('HGET', jk(id), 't')
+      local jtype, queue = info(id)
       redis.call('HSET', jk(id), 'e', err, 'ra', retry_at)
-      count(jtype, 'r')
+      count(jtype, queue, 'r')
       release(id, 'running')
     elseif kind == 'fail' then
       fail(id, err)
