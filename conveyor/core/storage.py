@@ -154,6 +154,8 @@ class _Filterable(Protocol):
     def queue(self) -> str: ...
     @property
     def state(self) -> JobState: ...
+    @property
+    def attempt(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,9 @@ class JobFilter:
     queue: str | None = None
     type: str | None = None
     id_prefix: str | None = None
+    retrying: bool = False
+    """Only jobs that have run before; with ``state=SCHEDULED``, the retries
+    waiting out their back-off."""
 
     def matches(self, job: _Filterable) -> bool:
         """Whether a job (or a backend's row with the same attributes) is selected."""
@@ -172,6 +177,7 @@ class JobFilter:
             and (self.queue is None or job.queue == self.queue)
             and (self.type is None or job.type == self.type)
             and (self.id_prefix is None or job.id.startswith(self.id_prefix))
+            and (not self.retrying or job.attempt > 0)
         )
 
 

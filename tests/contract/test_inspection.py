@@ -16,7 +16,7 @@ from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.errors import InvalidState, JobNotFound
 from conveyor.core.storage import JobEvent, JobFilter, Storage
 from conveyor.core.type_registry import TypeRegistry
-from tests.support import Journal, running, settle, step, step_worker
+from tests.support import Journal, running, settle, step, step_worker, wait_for_state
 
 STEP = step("x").DESCRIPTOR.full_name
 
@@ -234,3 +234,18 @@ async def test_counters_count_workers_seen_each_minute(
         minutes = await storage.counters(minutes=3)
     assert max(m.workers for m in minutes) == 2
     assert minutes[0].workers == 0  # before this test's workers started
+
+
+async def test_list_jobs_finds_retries_waiting_out_their_back_off(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    slow = replace(config, backoff=conveyor.Backoff(base=60.0, jitter=False))
+    flaky = await client.enqueue(step("flaky", fail_times=1))
+    later = await client.enqueue(step("later"), delay=timedelta(minutes=5))
+    async with running(step_worker(slow, journal)):
+        retrying = await wait_for_state(client, flaky.id, JobState.SCHEDULED)
+    assert retrying.attempt == 1 and retrying.last_error
+    page = await storage.list_jobs(JobFilter(state=JobState.SCHEDULED, retrying=True))
+    assert [j.id for j in page.jobs] == [flaky.id]
+    scheduled = await storage.list_jobs(JobFilter(state=JobState.SCHEDULED))
+    assert {j.id for j in scheduled.jobs} == {flaky.id, later.id}

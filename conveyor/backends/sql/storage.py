@@ -706,6 +706,8 @@ class SQLStorage:
             stmt = stmt.where(jt.c.type == filter.type)
         if filter.id_prefix:
             stmt = stmt.where(jt.c.id.startswith(filter.id_prefix, autoescape=True))
+        if filter.retrying:
+            stmt = stmt.where(jt.c.attempt > 0)
         if after is not None:
             stmt = stmt.where(jt.c.id < after)
 
