@@ -1,0 +1,238 @@
+"""The JSON API under ``/api``: read jobs, families, queues, workers and stats;
+cancel, retry, discard; enqueue any published type from JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated, Any
+
+from litestar import Router, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+
+from conveyor.core.specs import build_spec
+from conveyor.core.states import JobState
+
+from .actions import Action, ActionResult, apply, apply_each, apply_matching
+from .state import AdminState
+from .views import (
+    FamilyOut,
+    JobOut,
+    MinuteOut,
+    Totals,
+    WorkerOut,
+    family,
+    job_filter,
+    queue_rows,
+)
+
+API = {"conveyor_api": True}  # marks a handler for the CSRF guard's JSON rule
+
+
+@dataclass(slots=True)
+class JobList:
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class QueueOut:
+    name: str
+    counts: dict[str, int]
+    last_minute: int
+
+
+@dataclass(slots=True)
+class StatsOut:
+    totals: dict[str, int]
+    queues: list[QueueOut]
+    minutes: list[MinuteOut]
+    workers: int
+
+
+@dataclass(slots=True)
+class CancelIn:
+    reason: str = "cancelled from the admin API"
+
+
+@dataclass(slots=True)
+class Empty:
+    """No fields: POST ``{}`` (as ``application/json``)."""
+
+
+@dataclass(slots=True)
+class FilterIn:
+    state: JobState | None = None
+    queue: str | None = None
+    type: str | None = None
+    id_prefix: str | None = None
+    retrying: bool = False
+
+
+@dataclass(slots=True)
+class BulkIn:
+    """Give ``ids``, or a ``filter`` to act on every job it matches (up to 10,000)."""
+
+    action: Action
+    ids: list[str] | None = None
+    filter: FilterIn | None = None
+
+
+@dataclass(slots=True)
+class BulkOut:
+    done: int
+    results: list[ActionResult]
+    more: bool
+
+
+@dataclass(slots=True)
+class EnqueueIn:
+    """A job of any published type; ``payload`` is the message as protobuf JSON."""
+
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    delay_seconds: float | None = None
+    max_attempts: int | None = None
+    priority: int = 0
+    timeout_seconds: float | None = None
+
+
+def api_router(admin: AdminState) -> Router:
+    """The API's handlers, bound to one admin's state (so two admins never share one)."""
+
+    @get("/stats", opt=API)
+    async def stats(minutes: Annotated[int, Parameter(ge=1, le=1440)] = 60) -> StatsOut:
+        """Totals by state, per-queue counts and per-minute rates."""
+        storage = await admin.storage()
+        queue_stats = await storage.queue_stats()
+        rows = await queue_rows(storage, queue_stats)
+        return StatsOut(
+            totals=Totals.of(queue_stats).by_state,
+            queues=[QueueOut(r.name, r.counts, r.last_minute) for r in rows],
+            minutes=[MinuteOut.of(m) for m in await storage.counters(minutes=minutes)],
+            workers=len(await storage.workers()),
+        )
+
+    @get("/queues", opt=API)
+    async def queues() -> list[QueueOut]:
+        """Every queue with its jobs by state and its throughput in the last minute."""
+        storage = await admin.storage()
+        rows = await queue_rows(storage, await storage.queue_stats())
+        return [QueueOut(r.name, r.counts, r.last_minute) for r in rows]
+
+    @get("/workers", opt=API)
+    async def workers() -> list[WorkerOut]:
+        """Live workers."""
+        return [WorkerOut.of(w) for w in await (await admin.storage()).workers()]
+
+    @get("/types", opt=API)
+    async def types() -> list[str]:
+        """Message types that can be decoded and enqueued by name."""
+        return (await admin.registry(fresh=True)).names()
+
+    @get("/jobs", opt=API)
+    async def list_jobs(
+        job_state: Annotated[JobState | None, Parameter(query="state")] = None,
+        queue: str | None = None,
+        type: str | None = None,
+        id_prefix: str | None = None,
+        retrying: bool = False,
+        after: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> JobList:
+        """Jobs newest first; pass ``next_cursor`` as ``after`` for the next page."""
+        chosen = job_state.value if job_state else None
+        selection = job_filter(chosen, queue, type, id_prefix, retrying)
+        page = await (await admin.storage()).list_jobs(selection, after=after, limit=limit)
+        return JobList([JobOut.of(j) for j in page.jobs], page.next_cursor)
+
+    @get("/jobs/{job_id:str}", opt=API)
+    async def get_job(job_id: str) -> JobOut:
+        """One job with its payload decoded from the published descriptors."""
+        job = await (await admin.storage()).get(job_id)
+        if job is None:
+            raise NotFoundException(f"no job {job_id}")
+        return JobOut.of(job, await admin.registry())
+
+    @get("/jobs/{job_id:str}/family", opt=API)
+    async def get_family(job_id: str) -> FamilyOut:
+        """The job's parent, predecessor, children (first 200) and heirs."""
+        storage = await admin.storage()
+        job = await storage.get(job_id)
+        if job is None:
+            raise NotFoundException(f"no job {job_id}")
+        return FamilyOut.of(await family(storage, job))
+
+    @post("/jobs/{job_id:str}/cancel", opt=API, status_code=200)
+    async def cancel(job_id: str, data: CancelIn) -> JobOut:
+        """Cancel the job and its unsettled family below it (409 once settled)."""
+        job = await (await admin.storage()).cancel(job_id, data.reason)
+        return JobOut.of(job)
+
+    @post("/jobs/{job_id:str}/retry", opt=API, status_code=200)
+    async def retry(job_id: str, data: Empty) -> JobOut:
+        """Queue a failed or cancelled job again with fresh attempts (409 otherwise)."""
+        return JobOut.of(await apply(await admin.storage(), Action.RETRY, job_id))
+
+    @post("/jobs/{job_id:str}/discard", opt=API, status_code=200)
+    async def discard(job_id: str, data: Empty) -> JobOut:
+        """Delete a settled job and its family below it; returns it as it was."""
+        return JobOut.of(await apply(await admin.storage(), Action.DISCARD, job_id))
+
+    @post("/jobs/bulk", opt=API, status_code=200)
+    async def bulk(data: BulkIn) -> BulkOut:
+        """Cancel, retry or discard many jobs; each refusal is reported, none stops the rest."""
+        storage = await admin.storage()
+        if data.ids is not None:
+            result = await apply_each(storage, data.action, data.ids)
+        else:
+            f = data.filter or FilterIn()
+            selection = job_filter(
+                f.state.value if f.state else None, f.queue, f.type, f.id_prefix, f.retrying
+            )
+            result = await apply_matching(storage, data.action, selection)
+        return BulkOut(result.done, result.results, result.more)
+
+    @post("/jobs", opt=API, status_code=201)
+    async def enqueue(data: EnqueueIn) -> JobOut:
+        """Enqueue a job of a published type from its JSON form."""
+        storage = await admin.storage()
+        registry = await admin.registry()
+        if data.type not in registry.names():
+            registry = await admin.registry(fresh=True)
+        message = registry.message_class(data.type)()
+        message.ParseFromString(registry.from_json(data.type, data.payload))
+        spec = build_spec(
+            admin.config,
+            message,
+            queue=data.queue,
+            delay=timedelta(seconds=data.delay_seconds) if data.delay_seconds else None,
+            max_attempts=data.max_attempts,
+            priority=data.priority,
+            timeout=data.timeout_seconds,
+        )
+        await storage.enqueue([spec])
+        job = await storage.get(spec.id)
+        assert job is not None
+        return JobOut.of(job, registry)
+
+    return Router(
+        "/api",
+        route_handlers=[
+            stats,
+            queues,
+            workers,
+            types,
+            list_jobs,
+            get_job,
+            get_family,
+            cancel,
+            retry,
+            discard,
+            bulk,
+            enqueue,
+        ],
+        tags=["conveyor"],
+    )

@@ -1,0 +1,246 @@
+"""What pages and the JSON API show, built from the Storage protocol alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from conveyor.core.errors import ConveyorError
+from conveyor.core.job import Job
+from conveyor.core.states import JobState
+from conveyor.core.storage import JobFilter, MinuteCount, QueueStats, Storage, WorkerInfo
+from conveyor.core.type_registry import TypeRegistry
+
+FAMILY_ROWS = 200  # members shown per level of a family tree
+ORDER = list(JobState)
+
+
+@dataclass(slots=True)
+class JobOut:
+    """A job as the JSON API returns it."""
+
+    id: str
+    type: str
+    queue: str
+    state: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    parent_id: str | None
+    predecessor_id: str | None
+    when: str | None
+    optional: bool
+    last_error: str | None
+    reason: str | None
+    failed_ids: list[str]
+    open_children: int
+    worker_id: str | None
+    headers: dict[str, str]
+    created_at: datetime | None
+    run_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    payload: dict[str, Any] | None = None
+    payload_error: str | None = None
+
+    @classmethod
+    def of(cls, job: Job, registry: TypeRegistry | None = None) -> JobOut:
+        out = cls(
+            id=job.id,
+            type=job.type,
+            queue=job.queue,
+            state=job.state.value,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            priority=job.priority,
+            parent_id=job.parent_id,
+            predecessor_id=job.predecessor_id,
+            when=job.when.value if job.when else None,
+            optional=job.optional,
+            last_error=job.last_error,
+            reason=job.reason,
+            failed_ids=list(job.failed_ids),
+            open_children=job.open_children,
+            worker_id=job.worker_id,
+            headers=dict(job.headers),
+            created_at=job.created_at,
+            run_at=job.run_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+        if registry is not None:
+            out.payload, out.payload_error = decode(registry, job)
+        return out
+
+
+def decode(registry: TypeRegistry, job: Job) -> tuple[dict[str, Any] | None, str | None]:
+    """The payload as JSON-ready data, or why it cannot be shown."""
+    try:
+        return registry.to_dict(job.type, job.payload_bytes), None
+    except ConveyorError as exc:
+        return None, str(exc)
+
+
+@dataclass(slots=True)
+class Totals:
+    """Jobs by state across every queue."""
+
+    by_state: dict[str, int]
+    queues: list[QueueStats]
+
+    @classmethod
+    def of(cls, stats: Sequence[QueueStats]) -> Totals:
+        by_state = {state.value: 0 for state in ORDER}
+        for queue in stats:
+            for state, n in queue.counts.items():
+                by_state[JobState(state).value] += n
+        return cls(by_state, list(stats))
+
+
+@dataclass(slots=True)
+class QueueRow:
+    """One row of the queues page."""
+
+    name: str
+    counts: dict[str, int]
+    last_minute: int  # jobs settled or retried in the last whole minute
+
+
+async def queue_rows(storage: Storage, stats: Sequence[QueueStats]) -> list[QueueRow]:
+    rows = []
+    for queue in stats:
+        minutes = await storage.counters(minutes=2, queue=queue.queue)
+        last = minutes[0]  # the last complete minute; the current one is still filling
+        rows.append(
+            QueueRow(
+                queue.queue,
+                {state.value: queue.count(state) for state in ORDER},
+                last.succeeded + last.retried + last.failed,
+            )
+        )
+    return rows
+
+
+@dataclass(slots=True)
+class Family:
+    """A job's place in its family: who is above it, and one level below."""
+
+    job: Job
+    parent: Job | None
+    predecessor: Job | None
+    children: list[Job]
+    heirs: list[Job]
+    hidden: int = 0  # children beyond FAMILY_ROWS
+    waiting_for: list[Job] = field(default_factory=list)
+
+
+async def family(storage: Storage, job: Job) -> Family:
+    members = await storage.family(job.id)
+    heirs = [m for m in members if m.predecessor_id == job.id and m.parent_id != job.id]
+    children = [m for m in members if m not in heirs]
+    # Open members first (they are what the family waits for), then oldest first.
+    children.sort(key=lambda m: (m.state.settled, m.id))
+    open_children = [m for m in children if not m.state.settled]
+    parent = await storage.get(job.parent_id) if job.parent_id else None
+    predecessor = await storage.get(job.predecessor_id) if job.predecessor_id else None
+    return Family(
+        job=job,
+        parent=parent,
+        predecessor=predecessor,
+        children=children[:FAMILY_ROWS],
+        heirs=heirs,
+        hidden=max(0, len(children) - FAMILY_ROWS),
+        waiting_for=open_children if job.state is JobState.WAITING else [],
+    )
+
+
+@dataclass(slots=True)
+class FamilyOut:
+    """A job's family as the JSON API returns it."""
+
+    job: JobOut
+    parent: JobOut | None
+    predecessor: JobOut | None
+    children: list[JobOut]
+    heirs: list[JobOut]
+    hidden_children: int
+    waiting_for: list[str]
+
+    @classmethod
+    def of(cls, f: Family) -> FamilyOut:
+        return cls(
+            job=JobOut.of(f.job),
+            parent=JobOut.of(f.parent) if f.parent else None,
+            predecessor=JobOut.of(f.predecessor) if f.predecessor else None,
+            children=[JobOut.of(c) for c in f.children],
+            heirs=[JobOut.of(h) for h in f.heirs],
+            hidden_children=f.hidden,
+            waiting_for=[j.id for j in f.waiting_for],
+        )
+
+
+@dataclass(slots=True)
+class WorkerOut:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    running: int
+    started_at: datetime
+    last_seen: datetime
+
+    @classmethod
+    def of(cls, info: WorkerInfo) -> WorkerOut:
+        from conveyor.core.job import to_datetime
+
+        started, seen = to_datetime(info.started_at), to_datetime(info.last_seen)
+        assert started is not None
+        assert seen is not None
+        return cls(
+            info.id,
+            info.host,
+            info.pid,
+            list(info.queues),
+            info.concurrency,
+            info.running,
+            started,
+            seen,
+        )
+
+
+@dataclass(slots=True)
+class MinuteOut:
+    minute: datetime
+    succeeded: int
+    retried: int
+    failed: int
+    workers: int
+
+    @classmethod
+    def of(cls, m: MinuteCount) -> MinuteOut:
+        return cls(m.minute, m.succeeded, m.retried, m.failed, m.workers)
+
+
+def job_filter(
+    state: str | None = None,
+    queue: str | None = None,
+    type: str | None = None,
+    id_prefix: str | None = None,
+    retrying: bool = False,
+) -> JobFilter:
+    """A filter from query parameters; empty strings mean "any".
+
+    Raises:
+        ValueError: ``state`` names no state.
+    """
+    chosen = JobState(state) if state else None
+    return JobFilter(
+        state=chosen,
+        queue=queue or None,
+        type=type or None,
+        id_prefix=id_prefix.strip() if id_prefix and id_prefix.strip() else None,
+        retrying=retrying,
+    )
