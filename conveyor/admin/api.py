@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Router, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from conveyor.core.specs import build_spec
 from conveyor.core.states import JobState
@@ -103,7 +103,7 @@ def api_router(admin: AdminState) -> Router:
     """The API's handlers, bound to one admin's state (so two admins never share one)."""
 
     @get("/stats", opt=API)
-    async def stats(minutes: Annotated[int, Parameter(ge=1, le=1440)] = 60) -> StatsOut:
+    async def stats(minutes: Annotated[int, QueryParameter(ge=1, le=1440)] = 60) -> StatsOut:
         """Totals by state, per-queue counts and per-minute rates."""
         storage = await admin.storage()
         queue_stats = await storage.queue_stats()
@@ -134,13 +134,13 @@ def api_router(admin: AdminState) -> Router:
 
     @get("/jobs", opt=API)
     async def list_jobs(
-        job_state: Annotated[JobState | None, Parameter(query="state")] = None,
-        queue: str | None = None,
-        type: str | None = None,
-        id_prefix: str | None = None,
-        retrying: bool = False,
-        after: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        job_state: Annotated[JobState | None, QueryParameter(name="state")] = None,
+        queue: FromQuery[str | None] = None,
+        type: FromQuery[str | None] = None,
+        id_prefix: FromQuery[str | None] = None,
+        retrying: FromQuery[bool] = False,
+        after: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> JobList:
         """Jobs newest first; pass ``next_cursor`` as ``after`` for the next page."""
         chosen = job_state.value if job_state else None
@@ -149,7 +149,7 @@ def api_router(admin: AdminState) -> Router:
         return JobList([JobOut.of(j) for j in page.jobs], page.next_cursor)
 
     @get("/jobs/{job_id:str}", opt=API)
-    async def get_job(job_id: str) -> JobOut:
+    async def get_job(job_id: FromPath[str]) -> JobOut:
         """One job with its payload decoded from the published descriptors."""
         job = await (await admin.storage()).get(job_id)
         if job is None:
@@ -157,7 +157,7 @@ def api_router(admin: AdminState) -> Router:
         return JobOut.of(job, await admin.registry())
 
     @get("/jobs/{job_id:str}/family", opt=API)
-    async def get_family(job_id: str) -> FamilyOut:
+    async def get_family(job_id: FromPath[str]) -> FamilyOut:
         """The job's parent, predecessor, children (first 200) and heirs."""
         storage = await admin.storage()
         job = await storage.get(job_id)
@@ -166,23 +166,23 @@ def api_router(admin: AdminState) -> Router:
         return FamilyOut.of(await family(storage, job))
 
     @post("/jobs/{job_id:str}/cancel", opt=API, status_code=200)
-    async def cancel(job_id: str, data: CancelIn) -> JobOut:
+    async def cancel(job_id: FromPath[str], data: JSONBody[CancelIn]) -> JobOut:
         """Cancel the job and its unsettled family below it (409 once settled)."""
         job = await (await admin.storage()).cancel(job_id, data.reason)
         return JobOut.of(job)
 
     @post("/jobs/{job_id:str}/retry", opt=API, status_code=200)
-    async def retry(job_id: str, data: Empty) -> JobOut:
+    async def retry(job_id: FromPath[str], data: JSONBody[Empty]) -> JobOut:
         """Queue a failed or cancelled job again with fresh attempts (409 otherwise)."""
         return JobOut.of(await apply(await admin.storage(), Action.RETRY, job_id))
 
     @post("/jobs/{job_id:str}/discard", opt=API, status_code=200)
-    async def discard(job_id: str, data: Empty) -> JobOut:
+    async def discard(job_id: FromPath[str], data: JSONBody[Empty]) -> JobOut:
         """Delete a settled job and its family below it; returns it as it was."""
         return JobOut.of(await apply(await admin.storage(), Action.DISCARD, job_id))
 
     @post("/jobs/bulk", opt=API, status_code=200)
-    async def bulk(data: BulkIn) -> BulkOut:
+    async def bulk(data: JSONBody[BulkIn]) -> BulkOut:
         """Cancel, retry or discard many jobs; each refusal is reported, none stops the rest."""
         storage = await admin.storage()
         if data.ids is not None:
@@ -196,7 +196,7 @@ def api_router(admin: AdminState) -> Router:
         return BulkOut(result.done, result.results, result.more)
 
     @post("/jobs", opt=API, status_code=201)
-    async def enqueue(data: EnqueueIn) -> JobOut:
+    async def enqueue(data: JSONBody[EnqueueIn]) -> JobOut:
         """Enqueue a job of a published type from its JSON form."""
         storage = await admin.storage()
         registry = await admin.registry()

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage
 from litestar.static_files import create_static_files_router
 
@@ -145,7 +146,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
         return await job_list(request, "Jobs", "jobs", {})
 
     @get("/queues/{queue:str}")
-    async def queue_jobs(request: Request, queue: str) -> Response[str]:  # type: ignore[type-arg]
+    async def queue_jobs(request: Request, queue: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
         return await job_list(request, f"Queue {queue}", "queues", {"queue": queue})
 
     @get(["/scheduled", "/retrying", "/failed"])
@@ -155,7 +156,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
         return await job_list(request, title, name, fixed)
 
     @get("/jobs/{job_id:str}")
-    async def job_page(request: Request, job_id: str) -> Response[str]:  # type: ignore[type-arg]
+    async def job_page(request: Request, job_id: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
         storage = await admin.storage()
         job = await storage.get(job_id)
         if job is None:
@@ -173,7 +174,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
         )
 
     @get("/jobs/{job_id:str}/children")
-    async def children(request: Request, job_id: str) -> Response[str]:  # type: ignore[type-arg]
+    async def children(request: Request, job_id: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
         """One more level of a family tree (htmx fragment)."""
         storage = await admin.storage()
         job = await storage.get(job_id)
@@ -202,7 +203,11 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
         return Redirect(f"{base}/jobs?id={wanted}")
 
     @post("/jobs/{job_id:str}/{action:str}")
-    async def act(request: Request, job_id: str, action: str) -> Response[Any]:  # type: ignore[type-arg]
+    async def act(
+        request: Request,  # type: ignore[type-arg]
+        job_id: FromPath[str],
+        action: FromPath[str],
+    ) -> Response[Any]:
         try:
             chosen = Action(action)
         except ValueError:

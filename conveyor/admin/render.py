@@ -59,7 +59,15 @@ def epoch_ago(epoch: float) -> str:
     return ago(datetime.fromtimestamp(epoch, UTC))
 
 
-environment.filters.update(ago=ago, stamp=stamp, duration=duration, epoch_ago=epoch_ago)
+def error_line(error: str | None) -> str:
+    """The last line of a traceback: the exception and its message."""
+    lines = [line for line in (error or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+environment.filters.update(
+    ago=ago, stamp=stamp, duration=duration, epoch_ago=epoch_ago, error_line=error_line
+)
 environment.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=False)
 
 
