@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import conveyor
+from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor._proto.examples.shop_pb2 import Step
 
 FAST_BACKOFF = conveyor.Backoff(base=0.01, factor=1.0, cap=0.01, jitter=False)
@@ -169,3 +170,20 @@ def branching_family(branches: int, kids: int, sleep: float) -> tuple[Step, list
     names += [f"b{i}.{j}" for i in range(branches) for j in range(kids)]
     names += [f"b{i}.heir" for i in range(branches)] + ["root", "final"]
     return step("root", children=tree, heirs=[step("final")]), names
+
+
+def basic_worker(config: conveyor.Config, broken: set[str], **kwargs: Any) -> conveyor.Worker:
+    """A worker for ``BasicJob``: a job whose ``name`` is in ``broken`` raises.
+
+    Emptying the set (or giving another worker an empty one) mends them, so a
+    job can fail for good, be retried from the admin, and then succeed.
+    """
+    settings: dict[str, Any] = {"concurrency": 4, "claim_wait": 0.2, "maintenance_interval": 0.05}
+    worker = conveyor.Worker(config, **(settings | kwargs))
+
+    @worker.handler
+    async def run_basic(ctx: conveyor.JobContext, msg: BasicJob) -> None:
+        if msg.name in broken:
+            raise RuntimeError(f"{msg.name} is broken")
+
+    return worker

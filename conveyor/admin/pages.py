@@ -202,7 +202,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
             return Redirect(f"{base}/jobs/{found.jobs[0].id}")
         return Redirect(f"{base}/jobs?id={wanted}")
 
-    @post("/jobs/{job_id:str}/{action:str}")
+    @post("/jobs/{job_id:str}/{action:str}", status_code=200)
     async def act(
         request: Request,  # type: ignore[type-arg]
         job_id: FromPath[str],
@@ -233,15 +233,15 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
                 return Response(
                     "", headers={"HX-Redirect": f"{base}/failed"}, media_type="text/html"
                 )
-            return Redirect(f"{base}/failed")
+            return Redirect(f"{base}/failed", status_code=303)
         if not htmx:
-            return Redirect(f"{base}/jobs/{job_id}")
+            return Redirect(f"{base}/jobs/{job_id}", status_code=303)
         verb = {"cancel": "Cancelled", "retry": "Queued again"}[chosen.value]
         return render(
             request, "job_summary.html", job=job, notice=("ok", f"{verb}: now {job.state.value}")
         )
 
-    @post("/bulk")
+    @post("/bulk", status_code=200)
     async def bulk(request: Request) -> Response[str]:  # type: ignore[type-arg]
         form = await request.form()
         try:
