@@ -1,45 +1,72 @@
-"""The ``conveyor`` command line: worker, migrate, stats, enqueue.
+"""The ``conveyor`` command line: worker, admin, demo, enqueue, migrate, stats.
 
 Every command reads ``CONVEYOR_URL`` when ``--url`` is absent. Exit codes:
-0 success, 1 a runtime failure (server down, bad payload), 2 a usage error.
+0 success, 1 a runtime failure (server down, bad payload, a family that
+failed), 2 a usage or configuration error, 130 interrupted. Errors are one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.resources
+import importlib.util
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable
-from dataclasses import replace
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from .core.backend_registry import open_storage
-from .core.config import Config
-from .core.errors import ConfigurationError, ConveyorError
+from .core.config import Config, mask_url
+from .core.errors import ConfigurationError, ConveyorError, UnknownType
 from .core.specs import build_spec
 from .core.states import JobState
 from .core.type_registry import TypeRegistry
 from .core.worker import Worker
 
+if TYPE_CHECKING:
+    from .admin import BasicAuth
+
 T = TypeVar("T")
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 url_option = click.option(
     "--url",
     envvar="CONVEYOR_URL",
     default=None,
-    help="Storage URL (redis://, postgresql://, sqlite:///path, memory://); $CONVEYOR_URL.",
+    help="Storage URL (redis://, postgresql+psycopg://, sqlite:///path, memory://); "
+    "default $CONVEYOR_URL, else redis://localhost:6379/0.",
 )
 namespace_option = click.option(
     "--namespace", default="conveyor", show_default=True, help="Installation namespace."
 )
+
+
+class CommandError(click.ClickException):
+    """A usage or configuration error: one line on stderr (``Error: ...``), exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class RuntimeFailure(CommandError):
+    """Something failed at run time: one line on stderr, exit code 1."""
+
+    exit_code = EXIT_RUNTIME
 
 
 def _config(url: str | None, namespace: str, **extra: Any) -> Config:
@@ -48,22 +75,32 @@ def _config(url: str | None, namespace: str, **extra: Any) -> Config:
             return Config(namespace=namespace, **extra)
         return Config(url=url, namespace=namespace, **extra)
     except ConveyorError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise CommandError(str(exc)) from None
 
 
 def _run(coro: Awaitable[T]) -> T:
     """Run a coroutine; a ConveyorError becomes one line on stderr.
 
-    Exit code 2 when the configuration is wrong (fix the command), 1 otherwise.
+    Exit code 2 when the configuration is wrong (fix the command), 1 otherwise;
+    130 on Ctrl+C outside a worker's own graceful handling.
     """
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        raise CommandError(str(exc)) from None
     except ConveyorError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        raise RuntimeFailure(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _require_extra(extra: str, *modules: str) -> None:
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CommandError(
+            f"this command needs {', '.join(missing)}: pip install 'conveyor-jobs[{extra}]'"
+        )
 
 
 class _JsonFormatter(logging.Formatter):
@@ -85,98 +122,388 @@ def _setup_logging(fmt: str, level: str) -> None:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    try:
+        logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    except ValueError:
+        raise CommandError(
+            f"unknown log level {level!r}; use debug, info, warning or error"
+        ) from None
 
 
-@click.group()
+log_format_option = click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+log_level_option = click.option("--log-level", default="info", show_default=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="conveyor-jobs")
 def main() -> None:
-    """Conveyor: background jobs with families (children, and heirs after the whole family)."""
+    """Conveyor: background jobs with families (children, and heirs after the whole family).
+
+    Every command reads CONVEYOR_URL when --url is absent. Exit codes: 0 done,
+    1 a runtime failure, 2 a usage or configuration error, 130 interrupted.
+    """
+
+
+# --- worker ---------------------------------------------------------------------------
 
 
 @main.command()
 @click.argument("target")
 @url_option
+@click.option("--namespace", default=None, help="Override the Worker's configured namespace.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Jobs run at once per process.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
-@click.option("--log-level", default="info", show_default=True)
+@log_format_option
+@log_level_option
+@click.option("--supervisor-pid", type=int, default=None, hidden=True)
 def worker(
     target: str,
     url: str | None,
+    namespace: str | None,
     concurrency: int | None,
     processes: int,
     log_format: str,
     log_level: str,
+    supervisor_pid: int | None,
 ) -> None:
     """Run the Worker found at TARGET (MODULE:ATTR), e.g. myapp.jobs:worker.
 
+    SIGTERM or SIGINT stops it gracefully: it claims nothing more, lets running
+    jobs finish, and hands back the rest; a second signal hands them back at once.
+
     With --processes N, a supervisor runs N worker processes, restarts one that
-    dies, and forwards SIGTERM/SIGINT (a second signal stops them at once).
+    dies (with back-off if it keeps dying at start), and forwards SIGTERM/SIGINT.
     """
     _setup_logging(log_format, log_level)
     found = _load_worker(target)
+    changes: dict[str, Any] = {}
+    if url is not None:
+        changes["url"] = url
+    if namespace is not None:
+        changes["namespace"] = namespace
+    if changes:
+        try:
+            found.config = replace(found.config, **changes)
+        except ConveyorError as exc:
+            raise CommandError(str(exc)) from None
+    if concurrency is not None:
+        found.concurrency = concurrency
     if processes > 1:
-        argv = [sys.executable, "-m", "conveyor", "worker", target, "--log-format", log_format]
-        argv += ["--log-level", log_level]
-        if url:
-            argv += ["--url", url]
+        # Fail fast, once, on a bad URL or a server that is down (and migrate once).
+        _run(_check_storage(found.config))
+        argv = [sys.executable, "-m", "conveyor", "worker", target]
+        argv += ["--log-format", log_format, "--log-level", log_level]
+        argv += ["--url", found.config.url, "--namespace", found.config.namespace]
+        argv += ["--supervisor-pid", str(os.getpid())]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
         sys.exit(_supervise(argv, processes))
-    if url is not None:
-        found.config = replace(found.config, url=url)
-    if concurrency is not None:
-        found.concurrency = concurrency
-    _run(found.run())
+    if supervisor_pid is not None:
+        _run(_run_supervised(found, supervisor_pid))
+    else:
+        _run(found.run())
+
+
+async def _check_storage(config: Config) -> None:
+    storage = await open_storage(config)
+    await storage.aclose()
+
+
+async def _run_supervised(found: Worker, supervisor_pid: int) -> None:
+    """Run a worker that stops gracefully if its supervisor dies without telling it."""
+    task = asyncio.create_task(found.run())
+    told = False
+    while not task.done():
+        await asyncio.wait({task}, timeout=1.0)
+        if not told and os.getppid() != supervisor_pid:
+            logging.getLogger("conveyor.supervisor").warning(
+                "supervisor %d is gone; stopping", supervisor_pid
+            )
+            await found.stop()
+            told = True
+    task.result()
 
 
 def _load_worker(target: str) -> Worker:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise click.BadParameter(
-            "expected MODULE:ATTR, e.g. myapp.jobs:worker", param_hint="TARGET"
+        raise CommandError(
+            f"worker target {target!r}: expected MODULE:ATTR, e.g. myapp.jobs:worker"
         )
-    sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="TARGET"
-        ) from exc
+        raise CommandError(
+            f"cannot import {module_name!r}: {exc} (run from your project's folder, "
+            "or add it to PYTHONPATH)"
+        ) from None
+    except Exception as exc:
+        raise RuntimeFailure(
+            f"importing {module_name!r} raised {type(exc).__name__}: {exc} "
+            f"(python -c 'import {module_name}' shows the traceback)"
+        ) from None
     found = getattr(module, attr, None)
     if not isinstance(found, Worker):
-        kind = "nothing" if found is None else type(found).__name__
-        raise click.BadParameter(f"{target} is {kind}, not a conveyor.Worker", param_hint="TARGET")
+        kind = "nothing" if found is None else f"a {type(found).__name__}"
+        raise CommandError(f"{target} is {kind}, not a conveyor.Worker")
     return found
 
 
+@dataclass
+class _Child:
+    """One supervised worker process and its restart bookkeeping."""
+
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    quick_exits: int = 0
+    restart_at: float = 0.0
+
+    def start(self) -> None:
+        # Its own process group: a Ctrl+C at the terminal reaches only the
+        # supervisor, which forwards it once (twice would mean "stop now").
+        self.process = subprocess.Popen(self.argv, process_group=0)
+        self.started = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+QUICK_EXIT_SECONDS = 10.0
+MAX_RESTART_DELAY = 30.0
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def _supervise(argv: list[str], count: int) -> int:
-    """Keep ``count`` children running until a signal; forward signals to them."""
+    """Keep ``count`` children running until a signal; forward signals to them.
+
+    A child that exits is started again, after a growing delay (up to 30 s)
+    when it keeps exiting within seconds of its start. A child that exits
+    with code 2 (configuration) stops them all: restarting would not help.
+    """
     log = logging.getLogger("conveyor.supervisor")
-    children: list[subprocess.Popen[bytes]] = [subprocess.Popen(argv) for _ in range(count)]
-    signals_seen = 0
+    children = [_Child(argv) for _ in range(count)]
+    signals_seen: list[int] = []
 
     def forward(sig: int, _frame: object) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
+        signals_seen.append(sig)
         for child in children:
-            if child.poll() is None:
-                child.send_signal(sig)
+            if child.alive:
+                assert child.process is not None
+                child.process.send_signal(sig)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.start()
+        assert child.process is not None
+        log.info("started worker process %d", child.process.pid)
     while True:
         time.sleep(0.2)
         if signals_seen:
-            if all(child.poll() is not None for child in children):
+            if not any(child.alive for child in children):
+                log.info("all worker processes stopped")
                 return 0
             continue
-        for index, child in enumerate(children):
-            code = child.poll()
-            if code is not None:
-                log.warning("worker process %d exited with %s; starting another", child.pid, code)
-                children[index] = subprocess.Popen(argv)
+        now = time.monotonic()
+        for child in children:
+            code = child.process.poll() if child.process is not None else None
+            if child.process is not None and code is not None:
+                if code == EXIT_USAGE:
+                    log.error(
+                        "worker process %d has a configuration error; stopping", child.process.pid
+                    )
+                    forward(signal.SIGTERM, None)
+                    for other in children:
+                        if other.process is not None:
+                            other.process.wait(timeout=60)
+                    return EXIT_USAGE
+                lived = now - child.started
+                child.quick_exits = child.quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 0
+                delay = 0.0
+                if child.quick_exits:
+                    delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (child.quick_exits - 1))
+                log.warning(
+                    "worker process %d %s; starting another%s",
+                    child.process.pid,
+                    _describe_exit(code),
+                    f" in {delay:.1f}s" if delay else "",
+                )
+                child.process = None
+                child.restart_at = now + delay
+            if child.process is None and now >= child.restart_at:
+                child.start()
+                assert child.process is not None
+                log.info("started worker process %d", child.process.pid)
+
+
+# --- admin and demo -------------------------------------------------------------------
+
+
+@main.command()
+@url_option
+@namespace_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free."
+)
+@click.option(
+    "--username",
+    envvar="CONVEYOR_ADMIN_USERNAME",
+    default=None,
+    help="Turn on HTTP basic auth with this user; $CONVEYOR_ADMIN_USERNAME.",
+)
+@click.option(
+    "--password",
+    envvar="CONVEYOR_ADMIN_PASSWORD",
+    default=None,
+    help="Its password; prefer $CONVEYOR_ADMIN_PASSWORD (command lines are visible to others).",
+)
+@log_level_option
+def admin(
+    url: str | None,
+    namespace: str,
+    host: str,
+    port: int,
+    username: str | None,
+    password: str | None,
+    log_level: str,
+) -> None:
+    """Serve the admin app: jobs, families, queues, workers, and a JSON API under /api."""
+    if bool(username) != bool(password):
+        raise CommandError("basic auth needs both a username and a password, or neither")
+    _require_extra("admin", "litestar", "uvicorn")
+    config = _config(url, namespace)
+    from .admin import BasicAuth
+
+    auth = BasicAuth(username, password) if username and password else None
+    _run(_serve_admin(config, host, port, auth, log_level))
+
+
+async def _serve_admin(
+    config: Config, host: str, port: int, auth: BasicAuth | None, log_level: str
+) -> None:
+    from .admin import create_app
+    from .demo.server import AdminServer, bind
+
+    await _check_storage(config)  # a bad URL or a server that is down: one line, now
+    app = create_app(config, auth=auth)
+    _setup_logging("text", log_level)  # after the app, which sets up logging of its own
+    server = AdminServer(app, bind(host, port), log_level=log_level)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        click.echo(
+            f"Conveyor admin at {server.url} for {mask_url(config.url)} "
+            f"(namespace {config.namespace!r}); Ctrl+C stops it",
+            err=True,
+        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({server.task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+    finally:
+        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@main.command()
+@click.option(
+    "--url",
+    envvar="CONVEYOR_URL",
+    default=None,
+    help="Storage URL; $CONVEYOR_URL; default: a fresh SQLite file, deleted on exit.",
+)
+@click.option("--namespace", default="demo", show_default=True, help="Installation namespace.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where the admin listens.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="The admin's port; 0: any free port.",
+)
+@click.option(
+    "--serve", is_flag=True, help="Keep the admin (and worker) up after the family settles."
+)
+@click.option("--fast", is_flag=True, help="Handlers do not pretend to work (for tests).")
+@click.option("--lines", type=click.IntRange(1, 100), default=None, help="Line items (20-50).")
+@click.option("--seed", type=int, default=None, help="Repeat the same order.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds the family may take to settle.",
+)
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    url: str | None,
+    namespace: str,
+    host: str,
+    port: int,
+    serve: bool,
+    fast: bool,
+    lines: int | None,
+    seed: int | None,
+    timeout: float,
+) -> None:
+    """Run a family of jobs live: an order, its line items, retries and a summary.
+
+    A worker and the admin run in this process; the terminal shows the family's
+    progress, and the command exits once the whole family has settled (exit 0
+    if it succeeded) unless --serve keeps the admin up until Ctrl+C.
+    """
+    _require_extra("admin", "litestar", "uvicorn", "rich")
+    if url is not None:
+        _config(url, namespace)  # a bad URL or namespace is a usage error, before anything runs
+    else:
+        _require_extra("sqlite", "sqlalchemy", "aiosqlite")
+        _config("sqlite:///demo.db", namespace)
+    from rich.console import Console
+
+    from .demo import DemoOptions, ServeError, run_demo
+    from .demo.server import bind
+
+    console = Console()
+    if port and ctx.get_parameter_source("port") is ParameterSource.DEFAULT:
+        try:
+            bind(host, port).close()
+        except ServeError:
+            console.print(f"Port {port} is busy; the admin takes a free one instead.")
+            port = 0
+    options = DemoOptions(
+        url=url,
+        namespace=namespace,
+        host=host,
+        port=port,
+        serve=serve,
+        fast=fast,
+        lines=lines,
+        seed=seed,
+        timeout=timeout,
+    )
+    sys.exit(_run(run_demo(options, console)))
+
+
+# --- producing and inspecting ---------------------------------------------------------
 
 
 @main.command()
@@ -185,12 +512,7 @@ def _supervise(argv: list[str], count: int) -> int:
 def migrate(url: str | None, namespace: str) -> None:
     """Create or upgrade the storage schema (SQL backends; others need none)."""
     config = _config(url, namespace, migrate=True)
-
-    async def go() -> None:
-        storage = await open_storage(config)
-        await storage.aclose()
-
-    _run(go())
+    _run(_check_storage(config))
     click.echo(f"schema ready for namespace {namespace!r}")
 
 
@@ -198,68 +520,194 @@ def migrate(url: str | None, namespace: str) -> None:
 @url_option
 @namespace_option
 @click.option("--minutes", type=click.IntRange(1, 1440), default=5, show_default=True)
-def stats(url: str | None, namespace: str, minutes: int) -> None:
-    """Queues by state, live workers, and per-minute rates."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def stats(url: str | None, namespace: str, minutes: int, as_json: bool) -> None:
+    """Jobs per queue and state, live workers, and per-minute rates.
+
+    Rates are averages over the last --minutes minutes: jobs that succeeded,
+    were retried or failed for good, per minute.
+    """
     config = _config(url, namespace)
+    report = _run(_gather_stats(config, minutes))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_stats(report, minutes)
 
-    async def go() -> None:
-        storage = await open_storage(config)
-        try:
-            queues = await storage.queue_stats()
-            workers = await storage.workers()
-            counts = await storage.counters(minutes=minutes)
-        finally:
-            await storage.aclose()
-        states = list(JobState)
-        width = max([5, *(len(q.queue) for q in queues)])
-        click.echo("queue".ljust(width) + "".join(s.value.rjust(11) for s in states))
-        for q in queues:
-            click.echo(q.queue.ljust(width) + "".join(str(q.count(s)).rjust(11) for s in states))
-        click.echo(f"\nworkers: {len(workers)}")
-        for w in workers:
-            click.echo(
-                f"  {w.id}  running {w.running}/{w.concurrency}  queues {','.join(w.queues)}"
-            )
-        click.echo("\nminute            succeeded  retried   failed")
-        for m in counts:
-            click.echo(f"{m.minute:%Y-%m-%d %H:%M} {m.succeeded:>10} {m.retried:>8} {m.failed:>8}")
 
-    _run(go())
+async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
+    storage = await open_storage(config)
+    try:
+        queues = await storage.queue_stats()
+        workers = await storage.workers()
+        totals = await storage.counters(minutes=minutes)
+        per_queue = [await storage.counters(minutes=minutes, queue=q.queue) for q in queues]
+    finally:
+        await storage.aclose()
+
+    def rates(counts: list[Any]) -> dict[str, float]:
+        return {
+            kind: round(sum(getattr(m, kind) for m in counts) / minutes, 2)
+            for kind in ("succeeded", "retried", "failed")
+        }
+
+    return {
+        "queues": [
+            {
+                "queue": q.queue,
+                "counts": {state.value: q.count(state) for state in JobState},
+                "per_minute": rates(counts),
+            }
+            for q, counts in zip(queues, per_queue, strict=True)
+        ],
+        "workers": [{**w.to_dict(), "last_seen": w.last_seen} for w in workers],
+        "minutes": [
+            {
+                "minute": m.minute.isoformat(),
+                "succeeded": m.succeeded,
+                "retried": m.retried,
+                "failed": m.failed,
+                "workers": m.workers,
+            }
+            for m in totals
+        ],
+        "per_minute": rates(totals),
+    }
+
+
+def _print_stats(report: dict[str, Any], minutes: int) -> None:
+    states = [state.value for state in JobState]
+    rate_names = ["ok/min", "retry/min", "fail/min"]
+    width = max([5, *(len(q["queue"]) for q in report["queues"])])
+    click.echo(
+        "queue".ljust(width)
+        + "".join(s.rjust(10) for s in states)
+        + "".join(r.rjust(10) for r in rate_names)
+    )
+    for q in report["queues"]:
+        rates = q["per_minute"]
+        click.echo(
+            q["queue"].ljust(width)
+            + "".join(str(q["counts"][s]).rjust(10) for s in states)
+            + "".join(f"{rates[k]:10.2f}" for k in ("succeeded", "retried", "failed"))
+        )
+    if not report["queues"]:
+        click.echo("(no jobs)")
+    click.echo(f"\nworkers: {len(report['workers'])}")
+    for w in report["workers"]:
+        queues = ",".join(w["queues"])
+        click.echo(f"  {w['id']}  running {w['running']}/{w['concurrency']}  queues {queues}")
+    click.echo(f"\nlast {minutes} min (UTC)  succeeded   retried    failed   workers")
+    for m in report["minutes"]:
+        click.echo(
+            f"{m['minute'][:16].replace('T', ' '):<20}"
+            f"{m['succeeded']:>10}{m['retried']:>10}{m['failed']:>10}{m['workers']:>10}"
+        )
 
 
 @main.command()
-@click.argument("type_name")
-@click.option("--json", "payload", required=True, help="The payload as JSON (protobuf's mapping).")
+@click.argument("type_name", metavar="TYPE")
+@click.option(
+    "--json",
+    "payload",
+    required=True,
+    help="The payload as JSON (protobuf's JSON mapping); '-' reads it from stdin.",
+)
 @url_option
 @namespace_option
-@click.option("--queue", default=None)
+@click.option(
+    "--proto-path",
+    "proto_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A .proto file or a folder of them, compiled now (needs grpcio-tools); repeatable.",
+)
+@click.option("--queue", default=None, help="Default: the type's name.")
 @click.option("--delay", type=float, default=None, help="Seconds before it may run.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
 def enqueue(
     type_name: str,
     payload: str,
     url: str | None,
     namespace: str,
+    proto_paths: tuple[Path, ...],
     queue: str | None,
     delay: float | None,
     max_attempts: int | None,
+    priority: int,
 ) -> None:
-    """Enqueue a job of TYPE_NAME, for any type whose descriptors workers have published."""
+    """Enqueue a job of TYPE (a full protobuf name, e.g. acme.mail.v1.SendEmail); print its id.
+
+    The type comes from the descriptors that workers publish, or from
+    --proto-path, so no Python code for it is needed here.
+    """
     config = _config(url, namespace)
+    text = sys.stdin.read() if payload == "-" else payload
+    compiled = _compile_protos(proto_paths) if proto_paths else None
 
     async def go() -> str:
         storage = await open_storage(config)
         try:
-            registry = TypeRegistry(await storage.descriptor_sets())
-            message = registry.message_class(type_name)()
-            message.ParseFromString(registry.from_json(type_name, payload))
-            spec = build_spec(config, message, queue=queue, delay=delay, max_attempts=max_attempts)
+            if compiled is not None:
+                registry = TypeRegistry()
+                registry.add_set(compiled)
+            else:
+                registry = TypeRegistry(await storage.descriptor_sets())
+            try:
+                message = registry.message_class(type_name)()
+            except UnknownType:
+                where = (
+                    "the given --proto-path"
+                    if compiled is not None
+                    else f"the descriptors published in namespace {namespace!r}"
+                )
+                hint = (
+                    "" if compiled is not None else "; start a worker for it or pass --proto-path"
+                )
+                raise UnknownType(f"no message {type_name!r} in {where}{hint}") from None
+            message.ParseFromString(registry.from_json(type_name, text))
+            spec = build_spec(
+                config,
+                message,
+                queue=queue,
+                delay=delay,
+                max_attempts=max_attempts,
+                priority=priority,
+            )
             await storage.enqueue([spec])
             return spec.id
         finally:
             await storage.aclose()
 
     click.echo(_run(go()))
+
+
+def _compile_protos(paths: tuple[Path, ...]) -> bytes:
+    """A FileDescriptorSet (imports included) of every .proto file in ``paths``."""
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        raise CommandError(
+            "--proto-path compiles .proto files with grpcio-tools: pip install grpcio-tools"
+        ) from None
+    includes: list[Path] = []
+    files: list[str] = []
+    for path in paths:
+        root = path if path.is_dir() else path.parent
+        found = sorted(path.rglob("*.proto")) if path.is_dir() else [path]
+        if not found:
+            raise CommandError(f"no .proto files in {path}")
+        includes.append(root.resolve())
+        files += [str(f.resolve().relative_to(root.resolve())) for f in found]
+    well_known = Path(str(importlib.resources.files("grpc_tools") / "_proto"))
+    with tempfile.TemporaryDirectory(prefix="conveyor-protoc-") as folder:
+        out = Path(folder) / "set.binpb"
+        args = ["protoc", *(f"-I{p}" for p in includes), f"-I{well_known}"]
+        args += ["--include_imports", f"--descriptor_set_out={out}", *files]
+        if protoc.main(args) != 0 or not out.exists():
+            raise CommandError(f"protoc could not compile {', '.join(map(str, paths))} (see above)")
+        return out.read_bytes()
 
 
 __all__ = ["main"]

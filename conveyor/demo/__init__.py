@@ -22,8 +22,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
+from rich.logging import RichHandler
 
 from ..core.backend_registry import open_storage
 from ..core.client import AsyncClient
@@ -73,13 +74,10 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         ServeError: the admin could not listen or start.
     """
     console = console or Console()
-    with contextlib.ExitStack() as stack:
-        url = options.url
-        if url is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="conveyor-demo-"))
-            url = f"sqlite:///{Path(folder) / 'demo.db'}"
-        return await _run(options, url, console)
-    raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
+    if options.url is not None:
+        return await _run(options, options.url, console)
+    with tempfile.TemporaryDirectory(prefix="conveyor-demo-") as folder:
+        return await _run(options, f"sqlite:///{Path(folder) / 'demo.db'}", console)
 
 
 async def _run(options: DemoOptions, url: str, console: Console) -> int:
@@ -97,15 +95,20 @@ async def _run(options: DemoOptions, url: str, console: Console) -> int:
     server: AdminServer | None = None
     worker = shop_worker(config, pace=pace, flaky_sku=flaky_sku, outcome=outcome)
     try:
-        server = AdminServer(create_app(config, types=SHOP_TYPES), bind(options.host, options.port))
+        app = create_app(config, types=SHOP_TYPES)
+        _log_to(console)  # after the app, which sets up logging of its own
+        server = AdminServer(app, bind(options.host, options.port))
         await server.start()
         worker_task = asyncio.create_task(worker.run(), name="conveyor-demo-worker")
         job = await AsyncClient(config, storage=storage).enqueue(order)
         console.print(
             f"[bold]Conveyor demo[/]: order {order.order_id} with {len(order.items)} line items "
-            f"on {mask_url(url)} (namespace {options.namespace!r})"
+            f"on {mask_url(url)} (namespace {options.namespace!r})",
+            soft_wrap=True,
         )
-        console.print(f"Admin: [link={server.url}]{server.url}[/link]   order job: {job.id}")
+        console.print(
+            f"Admin: [link={server.url}]{server.url}[/link]   order job: {job.id}", soft_wrap=True
+        )
         physical = sum(1 for item in order.items if not is_digital(item.sku))
         expected = 2 + len(order.items) * 2 + physical  # order, lines, charges, reserves, summary
         root, started = await _watch(
@@ -115,7 +118,6 @@ async def _run(options: DemoOptions, url: str, console: Console) -> int:
         if options.serve and code != EXIT_INTERRUPTED:
             console.print(f"Serving the admin at {server.url} until Ctrl+C.")
             await asyncio.wait({worker_task, server.task}, return_when=asyncio.FIRST_COMPLETED)
-            code = 0 if code == 0 else code
         return code
     finally:
         await worker.stop()
@@ -126,6 +128,12 @@ async def _run(options: DemoOptions, url: str, console: Console) -> int:
         if server is not None:
             await server.stop()
         await storage.aclose()
+
+
+def _log_to(console: Console) -> None:
+    """Warnings and errors (a retried attempt, say) above the live picture, not through it."""
+    handler = RichHandler(console=console, show_path=False, show_time=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True, format="%(message)s")
 
 
 async def _watch(
@@ -139,17 +147,24 @@ async def _watch(
     deadline = started + options.timeout
     max_lines = max(5, min(20, console.height - 12))
     root: Node | None = None
-    with Live(console=console, refresh_per_second=8, transient=False) as live:
+    view: RenderableType | None = None
+    # A terminal redraws the family in place; a pipe or a file gets the last picture only.
+    live = Live(console=console, refresh_per_second=8) if console.is_terminal else None
+    with live or contextlib.nullcontext():
         while True:
             root = await watch.snapshot()
             if root is not None:
                 elapsed = time.monotonic() - started
-                live.update(render(root, expected=expected, elapsed=elapsed, max_lines=max_lines))
+                view = render(root, expected=expected, elapsed=elapsed, max_lines=max_lines)
+                if live is not None:
+                    live.update(view)
             if root is None or root.settled or worker_task.done():
                 break
             if time.monotonic() > deadline:
                 break
             await asyncio.wait({worker_task}, timeout=0.2)
+    if live is None and view is not None:
+        console.print(view)
     return root, started
 
 

@@ -39,7 +39,11 @@ _VARIANTS = ("black", "white", "blue", "green", "red", "grey", "s", "m", "l")
 _DIGITAL = {"ebook-guide": 1900, "ebook-recipes": 1500, "gift-card": 2500, "course": 9900}
 
 CATALOG: dict[str, int] = {
-    **{f"{product}-{variant}": cents for product, cents in _PRODUCTS.items() for variant in _VARIANTS},
+    **{
+        f"{product}-{variant}": cents
+        for product, cents in _PRODUCTS.items()
+        for variant in _VARIANTS
+    },
     **_DIGITAL,
 }
 """Price in cents by SKU."""
@@ -91,7 +95,7 @@ def demo_config(url: str, namespace: str, pace: Pace) -> Config:
 
 
 def shop_worker(
-    config: Config, *, pace: Pace, flaky_sku: str, outcome: Outcome, concurrency: int = 8
+    config: Config, *, pace: Pace, flaky_sku: str, outcome: Outcome, concurrency: int = 4
 ) -> Worker:
     """A worker with a handler for each job type of the family."""
     worker = Worker(

@@ -96,7 +96,7 @@ def label(job: Job) -> str:
     if isinstance(message, Order):
         return f"order {message.order_id} · {len(message.items)} line items"
     if isinstance(message, LineItem):
-        return f"{message.sku} ×{message.quantity}"
+        return f"{message.sku} x{message.quantity}"
     if isinstance(message, Reserve):
         return "reserve"
     if isinstance(message, Charge):
@@ -117,9 +117,14 @@ def _status(node: Node) -> Text:
     if job.attempt > 1 or (job.last_error and not job.state.settled):
         text.append(f"  ↻ attempt {job.attempt}/{job.max_attempts}", style="yellow")
     if job.last_error and job.state is not JobState.SUCCEEDED:
-        last_line = job.last_error.strip().splitlines()[-1]
-        text.append(f"  {last_line[:80]}", style="yellow")
+        text.append(f"  {_last_line(job.last_error, 80)}", style="yellow")
     return text
+
+
+def _last_line(error: str, limit: int) -> str:
+    """The last line of a traceback: the exception and its message."""
+    lines = error.strip().splitlines() or [""]
+    return lines[-1][:limit]
 
 
 def _line(node: Node, number: int) -> Text:
@@ -131,6 +136,8 @@ def _line(node: Node, number: int) -> Text:
         text.append(" " + label(child.job).split(" ", 1)[0])
         if child.job.attempt > 1:
             text.append(f" ↻{child.job.attempt}", style="yellow")
+        if child.job.last_error and not child.job.state.settled:
+            text.append(f"  retry after: {_last_line(child.job.last_error, 60)}", style="yellow")
     return text
 
 
