@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,7 @@ from conveyor.core.errors import InvalidState
 
 from .actions import Action, BulkResult, apply, apply_each, apply_matching
 from .charts import Series, line_chart
-from .render import page
+from .render import external_path, page
 from .state import AdminState
 from .views import ORDER, Totals, decode, family, job_filter, queue_rows
 
@@ -121,7 +122,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
         page_ = await storage.list_jobs(selection, after=q.get("after") or None, limit=PAGE_SIZE)
         here = dict(q)
         without_cursor = {k: v for k, v in here.items() if k != "after"}
-        path = request.url.path
+        path = external_path(request)
         return render(
             request,
             "jobs.html",
@@ -151,7 +152,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
 
     @get(["/scheduled", "/retrying", "/failed"])
     async def preset(request: Request) -> Response[str]:  # type: ignore[type-arg]
-        name = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        name = request.scope["path"].rstrip("/").rsplit("/", 1)[-1]
         title, fixed = PRESETS[name]
         return await job_list(request, title, name, fixed)
 
@@ -289,6 +290,8 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
                     next_tick = asyncio.ensure_future(anext(ticks))
             finally:
                 next_tick.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await next_tick  # the generator must be idle before it can close
                 await ticks.aclose()
 
         return ServerSentEvent(stream())

@@ -85,13 +85,21 @@ def page(
         base=base,
         csrf_token=token,
         csrf_field=csrf.FIELD,
-        path=request.url.path,
+        path=external_path(request),
         query=dict(request.query_params),
         htmx=request.headers.get("hx-request") == "true",
         **context,
     )
     response = Response(html, media_type=MediaType.HTML, status_code=status_code)
     return with_token_cookie(request, response, base)
+
+
+def external_path(request: Request) -> str:  # type: ignore[type-arg]
+    """The path the browser asked for, mount prefix included (routing strips it from ``path``)."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        return raw.decode("latin-1")
+    return request.scope.get("root_path", "") + request.scope["path"]
 
 
 def with_token_cookie(

@@ -44,8 +44,9 @@ class AdminState:
             if self._storage is not None and self._loop is loop:
                 await storage.aclose()
             else:
+                if self._storage is not None:  # left behind by a loop that has ended
+                    self.hub.reset()
                 self._storage, self._loop = storage, loop
-                self.hub.reset()
         assert self._storage is not None
         return self._storage
 
