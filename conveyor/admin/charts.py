@@ -23,21 +23,22 @@ class Series:
     values: Sequence[int]
 
 
-def nice_ceiling(value: float) -> int:
-    """The smallest of 1, 2, 5 x 10^k at or above ``value`` (at least 4, so ticks stay whole)."""
+def nice_scale(value: float) -> tuple[int, int]:
+    """The top of the y axis and its tick step: whole steps of 1, 2 or 5 (x 10^k,
+    and 25 x 10^k), at most four of them, reaching at least ``value`` (and 4)."""
     if value <= 4:
-        return 4
-    magnitude: float = 10.0 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return math.ceil(step * magnitude)
-    return math.ceil(10 * magnitude)  # pragma: no cover - the loop always returns
+        return 4, 1
+    rough = value / 4
+    magnitude = 10 ** math.floor(math.log10(rough))
+    steps = (1, 2, 2.5, 5, 10) if magnitude >= 10 else (1, 2, 5, 10)
+    step = next(int(f * magnitude) for f in steps if f * magnitude >= rough)
+    return math.ceil(value / step) * step, step
 
 
 def line_chart(title: str, minutes: Sequence[datetime], series: Sequence[Series]) -> Markup:
     """A chart of per-minute values, one line per series, oldest minute on the left."""
     count = max(len(minutes), 2)
-    top = nice_ceiling(max((v for s in series for v in s.values), default=0))
+    top, step = nice_scale(max((v for s in series for v in s.values), default=0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(i: int) -> float:
@@ -51,12 +52,11 @@ def line_chart(title: str, minutes: Sequence[datetime], series: Sequence[Series]
         f'aria-label="{escape(title)}" preserveAspectRatio="none">',
         f"<title>{escape(title)}</title>",
     ]
-    for k in range(5):  # horizontal grid lines with their values
-        value = top * k / 4
+    for value in range(0, top + 1, step):  # horizontal grid lines with their values
         yy = y(value)
         parts.append(_line("grid", LEFT, WIDTH - RIGHT, yy, yy))
         parts.append(
-            f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">{value:g}</text>'
+            f'<text class="tick" x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end">{value:,}</text>'
         )
     for i, minute in enumerate(minutes):  # a time label every ten minutes
         if minute.minute % 10 == 0:
