@@ -249,3 +249,29 @@ async def test_list_jobs_finds_retries_waiting_out_their_back_off(
     assert [j.id for j in page.jobs] == [flaky.id]
     scheduled = await storage.list_jobs(JobFilter(state=JobState.SCHEDULED))
     assert {j.id for j in scheduled.jobs} == {flaky.id, later.id}
+
+
+async def test_queue_stats_stay_exact_through_retry_discard_prune_and_maintenance(
+    config: conveyor.Config,
+) -> None:
+    config = replace(config, retention=timedelta(seconds=0.3))
+    async with conveyor.AsyncClient(config) as client:
+        storage = await client.storage()
+
+        async def counts() -> dict[JobState, int]:
+            [stats] = await storage.queue_stats()
+            return {state: n for state, n in stats.counts.items() if n}
+
+        jobs = [await client.enqueue(step(f"c{i}")) for i in range(4)]
+        for job in jobs:
+            await client.cancel(job.id)
+        assert await counts() == {JobState.CANCELLED: 4}
+        await client.retry(jobs[0].id)
+        await storage.discard(jobs[1].id)
+        assert await counts() == {JobState.CANCELLED: 2, JobState.QUEUED: 1}
+        await storage.maintain()  # folds whatever the backend keeps, prunes nothing yet
+        assert await counts() == {JobState.CANCELLED: 2, JobState.QUEUED: 1}
+        await asyncio.sleep(0.4)
+        report = await storage.maintain()
+        assert report.pruned == 2
+        assert await counts() == {JobState.QUEUED: 1}

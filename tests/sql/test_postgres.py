@@ -22,6 +22,7 @@ from tests.support import (
     branching_family,
     running,
     settle,
+    step,
     step_worker,
     wait_id,
 )
@@ -128,20 +129,25 @@ async def test_many_starting_at_once_migrate_once(config: conveyor.Config) -> No
 
 
 async def test_a_version_1_schema_is_upgraded_in_place(config: conveyor.Config) -> None:
-    storage = await open_storage(config)
-    await storage.aclose()
+    async with conveyor.AsyncClient(config) as client:
+        done = await client.enqueue(step("done"))
+        await client.cancel(done.id)
+        await client.enqueue(step("open"))
     plain = config.url.replace("+psycopg", "")
     with psycopg.connect(plain, autocommit=True) as conn:  # back to how version 1 left it
         conn.execute(f'DROP TABLE "{config.namespace}".worker_minutes')
+        conn.execute(f'DROP TABLE "{config.namespace}".settled_counts')
         conn.execute(f'DELETE FROM "{config.namespace}".schema_version WHERE version > 1')
     storage = await open_storage(config)
     try:
         assert all(m.workers == 0 for m in await storage.counters(minutes=2))
+        [stats] = await storage.queue_stats()  # the ledger opens with what had settled
+        assert dict(stats.counts) == {JobState.CANCELLED: 1, JobState.QUEUED: 1}
     finally:
         await storage.aclose()
     with psycopg.connect(plain) as conn:
         rows = conn.execute(f'SELECT version FROM "{config.namespace}".schema_version').fetchall()
-    assert [v for (v,) in rows] == [1, 2]
+    assert [v for (v,) in rows] == list(range(1, SCHEMA_VERSION + 1))
 
 
 async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(

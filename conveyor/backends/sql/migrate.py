@@ -14,14 +14,14 @@ import time
 import zlib
 from collections.abc import Callable
 
-from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy import Connection, delete, func, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from conveyor.core.errors import ConfigurationError
 
-from .schema import Tables
+from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaMismatch(ConfigurationError):
@@ -38,9 +38,27 @@ def _add_worker_minutes_v2(conn: Connection, tables: Tables) -> None:
     tables.worker_minutes.create(conn, checkfirst=True)
 
 
+def _add_settled_counts_v3(conn: Connection, tables: Tables) -> None:
+    ledger, jobs = tables.settled_counts, tables.jobs
+    if inspect(conn).has_table(ledger.name, schema=ledger.schema):
+        conn.execute(delete(ledger))  # created empty by version 1 just now
+    else:
+        ledger.create(conn)
+    # Open the ledger with what is settled now (under the migration lock).
+    conn.execute(
+        insert(ledger).from_select(
+            ["queue", "state", "n"],
+            select(jobs.c.queue, jobs.c.state, func.count())
+            .where(jobs.c.state.in_(SETTLED))
+            .group_by(jobs.c.queue, jobs.c.state),
+        )
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     1: _create_v1,
     2: _add_worker_minutes_v2,
+    3: _add_settled_counts_v3,
 }
 
 

@@ -54,11 +54,18 @@ class Tx:
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
     counts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     wakes: set[str] = field(default_factory=set)
+    settled: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
     def event(self, job_id: str, state: str, type_name: str, queue: str) -> None:
         self.events.append((job_id, state, type_name, queue))
         if state == "queued":
             self.wakes.add(queue)
+        elif state in SETTLED:  # every way into a settled state passes here
+            self.settled[queue, state] += 1
+
+    def unsettle(self, queue: str, state: str, n: int = 1) -> None:
+        """``n`` jobs left a settled state (retried, discarded or pruned)."""
+        self.settled[queue, state] -= n
 
     def count(self, row: Rec, column: int) -> None:
         """Count a success (0), retry (1) or failure (2) for the row's type and queue."""

@@ -38,6 +38,7 @@ class Tables:
     types: Table
     version: Table
     worker_minutes: Table
+    settled_counts: Table
 
 
 def build_tables(namespace: str, *, postgres: bool) -> Tables:
@@ -152,4 +153,17 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("minute", BigInteger, primary_key=True),
         Column("worker_id", Text, primary_key=True),
     )
-    return Tables(metadata, jobs, counters, workers, types, version, worker_minutes)
+    # Settled jobs per queue and state, as a ledger of deltas: each transaction
+    # that settles, retries or deletes settled jobs appends one row per
+    # (queue, state) it changed (no row is updated, so writers never contend),
+    # and maintenance folds the rows into one per (queue, state). Counting a
+    # million settled jobs is then a sum over a few rows, not a scan.
+    settled_counts = Table(
+        f"{prefix}settled_counts",
+        metadata,
+        Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("queue", Text, nullable=False),
+        Column("state", String(10), nullable=False),
+        Column("n", BigInteger, nullable=False),
+    )
+    return Tables(metadata, jobs, counters, workers, types, version, worker_minutes, settled_counts)

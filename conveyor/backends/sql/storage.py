@@ -41,7 +41,7 @@ from conveyor.core.storage import (
 )
 
 try:
-    from sqlalchemy import Table, and_, delete, event, func, or_, select, update
+    from sqlalchemy import Table, and_, delete, event, func, insert, or_, select, update
     from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -191,6 +191,7 @@ class SQLStorage:
                         await stack.enter_async_context(conn.begin())
                         tx = rules.Tx(conn, self._t, time.time(), self._postgres)
                         result = await body(tx)
+                        await self._record_settled(tx)
                         await self._notify(conn, tx)
                 self._announce(tx)
                 return result
@@ -215,6 +216,49 @@ class SQLStorage:
                     continue
                 raise
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _unsettle_deleted(tx: rules.Tx, rows: Sequence[Any]) -> int:
+        """Take deleted settled jobs out of the ledger; returns how many there were."""
+        for queue, state in rows:
+            tx.unsettle(queue, state)
+        return len(rows)
+
+    async def _record_settled(self, tx: rules.Tx) -> None:
+        """Append this transaction's changes to the settled-count ledger."""
+        rows = [
+            {"queue": queue, "state": state, "n": n}
+            for (queue, state), n in tx.settled.items()
+            if n
+        ]
+        if rows:
+            await tx.conn.execute(insert(self._t.settled_counts), rows)
+
+    async def _fold_settled(self, tx: rules.Tx) -> None:
+        """Fold the ledger into one row per (queue, state), in one statement."""
+        ledger = self._t.settled_counts
+        if self._postgres:
+            # The rows summed are exactly the rows deleted, whatever commits meanwhile.
+            gone = delete(ledger).returning(ledger.c.queue, ledger.c.state, ledger.c.n).cte()
+            folded = (
+                select(gone.c.queue, gone.c.state, func.sum(gone.c.n))
+                .group_by(gone.c.queue, gone.c.state)
+                .having(func.sum(gone.c.n) != 0)
+            )
+            await tx.conn.execute(insert(ledger).from_select(["queue", "state", "n"], folded))
+            return
+        # SQLite: this transaction holds the only write lock.
+        totals = (
+            await tx.conn.execute(
+                select(ledger.c.queue, ledger.c.state, func.sum(ledger.c.n)).group_by(
+                    ledger.c.queue, ledger.c.state
+                )
+            )
+        ).all()
+        await tx.conn.execute(delete(ledger))
+        rows = [{"queue": q, "state": s, "n": n} for q, s, n in totals if n]
+        if rows:
+            await tx.conn.execute(insert(ledger), rows)
 
     async def _notify(self, conn: AsyncConnection, tx: rules.Tx) -> None:
         """On PostgreSQL, NOTIFY inside the transaction: delivered when it commits."""
@@ -577,9 +621,13 @@ class SQLStorage:
                 .where(jt.c.state.in_(SETTLED), jt.c.finished_at <= tx.now - self._retention)
                 .limit(MAINTENANCE_BATCH)
             )
-            pruned = (
-                await tx.conn.execute(delete(jt).where(jt.c.id.in_(old.scalar_subquery())))
-            ).rowcount
+            gone = await tx.conn.execute(
+                delete(jt)
+                .where(jt.c.id.in_(old.scalar_subquery()))
+                .returning(jt.c.queue, jt.c.state)
+            )
+            pruned = self._unsettle_deleted(tx, gone.all())
+            await self._fold_settled(tx)
             wt, wm = self._t.workers, self._t.worker_minutes
             await tx.conn.execute(delete(wt).where(wt.c.expires_at <= tx.now))
             await tx.conn.execute(
@@ -637,7 +685,10 @@ class SQLStorage:
             if row.state not in SETTLED:
                 raise InvalidState(job_id, row.state, "discard", "it has not settled")
             job = job_of_row((await tx.conn.execute(select(jt).where(jt.c.id == job_id))).one())
-            await tx.conn.execute(delete(jt).where(jt.c.id.in_(select(below.c.id))))
+            gone = await tx.conn.execute(
+                delete(jt).where(jt.c.id.in_(select(below.c.id))).returning(jt.c.queue, jt.c.state)
+            )
+            self._unsettle_deleted(tx, gone.all())
             return job
 
         return await self._tx(body)
@@ -676,6 +727,7 @@ class SQLStorage:
                     run_at=None,
                 )
             )
+            tx.unsettle(row.queue, row.state)
             await rules.release(tx, jt.c.id == job_id)
             final = (await tx.conn.execute(select(jt).where(jt.c.id == job_id))).one()
             return job_of_row(final)
@@ -738,13 +790,24 @@ class SQLStorage:
         return await self._read(body)
 
     async def queue_stats(self) -> list[QueueStats]:
-        jt = self._t.jobs
-        stmt = select(jt.c.queue, jt.c.state, func.count()).group_by(jt.c.queue, jt.c.state)
+        jt, ledger = self._t.jobs, self._t.settled_counts
+        # Open jobs are counted where they are (few, through the state index);
+        # settled ones, however many, from the ledger.
+        open_jobs = (
+            select(jt.c.queue, jt.c.state, func.count())
+            .where(jt.c.state.not_in(SETTLED))
+            .group_by(jt.c.queue, jt.c.state)
+        )
+        settled = select(ledger.c.queue, ledger.c.state, func.sum(ledger.c.n)).group_by(
+            ledger.c.queue, ledger.c.state
+        )
 
         async def body(conn: AsyncConnection) -> list[QueueStats]:
             counts: dict[str, dict[JobState, int]] = {}
-            for queue, state, number in (await conn.execute(stmt)).all():
-                counts.setdefault(queue, {})[JobState(state)] = number
+            for stmt in (open_jobs, settled):
+                for queue, state, number in (await conn.execute(stmt)).all():
+                    if number:
+                        counts.setdefault(queue, {})[JobState(state)] = int(number)
             return [QueueStats(q, c) for q, c in sorted(counts.items())]
 
         return await self._read(body)
