@@ -85,4 +85,5 @@ def create_app(
             render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
         ),
         debug=debug,
+        logging_config=None,  # a library app leaves the host's logging alone
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from ..core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError
 
 
 class ServeError(ConveyorError):

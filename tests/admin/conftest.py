@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor._proto.examples.shop_pb2 import Step
 from conveyor.admin import create_app
+from conveyor.admin.server import AdminServer, bind
 from conveyor.core.storage import Storage
 from tests.conftest import backend_params
 from tests.support import FAST_BACKOFF, Journal
@@ -39,13 +40,23 @@ def journal() -> Journal:
 @pytest.fixture
 async def admin(
     config: conveyor.Config, client: conveyor.AsyncClient
-) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    app = create_app(config, types=[Step, BasicJob])
-    async with AsyncTestClient(app=app) as test_client:
-        yield test_client
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The admin served by uvicorn in the test's own event loop, and an HTTP client for it.
+
+    A real server, not Litestar's test client: that one answers a request by
+    blocking the calling loop, which would stall a worker running in the
+    same loop (and, on SQLite, hold the file's write lock against the admin).
+    """
+    server = AdminServer(create_app(config, types=[Step, BasicJob]), bind("127.0.0.1", 0))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url.rstrip("/"), timeout=30) as http:
+            yield http
+    finally:
+        await server.stop()
 
 
-async def csrf_headers(admin: AsyncTestClient) -> dict[str, str]:  # type: ignore[type-arg]
+async def csrf_headers(admin: httpx.AsyncClient) -> dict[str, str]:
     """What a page's htmx sends: the token from the page, with the cookie the page set."""
     page = await admin.get("/")
     assert page.status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from litestar.testing import AsyncTestClient
+import httpx
 
 import conveyor
 from conveyor import JobState
@@ -21,7 +21,7 @@ from tests.support import (
     wait_for_state,
 )
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = httpx.AsyncClient
 
 
 async def failed_job(config: conveyor.Config, client: conveyor.AsyncClient, name: str) -> str:

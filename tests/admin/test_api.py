@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from litestar.testing import AsyncTestClient
+import httpx
 
 import conveyor
 from conveyor import JobState
@@ -12,7 +13,7 @@ from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import Storage
 from tests.support import Journal, basic_worker, running, settle, step, step_worker
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = httpx.AsyncClient
 JSON = {"Content-Type": "application/json"}
 STEP = "conveyor.examples.Step"
 
@@ -62,6 +63,7 @@ async def test_family_queues_workers_stats_types(
         for _ in range(200):
             if await storage.workers():
                 break
+            await asyncio.sleep(0.01)
         workers = (await admin.get("/api/workers")).json()
     assert len(workers) == 1 and workers[0]["queues"] == [STEP]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from litestar.testing import AsyncTestClient
+import httpx
 
 import conveyor
 from conveyor import JobState
@@ -13,7 +13,7 @@ from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import Storage
 from tests.support import Journal, running, settle, step, step_worker, wait_for_state
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = httpx.AsyncClient
 
 
 def count_on(html: str, state: str) -> int:
