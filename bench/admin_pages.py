@@ -10,8 +10,9 @@ process through the Storage protocol), so the difference is the admin's own
 work: rendering, HTTP and the event loop.
 
 Seeding: PostgreSQL gets its finished jobs with one ``INSERT … SELECT
-generate_series`` (the real API would take minutes and the page reads do not
-care how rows arrived); Redis gets them through the real API (``enqueue_many``
+generate_series``, and its settled-count ledger the row the storage would have
+written (the real API would take minutes and the page reads do not care how
+rows arrived); Redis gets them through the real API (``enqueue_many``
 and a no-op worker), since its indexes and counters are what the pages read.
 The 10,000 queued jobs and a family of 20 children go through the API on both.
 Results go to bench/admin_results.json and the table to stdout and
@@ -81,6 +82,12 @@ async def seed_postgres(config: conveyor.Config, finished: int) -> None:
     """
     with psycopg.connect(config.url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(sql, {"type": QUEUE, "payload": payload, "now": now, "n": finished})
+        # What the storage keeps beside the rows: its ledger of settled counts.
+        conn.execute(
+            f'INSERT INTO "{config.namespace}".settled_counts (queue, state, n) '
+            f'SELECT queue, state, count(*) FROM "{config.namespace}".jobs '
+            "WHERE state IN ('succeeded', 'failed', 'cancelled') GROUP BY queue, state"
+        )
         conn.execute(f'VACUUM ANALYZE "{config.namespace}".jobs')
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 SETTLED = ("succeeded", "failed", "cancelled")
+OPEN = ("held", "scheduled", "queued", "running", "waiting")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from . import rules
 from ._rows import job_of_row
 from .migrate import check, migrate
 from .pg_enqueue import enqueue_params, enqueue_statement
-from .schema import SETTLED, build_tables
+from .schema import OPEN, SETTLED, build_tables
 from .wakeup import LocalSignal, local_signal
 
 log = logging.getLogger("conveyor.sql")
@@ -795,7 +795,7 @@ class SQLStorage:
         # settled ones, however many, from the ledger.
         open_jobs = (
             select(jt.c.queue, jt.c.state, func.count())
-            .where(jt.c.state.not_in(SETTLED))
+            .where(jt.c.state.in_(OPEN))  # IN, not NOT IN: ranges of the state index
             .group_by(jt.c.queue, jt.c.state)
         )
         settled = select(ledger.c.queue, ledger.c.state, func.sum(ledger.c.n)).group_by(
