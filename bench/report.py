@@ -305,6 +305,10 @@ def sql_summary(data: dict[str, Any], backend: str, name: str) -> dict[str, Any]
 
 # --- formatting -----------------------------------------------------------------------------
 
+ADMIN_POINTER = (
+    "Admin page latency (dashboard, queue page, job page with 1,000,000 finished jobs) is "
+    "measured by `python -m bench.admin_pages`: see [ADMIN_RESULTS.md](ADMIN_RESULTS.md)."
+)
 D = "\u2013"  # an en dash, for ranges
 
 
@@ -346,6 +350,7 @@ def render(data: dict[str, Any]) -> str:
         "round), so that drift hits Conveyor, the backends and the baselines alike."
     )
     out += ["", "Command:", "", "```sh", meta.get("command", "?"), "```", ""]
+    out += [ADMIN_POINTER, ""]
     v = meta.get("versions", {})
     out.append(
         f"Started {meta.get('started', '?')}, took {num(meta.get('duration_s'), 's')} s, on git "
