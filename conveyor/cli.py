@@ -9,6 +9,7 @@ line on stderr, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.resources
 import importlib.util
@@ -30,7 +31,7 @@ from click.core import ParameterSource
 
 from .core.backend_registry import open_storage
 from .core.config import Config, mask_url
-from .core.errors import ConfigurationError, ConveyorError, UnknownType
+from .core.errors import BackendUnavailable, ConfigurationError, ConveyorError, UnknownType
 from .core.specs import build_spec
 from .core.states import JobState
 from .core.type_registry import TypeRegistry
@@ -88,6 +89,10 @@ def _run(coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from None
+    except BackendUnavailable as exc:
+        raise RuntimeFailure(
+            f"{exc} (check --url or $CONVEYOR_URL, and that the server is up)"
+        ) from None
     except ConveyorError as exc:
         raise RuntimeFailure(str(exc)) from None
     except KeyboardInterrupt:
@@ -195,11 +200,12 @@ def worker(
         _run(_check_storage(found.config))
         argv = [sys.executable, "-m", "conveyor", "worker", target]
         argv += ["--log-format", log_format, "--log-level", log_level]
-        argv += ["--url", found.config.url, "--namespace", found.config.namespace]
-        argv += ["--supervisor-pid", str(os.getpid())]
+        argv += ["--namespace", found.config.namespace, "--supervisor-pid", str(os.getpid())]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
-        sys.exit(_supervise(argv, processes))
+        # The URL goes by the environment: a password in argv would show in `ps`.
+        env = {**os.environ, "CONVEYOR_URL": found.config.url}
+        sys.exit(_supervise(argv, processes, env))
     if supervisor_pid is not None:
         _run(_run_supervised(found, supervisor_pid))
     else:
@@ -258,20 +264,30 @@ class _Child:
     """One supervised worker process and its restart bookkeeping."""
 
     argv: list[str]
+    env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     quick_exits: int = 0
     restart_at: float = 0.0
+    signalled: int = 0
 
-    def start(self) -> None:
+    def start(self) -> int:
         # Its own process group: a Ctrl+C at the terminal reaches only the
         # supervisor, which forwards it once (twice would mean "stop now").
-        self.process = subprocess.Popen(self.argv, process_group=0)
+        self.process = subprocess.Popen(self.argv, env=self.env, process_group=0)
         self.started = time.monotonic()
+        self.signalled = 0
+        return self.process.pid
 
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def forward(self, signals: list[int]) -> None:
+        """Send the signals it has not been sent yet, in order."""
+        while self.process is not None and self.alive and self.signalled < len(signals):
+            self.process.send_signal(signals[self.signalled])
+            self.signalled += 1
 
 
 QUICK_EXIT_SECONDS = 10.0
@@ -287,36 +303,36 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _supervise(argv: list[str], count: int) -> int:
+def _supervise(argv: list[str], count: int, env: dict[str, str] | None = None) -> int:
     """Keep ``count`` children running until a signal; forward signals to them.
 
     A child that exits is started again, after a growing delay (up to 30 s)
     when it keeps exiting within seconds of its start. A child that exits
     with code 2 (configuration) stops them all: restarting would not help.
+    Returns once every child has exited after a signal.
     """
     log = logging.getLogger("conveyor.supervisor")
-    children = [_Child(argv) for _ in range(count)]
-    signals_seen: list[int] = []
+    children = [_Child(argv, env) for _ in range(count)]
+    # The handler only records; the loop forwards, so no child misses a signal
+    # or gets one twice, even one that was starting when the signal came.
+    signals: list[int] = []
+    exit_code = 0
 
-    def forward(sig: int, _frame: object) -> None:
-        signals_seen.append(sig)
-        for child in children:
-            if child.alive:
-                assert child.process is not None
-                child.process.send_signal(sig)
+    def record(sig: int, _frame: object) -> None:
+        signals.append(sig)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, record)
+    signal.signal(signal.SIGINT, record)
     for child in children:
-        child.start()
-        assert child.process is not None
-        log.info("started worker process %d", child.process.pid)
+        log.info("started worker process %d", child.start())
     while True:
-        time.sleep(0.2)
-        if signals_seen:
+        time.sleep(0.1)
+        if signals:
+            for child in children:
+                child.forward(signals)
             if not any(child.alive for child in children):
                 log.info("all worker processes stopped")
-                return 0
+                return exit_code
             continue
         now = time.monotonic()
         for child in children:
@@ -324,13 +340,12 @@ def _supervise(argv: list[str], count: int) -> int:
             if child.process is not None and code is not None:
                 if code == EXIT_USAGE:
                     log.error(
-                        "worker process %d has a configuration error; stopping", child.process.pid
+                        "worker process %d exited with a configuration error; stopping all",
+                        child.process.pid,
                     )
-                    forward(signal.SIGTERM, None)
-                    for other in children:
-                        if other.process is not None:
-                            other.process.wait(timeout=60)
-                    return EXIT_USAGE
+                    exit_code = EXIT_USAGE
+                    signals.append(signal.SIGTERM)
+                    break
                 lived = now - child.started
                 child.quick_exits = child.quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 0
                 delay = 0.0
@@ -345,9 +360,7 @@ def _supervise(argv: list[str], count: int) -> int:
                 child.process = None
                 child.restart_at = now + delay
             if child.process is None and now >= child.restart_at:
-                child.start()
-                assert child.process is not None
-                log.info("started worker process %d", child.process.pid)
+                log.info("started worker process %d", child.start())
 
 
 # --- admin and demo -------------------------------------------------------------------
@@ -397,7 +410,7 @@ async def _serve_admin(
     config: Config, host: str, port: int, auth: BasicAuth | None, log_level: str
 ) -> None:
     from .admin import create_app
-    from .demo.server import AdminServer, bind
+    from .admin.server import AdminServer, bind
 
     await _check_storage(config)  # a bad URL or a server that is down: one line, now
     app = create_app(config, auth=auth)
@@ -406,7 +419,8 @@ async def _serve_admin(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl+C interrupts instead
+            loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
         click.echo(
@@ -420,7 +434,8 @@ async def _serve_admin(
     finally:
         await server.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
 
 
 @main.command()
@@ -479,8 +494,8 @@ def demo(
         _config("sqlite:///demo.db", namespace)
     from rich.console import Console
 
+    from .admin.server import bind
     from .demo import DemoOptions, ServeError, run_demo
-    from .demo.server import bind
 
     console = Console()
     if port and ctx.get_parameter_source("port") is ParameterSource.DEFAULT:

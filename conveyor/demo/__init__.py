@@ -26,15 +26,13 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.logging import RichHandler
 
+from ..admin.server import AdminServer, ServeError, bind
 from ..core.backend_registry import open_storage
 from ..core.client import AsyncClient
 from ..core.config import mask_url
 from ..core.states import JobState
-from .server import AdminServer, ServeError, bind
 from .shop import SHOP_TYPES, Outcome, Pace, build_order, demo_config, is_digital, shop_worker
 from .view import PARENT_TYPES, FamilyWatch, Node, render
-
-log = logging.getLogger("conveyor.demo")
 
 EXIT_INTERRUPTED = 130
 
