@@ -1,0 +1,72 @@
+"""The examples, run as a user would: ``python examples/...`` against a fresh SQLite file."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import conveyor
+from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor._proto.examples.shop_pb2 import Summary
+from tests.cli.procs import ROOT, child_env, spawn
+
+pytestmark = pytest.mark.sqlite
+
+
+def _produce(script: str, url: str) -> str:
+    """Run a producer; return the job id it printed."""
+    done = subprocess.run(
+        [sys.executable, script],
+        cwd=ROOT,
+        env=child_env(url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def test_basic_producer_and_worker(sqlite_url: str) -> None:
+    job_id = _produce("examples/basic/producer.py", sqlite_url)
+    with spawn(["examples/basic/worker.py"], child_env(sqlite_url)) as (worker, output):
+        with conveyor.Client(conveyor.Config(url=sqlite_url)) as client:
+            job = client.wait(job_id, timeout=60)
+        assert job.state is conveyor.JobState.SUCCEEDED
+        assert job.payload() == BasicJob(name="Bob", count=123)
+        output.wait_for(f"hello Bob, count 123 (job {job_id}, attempt 1)")
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(timeout=30) == 0, output.text()
+    assert "Traceback" not in output.text()
+
+
+def test_basic_worker_through_the_cli(sqlite_url: str) -> None:
+    job_id = _produce("examples/basic/producer.py", sqlite_url)
+    args = ["-m", "conveyor", "worker", "examples.basic.worker:worker"]
+    with spawn(args, child_env(sqlite_url)) as (worker, output):
+        with conveyor.Client(conveyor.Config(url=sqlite_url)) as client:
+            assert client.wait(job_id, timeout=60).state is conveyor.JobState.SUCCEEDED
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, output.text()
+
+
+def test_family_producer_and_worker(sqlite_url: str) -> None:
+    order_id = _produce("examples/family/producer.py", sqlite_url)
+    with spawn(["examples/family/worker.py"], child_env(sqlite_url)) as (worker, output):
+        with conveyor.Client(conveyor.Config(url=sqlite_url)) as client:
+            order = client.wait(order_id, timeout=60)
+            assert order.state is conveyor.JobState.SUCCEEDED
+        output.wait_for("summary: order A-1001 succeeded, 0 job(s) failed for good")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, output.text()
+    text = output.text()
+    assert "Traceback" not in text
+    assert "attempt 1 raised TimeoutError('payment provider timed out" in text
+    assert "charged 6600 cents for order A-1001 (attempt 2)" in text
+    assert text.count("summary: order") == 1  # the heir ran once, after everything
+    assert text.index("summary: order") > text.index("(attempt 2)")
+    assert Summary.DESCRIPTOR.full_name == "conveyor.examples.Summary"
