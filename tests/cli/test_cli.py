@@ -1,12 +1,9 @@
-"""The command line: exit codes, messages, and a real worker process."""
+"""The command line through click's CliRunner: exit codes, messages, output."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -15,9 +12,11 @@ from click.testing import CliRunner
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.cli import main
+from conveyor.core.backend_registry import open_storage
 from conveyor.core.type_registry import descriptor_set
 
 ROOT = Path(__file__).resolve().parents[2]
+PROTOS = ROOT / "protos" / "examples"
 
 
 @pytest.fixture
@@ -27,7 +26,8 @@ def sqlite_cli_url(tmp_path: Path) -> str:
 
 def test_help_on_every_command() -> None:
     runner = CliRunner()
-    for command in ([], ["worker"], ["migrate"], ["stats"], ["enqueue"]):
+    commands = ([], ["worker"], ["admin"], ["demo"], ["enqueue"], ["migrate"], ["stats"])
+    for command in commands:
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0, result.output
         assert "Usage:" in result.output
@@ -78,9 +78,6 @@ def test_bad_worker_target_is_a_usage_error(target: str, message: str) -> None:
 
 
 def test_enqueue_by_type_name_with_json(sqlite_cli_url: str) -> None:
-    import asyncio
-
-    from conveyor.core.backend_registry import open_storage
 
     config = conveyor.Config(url=sqlite_cli_url)
 
@@ -122,35 +119,118 @@ def test_enqueue_by_type_name_with_json(sqlite_cli_url: str) -> None:
         main, ["enqueue", "acme.Missing", "--json", "{}", "--url", sqlite_cli_url]
     )
     assert unknown.exit_code == 1
-    assert "no descriptor published" in unknown.output
+    assert "no message 'acme.Missing' in the descriptors published" in unknown.output
 
 
-@pytest.mark.sqlite
-def test_worker_processes_run_jobs_and_stop_on_sigterm(sqlite_cli_url: str, tmp_path: Path) -> None:
-    marker = tmp_path / "runs.txt"
+def test_enqueue_with_a_proto_path_needs_no_published_descriptors(sqlite_cli_url: str) -> None:
+    runner = CliRunner()
+    for path in (PROTOS, PROTOS / "basic.proto"):
+        ok = runner.invoke(
+            main,
+            [
+                *("enqueue", "conveyor.examples.BasicJob", "--json", '{"name": "ann", "count": 2}'),
+                *("--url", sqlite_cli_url, "--proto-path", str(path), "--priority", "3"),
+            ],
+        )
+        assert ok.exit_code == 0, ok.output
+        with conveyor.Client(conveyor.Config(url=sqlite_cli_url)) as client:
+            job = client.get(ok.output.strip())
+        assert job is not None
+        assert job.payload() == BasicJob(name="ann", count=2)
+        assert job.priority == 3
+    from_stdin = runner.invoke(
+        main,
+        [
+            *("enqueue", "conveyor.examples.Order", "--json", "-", "--url", sqlite_cli_url),
+            *("--proto-path", str(PROTOS)),
+        ],
+        input='{"order_id": "o-1", "items": [{"sku": "mug", "quantity": 2}]}',
+    )
+    assert from_stdin.exit_code == 0, from_stdin.output
+    missing = runner.invoke(
+        main,
+        [
+            *("enqueue", "conveyor.examples.Nope", "--json", "{}", "--url", sqlite_cli_url),
+            *("--proto-path", str(PROTOS)),
+        ],
+    )
+    assert missing.exit_code == 1
+    assert "no message 'conveyor.examples.Nope' in the given --proto-path" in missing.output
+
+
+def test_enqueue_with_a_proto_path_that_does_not_compile(
+    tmp_path: Path, sqlite_cli_url: str
+) -> None:
+    (tmp_path / "broken.proto").write_text('syntax = "proto3";\nmessage {\n')
+    result = CliRunner().invoke(
+        main,
+        ["enqueue", "a.B", "--json", "{}", "--url", sqlite_cli_url, "--proto-path", str(tmp_path)],
+    )
+    assert result.exit_code == 2
+    assert "protoc could not compile" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_stats_table_and_json(sqlite_cli_url: str) -> None:
     config = conveyor.Config(url=sqlite_cli_url)
     with conveyor.Client(config) as client:
-        jobs = client.enqueue_many([BasicJob(name=str(marker)) for _ in range(20)])
-    env = {**os.environ, "CONVEYOR_URL": sqlite_cli_url, "PYTHONPATH": str(ROOT)}
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", "tests.cli.app:worker", "--processes", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        client.enqueue_many([BasicJob(name="x") for _ in range(3)])
+    runner = CliRunner()
+    table = runner.invoke(main, ["stats", "--url", sqlite_cli_url])
+    assert table.exit_code == 0, table.output
+    header, row = table.output.splitlines()[:2]
+    assert header.split() == [
+        "queue",
+        *(s.value for s in conveyor.JobState),
+        "ok/min",
+        "retry/min",
+        "fail/min",
+    ]
+    assert row.split()[:4] == ["conveyor.examples.BasicJob", "0", "0", "3"]
+    as_json = runner.invoke(main, ["stats", "--url", sqlite_cli_url, "--json", "--minutes", "3"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)
+    assert report["queues"][0]["queue"] == "conveyor.examples.BasicJob"
+    assert report["queues"][0]["counts"]["queued"] == 3
+    assert set(report["queues"][0]["per_minute"]) == {"succeeded", "retried", "failed"}
+    assert len(report["minutes"]) == 3
+    assert report["workers"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["migrate", "--url", "nonsense"], 2, "is not a URL"),
+        (["migrate", "--url", "memory://", "--namespace", "Bad-Name"], 2, "namespace"),
+        (["worker", "tests.cli.app:worker", "--url", "nonsense"], 2, "is not a URL"),
+        (["worker", "tests.cli.app:worker", "--log-level", "loud"], 2, "unknown log level"),
+        (["worker", "tests.cli.broken:worker"], 1, "raised ZeroDivisionError"),
+        (["admin", "--url", "memory://", "--username", "ann"], 2, "both a username and a password"),
+        (["admin", "--url", "mysql://x/y"], 2, "no backend"),
+        (["admin", "--url", "redis://127.0.0.1:1/0", "--port", "0"], 1, "unreachable"),
+        (["demo", "--url", "mysql://x/y"], 2, "no backend"),
+        (["demo", "--url", "redis://127.0.0.1:1/0", "--port", "0"], 1, "unreachable"),
+        (["enqueue", "a.B", "--json", "{}", "--url", "redis://127.0.0.1:1/0"], 1, "unreachable"),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_code(args: list[str], code: int, message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+
+
+def test_enqueue_json_that_is_not_json(sqlite_cli_url: str) -> None:
+    async def publish() -> None:
+        storage = await open_storage(conveyor.Config(url=sqlite_cli_url))
+        await storage.publish_types({"conveyor.examples.BasicJob": descriptor_set(BasicJob)})
+        await storage.aclose()
+
+    asyncio.run(publish())
+    result = CliRunner().invoke(
+        main, ["enqueue", "conveyor.examples.BasicJob", "--json", "{name:", "--url", sqlite_cli_url]
     )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if marker.exists() and len(marker.read_text().splitlines()) >= len(jobs):
-                break
-            time.sleep(0.1)
-    finally:
-        supervisor.send_signal(signal.SIGTERM)
-        output = supervisor.communicate(timeout=30)[0].decode()
-    assert supervisor.returncode == 0, output
-    runs = marker.read_text().splitlines()
-    assert sorted(line.split()[1] for line in runs) == sorted(j.id for j in jobs)
-    with conveyor.Client(config) as client:
-        states = {client.wait(j.id, timeout=5).state for j in jobs}
-    assert states == {conveyor.JobState.SUCCEEDED}
+    assert result.exit_code == 1
+    assert "does not match conveyor.examples.BasicJob" in result.output
