@@ -1,6 +1,7 @@
 """Developer and CI sessions: ``nox -s tests lint typecheck``; ``nox -s protos`` regenerates code.
 
 ``nox -s tests -- -m memory`` (or ``redis``, ``postgres``, ``sqlite``) runs one backend.
+``nox -s demo`` runs ``conveyor demo`` (a live family of jobs, with the admin) on embedded SQLite.
 """
 
 from __future__ import annotations
@@ -53,3 +54,14 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[dev]")
     session.run("python", "-m", "bench.run", *(session.posargs or ["--commandstats"]))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """``conveyor demo``: a live family of jobs and the admin, on embedded SQLite; needs no server.
+
+    Options go after ``--``: ``nox -s demo -- --serve`` keeps the admin up until Ctrl+C,
+    ``nox -s demo -- --url redis://localhost:6379/0`` runs it on Redis. Any Python >= 3.11.
+    """
+    session.install("-e", ".[all]")
+    session.run("conveyor", "demo", *session.posargs)
