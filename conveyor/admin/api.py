@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Router, get, post
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from conveyor.core.specs import build_spec
@@ -22,6 +21,7 @@ from .views import (
     MinuteOut,
     Totals,
     WorkerOut,
+    existing,
     family,
     job_filter,
     queue_rows,
@@ -151,18 +151,14 @@ def api_router(admin: AdminState) -> Router:
     @get("/jobs/{job_id:str}", opt=API)
     async def get_job(job_id: FromPath[str]) -> JobOut:
         """One job with its payload decoded from the published descriptors."""
-        job = await (await admin.storage()).get(job_id)
-        if job is None:
-            raise NotFoundException(f"no job {job_id}")
+        job = await existing(await admin.storage(), job_id)
         return JobOut.of(job, await admin.registry())
 
     @get("/jobs/{job_id:str}/family", opt=API)
     async def get_family(job_id: FromPath[str]) -> FamilyOut:
         """The job's parent, predecessor, children (first 200) and heirs."""
         storage = await admin.storage()
-        job = await storage.get(job_id)
-        if job is None:
-            raise NotFoundException(f"no job {job_id}")
+        job = await existing(storage, job_id)
         return FamilyOut.of(await family(storage, job))
 
     @post("/jobs/{job_id:str}/cancel", opt=API, status_code=200)

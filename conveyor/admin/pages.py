@@ -21,7 +21,7 @@ from .actions import Action, BulkResult, apply, apply_each, apply_matching
 from .charts import Series, line_chart
 from .render import external_path, page
 from .state import AdminState
-from .views import ORDER, Totals, decode, family, job_filter, queue_rows
+from .views import ORDER, Totals, decode, existing, family, job_filter, queue_rows
 
 PAGE_SIZE = 50
 HEARTBEAT = 15.0  # seconds between SSE comments that keep proxies from closing the stream
@@ -159,9 +159,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
     @get("/jobs/{job_id:str}")
     async def job_page(request: Request, job_id: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
         storage = await admin.storage()
-        job = await storage.get(job_id)
-        if job is None:
-            raise NotFoundException(f"no job {job_id}: it never existed, or it was discarded")
+        job = await existing(storage, job_id)
         payload, payload_error = decode(await admin.registry(), job)
         return render(
             request,
@@ -178,9 +176,7 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
     async def children(request: Request, job_id: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
         """One more level of a family tree (htmx fragment)."""
         storage = await admin.storage()
-        job = await storage.get(job_id)
-        if job is None:
-            raise NotFoundException(f"no job {job_id}")
+        job = await existing(storage, job_id)
         depth = int(request.query_params.get("depth", "1") or 1)
         return render(request, "family_rows.html", family=await family(storage, job), depth=depth)
 

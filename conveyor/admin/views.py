@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from litestar.exceptions import NotFoundException
+
 from conveyor.core.errors import ConveyorError
 from conveyor.core.job import Job
 from conveyor.core.states import JobState
@@ -73,6 +75,18 @@ class JobOut:
         if registry is not None:
             out.payload, out.payload_error = decode(registry, job)
         return out
+
+
+async def existing(storage: Storage, job_id: str) -> Job:
+    """The job, or a 404 that says it may have been discarded.
+
+    Raises:
+        NotFoundException: no such job (any more).
+    """
+    job = await storage.get(job_id)
+    if job is None:
+        raise NotFoundException(f"no job {job_id}: it never existed, or it was discarded")
+    return job
 
 
 def decode(registry: TypeRegistry, job: Job) -> tuple[dict[str, Any] | None, str | None]:

@@ -10,31 +10,9 @@ from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor._proto.examples.shop_pb2 import Step
 from conveyor.admin import create_app
 from conveyor.admin.server import AdminServer, bind
-from conveyor.core.storage import Storage
-from tests.conftest import backend_params
-from tests.support import FAST_BACKOFF, Journal
 
-
-@pytest.fixture(params=backend_params())
-def config(request: pytest.FixtureRequest, namespace: str) -> conveyor.Config:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return conveyor.Config(url=url, namespace=namespace, backoff=FAST_BACKOFF)
-
-
-@pytest.fixture
-async def client(config: conveyor.Config) -> AsyncIterator[conveyor.AsyncClient]:
-    async with conveyor.AsyncClient(config) as client:
-        yield client
-
-
-@pytest.fixture
-async def storage(client: conveyor.AsyncClient) -> Storage:
-    return await client.storage()
-
-
-@pytest.fixture
-def journal() -> Journal:
-    return Journal()
+# The same four backends, client and storage as the contract suite.
+from tests.contract.conftest import client, config, journal, storage
 
 
 @pytest.fixture
@@ -64,3 +42,6 @@ async def csrf_headers(admin: httpx.AsyncClient) -> dict[str, str]:
     assert token
     assert token in page.text
     return {"X-CSRF-Token": token, "HX-Request": "true"}
+
+
+__all__ = ["client", "config", "journal", "storage"]

@@ -16,14 +16,5 @@ while i <= #doomed do
   end
   i = i + 1
 end
-for _, member in ipairs(doomed) do
-  local _, queue, member_state = info(member)
-  if member_state then
-    redis.call('ZREM', P .. 'idx:' .. member_state, member)
-    redis.call('HINCRBY', P .. 'stats', member_state .. ':' .. queue, -1)
-  end
-  redis.call('DEL', jk(member), P .. 'kids:' .. member, P .. 'heirs:' .. member,
-    P .. 'staged:' .. member)
-  redis.call('ZREM', P .. 'finished', member)
-end
+for _, member in ipairs(doomed) do forget(member) end
 return fields

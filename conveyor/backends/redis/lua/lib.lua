@@ -56,6 +56,17 @@ end
 
 -- Per-minute counters: the total (column), per type (column:type) and per
 -- queue (column@queue).
+-- Delete a settled job and its indexes (retention, or discard from the admin).
+local function forget(id)
+  local _, queue, state = info(id)
+  if state then
+    redis.call('ZREM', P .. 'idx:' .. state, id)
+    redis.call('HINCRBY', P .. 'stats', state .. ':' .. queue, -1)
+  end
+  redis.call('DEL', jk(id), P .. 'kids:' .. id, P .. 'heirs:' .. id, P .. 'staged:' .. id)
+  redis.call('ZREM', P .. 'finished', id)
+end
+
 local function count(jtype, queue, column)
   local key = P .. 'cnt:' .. math.floor(NOW / 60)
   redis.call('HINCRBY', key, column, 1)

@@ -23,15 +23,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', NOW, 'LIM
 end
 
 local old = redis.call('ZRANGEBYSCORE', P .. 'finished', '-inf', NOW - retention, 'LIMIT', 0, limit)
-for _, id in ipairs(old) do
-  local _, queue, state = info(id)
-  if state then
-    redis.call('ZREM', P .. 'idx:' .. state, id)
-    redis.call('HINCRBY', P .. 'stats', state .. ':' .. queue, -1)
-  end
-  redis.call('DEL', jk(id), P .. 'kids:' .. id, P .. 'heirs:' .. id, P .. 'staged:' .. id)
-  redis.call('ZREM', P .. 'finished', id)
-end
+for _, id in ipairs(old) do forget(id) end
 
 for _, worker in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW)) do
   redis.call('DEL', P .. 'w:' .. worker)
