@@ -4,7 +4,6 @@ cancel, retry, discard; enqueue any published type from JSON."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Router, get, post
@@ -204,7 +203,7 @@ def api_router(admin: AdminState) -> Router:
             admin.config,
             message,
             queue=data.queue,
-            delay=timedelta(seconds=data.delay_seconds) if data.delay_seconds else None,
+            delay=data.delay_seconds or None,
             max_attempts=data.max_attempts,
             priority=data.priority,
             timeout=data.timeout_seconds,

@@ -122,8 +122,14 @@ def build_spec(
     if wait:
         when = time.time() + wait
     attempts = config.max_attempts if max_attempts is None else max_attempts
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise InvalidJobOptions(f"max_attempts must be an integer of at least 1, got {attempts!r}")
+    if (
+        isinstance(attempts, bool)
+        or not isinstance(attempts, int)
+        or not 1 <= attempts < 2**31  # every backend stores it as a 32-bit integer
+    ):
+        raise InvalidJobOptions(
+            f"max_attempts must be an integer from 1 to 2**31-1, got {attempts!r}"
+        )
     limit = _seconds(timeout, "timeout")
     if limit == 0:
         raise InvalidJobOptions("timeout must be positive (or None for no timeout)")

@@ -180,12 +180,14 @@ async def test_enqueue_refuses_bad_input_and_stores_nothing(
     assert "BasicJob" in mismatched.json()["detail"]
     malformed = await admin.post("/api/jobs", content=b"{not json", headers=JSON)
     assert malformed.status_code == 400
-    options = await admin.post(
-        "/api/jobs",
-        json={"type": "conveyor.examples.BasicJob", "payload": {}, "max_attempts": 0},
-        headers=JSON,
-    )
-    assert options.status_code == 422
+    for option, value in [("max_attempts", 0), ("max_attempts", 2**40), ("delay_seconds", 1e30)]:
+        options = await admin.post(
+            "/api/jobs",
+            json={"type": "conveyor.examples.BasicJob", "payload": {}, option: value},
+            headers=JSON,
+        )
+        assert options.status_code == 422, (option, value)
+        assert option.removesuffix("_seconds") in options.json()["detail"]
     assert (await storage.list_jobs(conveyor_filter())).jobs == []
 
 

@@ -176,7 +176,7 @@ def test_non_datetime_run_at_is_an_option_error(config: conveyor.Config) -> None
 # --- max_attempts, timeout, priority ----------------------------------------------------
 
 
-@pytest.mark.parametrize("attempts", [0, -1, 1.5, "3"])
+@pytest.mark.parametrize("attempts", [0, -1, 2**31, 10**30, 1.5, "3"])
 def test_bad_max_attempts_is_rejected(config: conveyor.Config, attempts: Any) -> None:
     with pytest.raises(conveyor.InvalidJobOptions, match="max_attempts must be an integer"):
         spec_with(config, max_attempts=attempts)
@@ -185,6 +185,7 @@ def test_bad_max_attempts_is_rejected(config: conveyor.Config, attempts: Any) ->
 def test_max_attempts_option_overrides_config(config: conveyor.Config) -> None:
     assert spec_with(config, max_attempts=1).max_attempts == 1
     assert spec_with(config, max_attempts=100).max_attempts == 100
+    assert spec_with(config, max_attempts=2**31 - 1).max_attempts == 2**31 - 1
 
 
 def test_bool_max_attempts_is_rejected(config: conveyor.Config) -> None:
