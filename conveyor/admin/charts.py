@@ -10,7 +10,7 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH, HEIGHT = 720, 180
+WIDTH, HEIGHT = 560, 190
 LEFT, RIGHT, TOP, BOTTOM = 44, 12, 10, 24
 
 
@@ -49,7 +49,7 @@ def line_chart(title: str, minutes: Sequence[datetime], series: Sequence[Series]
 
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}" preserveAspectRatio="none">',
+        f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
     for value in range(0, top + 1, step):  # horizontal grid lines with their values

@@ -226,17 +226,20 @@ def pages_router(admin: AdminState, prefix: str) -> list[Any]:
                 status_code=409,
             )
         if chosen is Action.DISCARD:
+            # The job is gone: back to the list it came from (``job`` is as it was).
+            state = job.state.value
+            listing = f"{base}/failed" if state == "failed" else f"{base}/jobs?state={state}"
             if htmx:
-                return Response(
-                    "", headers={"HX-Redirect": f"{base}/failed"}, media_type="text/html"
-                )
-            return Redirect(f"{base}/failed", status_code=303)
+                return Response("", headers={"HX-Redirect": listing}, media_type="text/html")
+            return Redirect(listing, status_code=303)
         if not htmx:
             return Redirect(f"{base}/jobs/{job_id}", status_code=303)
-        verb = {"cancel": "Cancelled", "retry": "Queued again"}[chosen.value]
-        return render(
-            request, "job_summary.html", job=job, notice=("ok", f"{verb}: now {job.state.value}")
-        )
+        done = {
+            "cancel": "Cancelled, with its open family below it",
+            "retry": "Queued again with fresh attempts",
+        }[chosen.value]
+        notice = ("ok", f"{done}; it is now {job.state.value}.")
+        return render(request, "job_summary.html", job=job, notice=notice)
 
     @post("/bulk", status_code=200)
     async def bulk(request: Request) -> Response[str]:  # type: ignore[type-arg]

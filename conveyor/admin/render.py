@@ -65,8 +65,19 @@ def error_line(error: str | None) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def short_id(job_id: str) -> str:
+    """``01a2219c…8cc7``: ids are UUIDv7, so jobs made in the same minute share the
+    first eight characters; the last four tell them apart."""
+    return f"{job_id[:8]}…{job_id[-4:]}" if len(job_id) > 14 else job_id
+
+
 environment.filters.update(
-    ago=ago, stamp=stamp, duration=duration, epoch_ago=epoch_ago, error_line=error_line
+    ago=ago,
+    stamp=stamp,
+    duration=duration,
+    epoch_ago=epoch_ago,
+    error_line=error_line,
+    short_id=short_id,
 )
 environment.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=False)
 

@@ -43,7 +43,7 @@ async def test_cancel_a_scheduled_job_answers_with_its_new_state(
 
     assert answer.status_code == 200
     assert "state-cancelled" in answer.text
-    assert "Cancelled: now cancelled" in answer.text
+    assert "Cancelled, with its open family below it; it is now cancelled." in answer.text
     stored = await client.get(job.id)
     assert stored is not None and stored.state is JobState.CANCELLED
 
@@ -75,7 +75,7 @@ async def test_retry_a_failed_job_and_it_succeeds(
     answer = await admin.post(f"/jobs/{job_id}/retry", headers=headers)
 
     assert answer.status_code == 200
-    assert "Queued again: now queued" in answer.text
+    assert "Queued again with fresh attempts; it is now queued." in answer.text
     async with running(basic_worker(config, broken=set())):
         done = await settle(client, job_id)
     assert done.state is JobState.SUCCEEDED
@@ -95,6 +95,20 @@ async def test_discard_deletes_and_sends_the_page_to_the_failed_list(
     assert await client.get(job_id) is None
     gone = await admin.get(f"/jobs/{job_id}")
     assert gone.status_code == 404
+
+
+async def test_discard_of_a_cancelled_job_goes_back_to_the_cancelled_list(
+    admin: Client, client: conveyor.AsyncClient
+) -> None:
+    job = await client.enqueue(step("never"), delay=timedelta(minutes=10))
+    assert (await client.cancel(job.id)).state is JobState.CANCELLED
+    headers = await csrf_headers(admin)
+
+    answer = await admin.post(f"/jobs/{job.id}/discard", headers=headers)
+
+    assert answer.status_code == 200
+    assert answer.headers["HX-Redirect"].endswith("/jobs?state=cancelled")
+    assert await client.get(job.id) is None
 
 
 async def test_bulk_on_a_selection_reports_each_refusal(
