@@ -441,7 +441,12 @@ class Worker:
         return self._closing.is_set()
 
     async def _heartbeat(self, storage: Storage) -> None:
-        while not await self._pause(self.lease / 3):
+        # Three beats per lease, counted from the start of each beat: a slow round
+        # trip shortens the next pause instead of pushing every later beat back.
+        period = self.lease / 3
+        started = time.monotonic()
+        while not await self._pause(max(0.0, started + period - time.monotonic())):
+            started = time.monotonic()
             try:
                 leases = [lease for _, lease in self._tasks.values()]
                 lost = await storage.renew(leases, self.lease) if leases else []
