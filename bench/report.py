@@ -362,6 +362,7 @@ def render(data: dict[str, Any]) -> str:
     )
     out.append("")
     out += _targets_section(data)
+    out += peer_section(data)
     out += _ratios_section(data)
     out += ["## Figures", ""]
     for backend in _backends(data):
@@ -374,6 +375,12 @@ def render(data: dict[str, Any]) -> str:
     out += _machine(meta)
     out += _notes(data)
     return "\n".join(out).rstrip() + "\n"
+
+
+def peer_section(data: dict[str, Any]) -> list[str]:
+    from .peer_report import section  # it builds on this module's helpers
+
+    return section(data)
 
 
 def _targets_section(data: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import report
+from . import peer_report, report
 from .backends import (
     DEFAULT_PG_URL,
     NAMES,
@@ -43,6 +43,8 @@ from .common import (
     machine,
     versions,
 )
+from .peers import PEERS
+from .peers import launch as peer_launch
 from .workloads import WORKLOADS, Settings, WorkloadError
 
 HERE = Path(__file__).resolve().parent
@@ -61,10 +63,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sqlite-dir", type=Path, default=None, help="folder for the SQLite files (a temp dir)"
     )
+    p.add_argument(
+        "--peer-redis-url",
+        default="redis://127.0.0.1:6379/12",
+        help="the peers' Redis database (flushed before and after each measurement)",
+    )
+    p.add_argument(
+        "--peer-pg-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="where the peers' drivers create (and drop) a database per measurement",
+    )
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--jobs", type=int, default=10_000, help="jobs for W1, W2, W5 and baselines")
     p.add_argument("--workloads", default=",".join(GROUPS), help="comma-separated: w1..w5")
     p.add_argument("--no-baselines", action="store_true", help="skip the raw baselines")
+    p.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help="comma-separated peers to measure alike (empty: none): " + ",".join(PEERS),
+    )
     p.add_argument("--concurrency", type=int, default=10, help="W2 default, W3, W4 concurrency")
     p.add_argument("--tuned-concurrency", type=int, default=64, help="W2 tuned concurrency")
     p.add_argument("--w3-rate", type=float, default=200.0, help="W3 jobs per second")
@@ -101,8 +118,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown workloads {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     args.groups = groups
+    peers = [x.strip().lower() for x in args.peers.split(",") if x.strip()]
+    if set(peers) - set(PEERS):
+        p.error(f"--peers: choose from {', '.join(PEERS)} (got {peers})")
+    args.peer_names = [x for x in PEERS if x in peers]
     if args.runs < 1 or args.jobs < 1 or args.census_jobs < 1:
         p.error("--runs, --jobs and --census-jobs must be at least 1")
+    if args.peer_names:
+        check_loopback(args.peer_redis_url)
+        check_loopback(args.peer_pg_url)
     if "redis" in backends:
         check_loopback(args.url)
     if "postgres" in backends:
@@ -120,9 +144,11 @@ def schedule(names: list[str], runs: int) -> list[list[str]]:
     return orders
 
 
-def plan(backends: list[str], groups: list[str], baselines: bool) -> list[str]:
-    """``backend/name`` items: the baselines, then each workload on each backend in turn
-    (so the backends alternate within a round)."""
+def plan(
+    backends: list[str], groups: list[str], baselines: bool, peers: Sequence[str] = ()
+) -> list[str]:
+    """``system/name`` items: the baselines, then each workload on each backend and each
+    peer in turn (so Conveyor and its peers alternate within a round)."""
     items: list[str] = []
     if baselines:
         for b in backends:
@@ -130,6 +156,7 @@ def plan(backends: list[str], groups: list[str], baselines: bool) -> list[str]:
     for name, (group, _) in WORKLOADS.items():
         if group in groups:
             items += [f"{b}/{name}" for b in backends]
+            items += [f"{peer}/{name}" for peer in peers]
     return items
 
 
@@ -174,6 +201,8 @@ BRIEF = {
 def brief(name: str, result: dict[str, Any]) -> str:
     if "error" in result:
         return f"ERROR {result['error'].splitlines()[0]}"
+    if "unsupported" in result:
+        return f"unsupported: {result['unsupported']}"
     return "  ".join(f"{k}={result[k]:,.2f}" for k in BRIEF[name] if k in result)
 
 
@@ -189,6 +218,20 @@ def make_backends(args: argparse.Namespace, workdir: Path) -> dict[str, Backend]
     return made
 
 
+async def run_peer(args: argparse.Namespace, peer: str, name: str) -> dict[str, Any]:
+    return await peer_launch.run(
+        peer,
+        name,
+        redis_url=args.peer_redis_url,
+        pg_url=args.peer_pg_url,
+        jobs=args.jobs,
+        w3_rate=args.w3_rate,
+        w3_seconds=args.w3_seconds,
+        w4_children=args.w4_children,
+        deadline=args.deadline,
+    )
+
+
 async def run_one(settings: Settings, be: Backend, name: str) -> dict[str, Any]:
     if name in BASELINES[be.name]:
         return await BASELINES[be.name][name](settings, be)
@@ -196,7 +239,7 @@ async def run_one(settings: Settings, be: Backend, name: str) -> dict[str, Any]:
 
 
 async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    items = plan(args.backend_names, args.groups, not args.no_baselines)
+    items = plan(args.backend_names, args.groups, not args.no_baselines, args.peer_names)
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     settings = Settings(
         jobs=args.jobs,
@@ -248,7 +291,13 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "notes": [],
         "cpu_busy_before_round": [],
     }
-    measurements: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in backends}
+    meta["peers"] = {
+        peer: {"backend": PEERS[peer][0], "title": PEERS[peer][2], "package": PEERS[peer][1]}
+        for peer in args.peer_names
+    }
+    meta["peer_places"] = {"redis": args.peer_redis_url, "postgres": args.peer_pg_url}
+    systems = [*backends, *args.peer_names]
+    measurements: dict[str, dict[str, list[dict[str, Any]]]] = {b: {} for b in systems}
     for item in items:
         b, name = item.split("/", 1)
         measurements[b][name] = []
@@ -259,6 +308,9 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         for be in backends.values():
             await be.open()
             vers.update(await be.versions())
+        if args.peer_names:
+            print("--- the peers' virtualenvs", flush=True)
+            vers.update(peer_launch.prepare(args.peer_names))
         meta["versions"] = vers
         pg = backends.get("postgres")
         if args.commandstats and isinstance(pg, PostgresBackend):
@@ -279,7 +331,6 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
             print(f"--- round {run}/{args.runs} (CPU busy before: {shown})", flush=True)
             for position, item in enumerate(order, start=1):
                 b, name = item.split("/", 1)
-                be = backends[b]
                 gc.collect()
                 foreign = await foreign_clients(backends)
                 foreign_max = max(foreign_max, foreign)
@@ -287,7 +338,10 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 t0 = time.monotonic()
                 cpu0 = cpu_times()
                 try:
-                    result = await run_one(settings, be, name)
+                    if b in backends:
+                        result = await run_one(settings, backends[b], name)
+                    else:
+                        result = await run_peer(args, b, name)
                 except (WorkloadError, OSError, TimeoutError) as exc:
                     result = {"error": f"{type(exc).__name__}: {exc}"}
                     traceback.print_exc()
@@ -304,7 +358,7 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 )
                 measurements[b][name].append(result)
                 print(
-                    f"  {b:<9}{name:<16} {brief(name, result)}  ({result['wall_s']:.1f}s)",
+                    f"  {b:<14}{name:<12} {brief(name, result)}  ({result['wall_s']:.1f}s)",
                     flush=True,
                 )
                 await asyncio.sleep(0.2)
@@ -336,6 +390,8 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if backend in measurements:
             r = report.ratio(data, backend, top, bottom)
             print(f"{backend:<9}{label:<52} {report.num(r['median'], '')}")
+    for line in peer_report.summary_lines(data):
+        print(line)
     print(f"\nwrote {args.out} and {args.report} in {meta['duration_s']:.0f}s")
     failed = [
         f"{b}/{n}"

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import PEERS
 from .base import Peer, Place, Unsupported
 from .ledger import ENV, Ledger
 
@@ -41,7 +42,6 @@ POLL = 0.02  # seconds between ledger polls
 PRELOAD_BATCH = 1000
 W5_PAD = 100  # characters of padding: the payload is ~100 bytes beyond the index
 WARM = 10**9  # the warm-up job's index
-PEERS = ("rq", "arq", "saq", "saq_postgres", "dramatiq", "celery", "procrastinate")
 
 
 class PeerError(RuntimeError):
