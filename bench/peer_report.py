@@ -123,7 +123,11 @@ def verified(data: dict[str, Any], system: str, name: str) -> str:
     if not checked:
         return D if not runs or "jobs_per_s" not in runs[0] else "queue length checked"
     good = sum(1 for r in checked if r["verified"].get("exactly_once"))
-    return f"exactly once in {good} of {len(runs)} runs"
+    text = f"exactly once in {good} of {len(runs)} runs"
+    jobs = runs[0].get("jobs")
+    if name.startswith("w2") and jobs != data.get("meta", {}).get("settings", {}).get("jobs"):
+        text += f" ({jobs:,} jobs: its worker forks per job)"
+    return text
 
 
 def peer_targets(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -44,6 +44,9 @@ class Peer:
     #: the best one-process setting found for no-op jobs (``worker_argv`` says how).
     default_concurrency: ClassVar[int]
     tuned_concurrency: ClassVar[int]
+    #: W2 with the default worker drains at most this many jobs (None: ``--jobs``), for a
+    #: worker that forks per job and would take minutes over 10,000; a rate either way.
+    default_drain_jobs: ClassVar[int | None] = None
     #: The native "run this after all of those" construct, or None where there is none.
     fan_in: ClassVar[str | None] = None
 

@@ -11,7 +11,8 @@ figure counts only when the ledger shows every job ran exactly once.
 
 The timings favour the peers where they differ from Conveyor's: a drain is timed from
 the first job's start (Conveyor's from its first claim) to the moment the last job
-started (Conveyor's to its last acknowledged outcome).
+started (Conveyor's to its last acknowledged outcome), and W3 and W4 run on the peer's
+tuned worker (Conveyor's on its default one).
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ async def preload(peer: Peer, n: int) -> None:
 
 
 async def w2(peer: Peer, args: argparse.Namespace, tuned: bool) -> dict[str, Any]:
-    n = args.jobs
+    cap = None if tuned else peer.default_drain_jobs
+    n = min(args.jobs, cap) if cap else args.jobs
     ledger = Ledger(peer.place.ledger)
     await preload(peer, n)
     async with worker(peer, tuned) as proc:
@@ -245,7 +247,7 @@ async def w3(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     ledger = Ledger(peer.place.ledger)
     total = int(args.w3_rate * args.w3_seconds)
     enqueued: dict[int, float] = {}
-    async with worker(peer) as proc:
+    async with worker(peer, tuned=True) as proc:
         await warm_up(peer, proc, ledger, args.deadline)
         begin = time.perf_counter()
         for k in range(total):
@@ -261,7 +263,8 @@ async def w3(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "jobs": total,
         "rate": args.w3_rate,
-        "concurrency": peer.default_concurrency,
+        "concurrency": peer.tuned_concurrency,
+        "worker": " ".join(proc.argv[1:]),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies),
@@ -274,7 +277,7 @@ async def w4(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
         raise Unsupported("no native construct to run a job after a group of jobs")
     ledger = Ledger(peer.place.ledger)
     children = args.w4_children
-    async with worker(peer) as proc:
+    async with worker(peer, tuned=True) as proc:
         await warm_up(peer, proc, ledger, args.deadline)
         submitted = time.time()
         await peer.submit_fan_in(children)
@@ -288,7 +291,8 @@ async def w4(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "children": children,
         "construct": peer.fan_in,
-        "concurrency": peer.default_concurrency,
+        "concurrency": peer.tuned_concurrency,
+        "worker": " ".join(proc.argv[1:]),
         "heir_seconds": heir - submitted,
         "last_child_to_heir": heir - last_child,
         "verified": check,

@@ -28,6 +28,7 @@ class RQPeer(Peer):
     backend = "redis"
     default_concurrency = 1
     tuned_concurrency = 1
+    default_drain_jobs = 1000  # ~20 ms per job for the fork: 10,000 would take ~4 min
     fan_in = "RQ depends_on=[...]"
 
     async def open(self, place: Place) -> None:
