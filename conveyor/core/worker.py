@@ -59,7 +59,14 @@ class Worker:
             jobs, recover expired leases, prune).
         stage_batch: declarations buffered per job before they are staged.
         storage: an opened storage to use instead of ``config.url`` (stays yours to close).
+
+    A finished job keeps its lease, renewed by the heartbeat, until storage has
+    recorded its outcome; while more than ``MAX_UNSETTLED_FACTOR * concurrency``
+    outcomes wait for a slow backend, the worker claims nothing new.
     """
+
+    #: Finished jobs whose outcomes may wait to be recorded, per unit of concurrency.
+    MAX_UNSETTLED_FACTOR = 4
 
     def __init__(
         self,
@@ -104,6 +111,8 @@ class Worker:
         self._lost: set[str] = set()
         self._slot_free = asyncio.Event()
         self._outcomes: list[Outcome] = []
+        # Leases of finished jobs whose outcomes storage has not recorded yet.
+        self._unsettled: dict[str, Lease] = {}
         self._outcome_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._running_loop: asyncio.AbstractEventLoop | None = None
@@ -228,7 +237,12 @@ class Worker:
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(self._tasks)
+                free = min(
+                    self.concurrency - len(self._tasks),
+                    self.concurrency * (1 + self.MAX_UNSETTLED_FACTOR)
+                    - len(self._tasks)
+                    - len(self._unsettled),
+                )
                 if free <= 0:
                     self._slot_free.clear()
                     slot_wait = asyncio.create_task(self._slot_free.wait())
@@ -384,8 +398,16 @@ class Worker:
     # --- reporting, heartbeats and maintenance --------------------------------------
 
     def _report(self, outcome: Outcome) -> None:
+        self._unsettled[outcome.lease.job_id] = outcome.lease
         self._outcomes.append(outcome)
         self._outcome_ready.set()
+
+    def _recorded(self, batch: list[Outcome]) -> None:
+        """Storage has answered for these outcomes: their leases need no more renewal."""
+        for outcome in batch:
+            if self._unsettled.get(outcome.lease.job_id) == outcome.lease:
+                del self._unsettled[outcome.lease.job_id]
+        self._slot_free.set()  # a claim held back by the backlog may go on
 
     async def _report_outcomes(self, storage: Storage) -> None:
         """Send outcomes in batches: whatever accumulated during the previous round trip."""
@@ -412,7 +434,9 @@ class Worker:
                 # A bug, not an outage: retrying would fail the same way. The jobs'
                 # leases expire and they run again, so nothing is lost.
                 log.exception("reporting %d outcomes failed; their leases will expire", len(batch))
+                self._recorded(batch)
                 continue
+            self._recorded(batch)
             pause = 0.05
             for outcome, ok in zip(batch, accepted, strict=True):
                 if not ok:
@@ -448,7 +472,9 @@ class Worker:
         while not await self._pause(max(0.0, started + period - time.monotonic())):
             started = time.monotonic()
             try:
-                leases = [lease for _, lease in self._tasks.values()]
+                held = {job_id: lease for job_id, (_, lease) in self._tasks.items()}
+                held.update(self._unsettled)  # finished, outcome on its way: still ours
+                leases = list(held.values())
                 lost = await storage.renew(leases, self.lease) if leases else []
                 await self._register(storage)
             except BackendError as exc:
@@ -456,6 +482,8 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for stale in lost:
+                if stale.job_id in self._unsettled:
+                    continue  # recorded meanwhile, or refused when its outcome lands
                 entry = self._tasks.get(stale.job_id)
                 if entry is not None and entry[1] == stale:
                     self._lost.add(stale.job_id)

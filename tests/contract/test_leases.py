@@ -181,3 +181,54 @@ async def test_stop_interrupts_a_waiting_claim(config: conveyor.Config, journal:
     await asyncio.sleep(0.3)
     await worker.stop()
     await asyncio.wait_for(task, 10)  # far below the 60 s claim
+
+
+class SlowSettle:
+    """The storage, with every ``settle`` call held back ``delay`` seconds first (a
+    backend under load): outcomes wait while the worker goes on running jobs."""
+
+    def __init__(self, storage: Storage, delay: float) -> None:
+        self._storage = storage
+        self._delay = delay
+        self.batches: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._storage, name)
+
+    async def settle(self, outcomes: list[object]) -> list[bool]:
+        self.batches.append(len(outcomes))
+        await asyncio.sleep(self._delay)
+        return await self._storage.settle(outcomes)  # type: ignore[arg-type]
+
+
+async def test_a_finished_job_keeps_its_lease_while_its_outcome_is_on_the_way(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    """Found by tests/chaos: outcomes waiting for a slow settle lost their leases, so
+    finished jobs ran again and their outcomes were refused."""
+    slow = SlowSettle(storage, delay=1.0)
+    worker = step_worker(config, journal, lease=0.3, storage=slow)  # maintenance every 0.05 s
+    async with running(worker):
+        jobs = [await client.enqueue(step(f"quick{i}")) for i in range(5)]
+        settled = [await settle(client, job.id) for job in jobs]
+    assert [job.state for job in settled] == [JobState.SUCCEEDED] * 5
+    assert [job.lost_count for job in settled] == [0] * 5
+    assert [journal.count(f"quick{i}") for i in range(5)] == [1] * 5
+
+
+async def test_a_worker_stops_claiming_while_too_many_outcomes_wait(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal, storage: Storage
+) -> None:
+    """Outcomes piling up behind a slow settle hold the worker back: it runs at most
+    ``concurrency`` jobs and keeps at most ``MAX_UNSETTLED_FACTOR`` times that many
+    finished ones waiting, so a struggling backend is not sent ever bigger batches."""
+    slow = SlowSettle(storage, delay=0.3)
+    worker = step_worker(config, journal, concurrency=2, storage=slow)
+    worker.MAX_UNSETTLED_FACTOR = 1  # at most 2 running + 2 waiting: batches of <= 4
+    bound = 4
+    async with running(worker):
+        jobs = await client.enqueue_many([step(f"n{i}") for i in range(24)])
+        for job in jobs:
+            await settle(client, job.id)
+    assert sum(slow.batches) == 24
+    assert max(slow.batches) <= bound, slow.batches
