@@ -275,3 +275,19 @@ async def test_queue_stats_stay_exact_through_retry_discard_prune_and_maintenanc
         report = await storage.maintain()
         assert report.pruned == 2
         assert await counts() == {JobState.QUEUED: 1}
+
+
+async def test_workers_starting_together_publish_their_types_without_a_conflict(
+    storage: Storage,
+) -> None:
+    """Found by tests/chaos: two workers that publish the same new type at once made
+    one of them exit with a unique-key violation (update-then-insert raced)."""
+    first, second = b"\x0a\x01a", b"\x0a\x01b"
+    for round_ in range(5):
+        name = f"acme.Race{round_}"
+        await asyncio.gather(
+            *(storage.publish_types({name: first if i % 2 else second}) for i in range(8))
+        )
+        assert (await storage.descriptor_sets())[name] in (first, second)
+    await storage.publish_types({"acme.Race0": first})
+    assert (await storage.descriptor_sets())["acme.Race0"] == first

@@ -900,12 +900,15 @@ class SQLStorage:
         tt = self._t.types
 
         async def body(tx: rules.Tx) -> None:
-            for name, data in sets.items():
-                changed = await tx.conn.execute(
-                    update(tt).where(tt.c.name == name).values(descriptor_set=data)
+            # One statement per type: workers starting together publish the same types.
+            for name, data in sorted(sets.items()):
+                stmt = self._upsert(tt).values(name=name, descriptor_set=data)
+                await tx.conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[tt.c.name],
+                        set_={"descriptor_set": stmt.excluded.descriptor_set},
+                    )
                 )
-                if changed.rowcount == 0:
-                    await tx.conn.execute(tt.insert().values(name=name, descriptor_set=data))
 
         if sets:
             await self._tx(body)
