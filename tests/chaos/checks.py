@@ -44,12 +44,19 @@ def name_of(job: conveyor.Job) -> str:
     return msg.name
 
 
-async def check(
-    storage: Storage, journal: dict[str, Any], expected_jobs: int, roots: list[str]
-) -> Findings:
+async def check(storage: Storage, journal: dict[str, Any], run: Any) -> Findings:
+    """``run`` (a ``scenario.Run``) says which families were made and which enqueues
+    raised (a family whose enqueue raised may or may not be stored: either way it is
+    whole or absent)."""
     found = Findings()
     jobs = await all_jobs(storage)
     by_id = {j.id: j for j in jobs}
+    tags = {name_of(j).split("/", 1)[0] for j in jobs}
+    for tag in run.uncertain:
+        if tag not in tags:
+            run.families.pop(tag)
+    roots = [j.id for j in jobs if name_of(j).endswith("/root")]
+    expected_jobs = sum(run.families.values())
     starts: dict[str, list[tuple[int, str]]] = journal["starts"]
     done: dict[str, list[tuple[int, str]]] = journal["done"]
     states = Counter(j.state.value for j in jobs)
