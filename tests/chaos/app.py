@@ -6,8 +6,8 @@ a journal of every handler start and finish to ``$CHAOS_JOURNAL`` (a folder; one
 append-only file per process, one ``write`` per line, so a SIGKILL loses at most
 the line being written, never a whole buffer).
 
-Journal lines: ``S <job id> <attempt> <name>`` when a handler starts, ``D <job id>
-<attempt> <ok|err>`` when it returns or raises.
+Journal lines: ``S <job id> <attempt> <pid> <name>`` when a handler starts, ``D <job
+id> <attempt> <ok|err>`` when it returns or raises.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def declare(ctx: conveyor.JobContext, msg: Step) -> None:
 @worker.handler
 async def run_step(ctx: conveyor.JobContext, msg: Step) -> None:
     job = ctx.job
-    journal(f"S {job.id} {job.attempt} {msg.name}")
+    journal(f"S {job.id} {job.attempt} {os.getpid()} {msg.name}")
     outcome = "err"
     try:
         declare(ctx, msg)
@@ -76,7 +76,7 @@ async def run_step(ctx: conveyor.JobContext, msg: Step) -> None:
 
 
 def read_journal(folder: str) -> dict[str, Any]:
-    """Every job id's starts (attempt, name) and finishes (attempt, outcome)."""
+    """Every job id's starts (attempt, "<pid> <name>") and finishes (attempt, outcome)."""
     starts: dict[str, list[tuple[int, str]]] = {}
     done: dict[str, list[tuple[int, str]]] = {}
     for entry in os.scandir(folder):
