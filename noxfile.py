@@ -56,6 +56,17 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "bench.run", *(session.posargs or ["--commandstats"]))
 
 
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """The long chaos and soak runs (CI runs short ones inside ``tests``): 10 minutes of
+    worker kills and of server faults on each backend, 200,000 jobs of soak. Figures go
+    to test-output/chaos/ and test-output/soak/; see tests/chaos/README.md."""
+    session.install("-e", ".[dev]")
+    env = {"CHAOS_SECONDS": "600", "CHAOS_FAULT_SECONDS": "600", "SOAK_JOBS": "200000"}
+    session.run("pytest", "-p", "no:cacheprovider", "-s", "tests/chaos", "tests/soak",
+                *session.posargs, env=env)  # fmt: skip
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
     """``conveyor demo``: a live family of jobs and the admin, on embedded SQLite; needs no server.

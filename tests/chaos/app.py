@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from datetime import timedelta
 from typing import Any
 
 import conveyor
@@ -29,6 +30,7 @@ config = conveyor.Config(
     backoff=conveyor.Backoff(base=0.05, factor=2.0, cap=0.5),
     max_attempts=5,
     max_lost=1000,  # the test kills often; "worker lost" is not what it is about
+    retention=timedelta(seconds=float(os.environ.get("CHAOS_RETENTION", "86400"))),
 )
 worker = conveyor.Worker(
     config,

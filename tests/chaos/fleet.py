@@ -18,7 +18,8 @@ TARGET = "tests.chaos.app:worker"
 class Fleet:
     """``size`` worker processes on one URL and namespace, each logging to a file."""
 
-    def __init__(self, url: str, namespace: str, folder: Path, size: int = 3) -> None:
+    def __init__(self, url: str, namespace: str, folder: Path, size: int = 3, **env: str) -> None:
+        self.env = env  # more environment for the workers (e.g. CHAOS_RETENTION)
         self.url = url
         self.namespace = namespace
         self.folder = folder
@@ -37,6 +38,7 @@ class Fleet:
             CONVEYOR_NAMESPACE=self.namespace,
             CHAOS_JOURNAL=str(self.journal),
             PYTHONPATH=str(ROOT),
+            **self.env,
         )
         argv = [sys.executable, "-m", "conveyor", "worker", TARGET, "--namespace", self.namespace]
         argv += ["--log-level", "WARNING"]
@@ -64,6 +66,15 @@ class Fleet:
         self.kills += 1
         self.procs.append(self._spawn())
         return victim.pid
+
+    def rss(self) -> int:
+        """The live workers' resident memory, in bytes (Linux /proc)."""
+        total = 0
+        for proc in self.procs:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        return total
 
     def check_alive(self) -> None:
         """A worker that exits by itself is a failure: say why from its log."""
