@@ -30,6 +30,7 @@ class Fleet:
         self.everyone: list[subprocess.Popen[bytes]] = []
         self.kills = 0
         self.starts = 0
+        self.forced: list[int] = []  # pids that ignored SIGTERM for ``grace`` seconds
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = dict(
@@ -94,6 +95,7 @@ class Fleet:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.forced.append(proc.pid)
                 proc.kill()
                 proc.wait(10)
         self.procs.clear()

@@ -117,6 +117,7 @@ async def run_scenario(
         "seconds_of_faults": seconds,
         "faults": run.faults,
         "worker_starts": fleet.starts,
+        "workers_forced_at_stop": len(fleet.forced),
         "enqueues_uncertain": len(run.uncertain),
         **findings.figures,
     }
@@ -124,6 +125,7 @@ async def run_scenario(
     (OUTPUT / f"{name}.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     assert not findings.problems, "\n".join(findings.problems)
+    assert not fleet.forced, f"workers {fleet.forced} ignored SIGTERM"
     assert sum(run.faults.values()) >= seconds / 3 - 1, "fewer faults than planned"
     assert figures["families_settled"] == figures["families"] >= len(run.roots)
     return figures
