@@ -10,7 +10,7 @@ from typing import Any, Self, Unpack
 
 from .backend_registry import open_storage
 from .config import Config
-from .errors import BackendUnavailable, JobNotFound
+from .errors import BackendUnavailable, JobNotFound, PayloadTypeError
 from .job import Job
 from .specs import EnqueueOptions, build_spec, initial_state, job_of
 from .storage import Storage
@@ -99,7 +99,17 @@ class AsyncClient:
 
         Every message is validated before anything is stored: one bad message
         stores none.
+
+        Raises:
+            PayloadTypeError: ``messages`` is not an iterable of protobuf messages.
+            PayloadTooLarge, InvalidJobOptions: bad input; nothing stored.
+            BackendUnavailable: storage could not be reached.
         """
+        if not isinstance(messages, Iterable):  # e.g. one message instead of a list
+            raise PayloadTypeError(
+                f"enqueue_many takes an iterable of protobuf messages, not "
+                f"{type(messages).__name__}; use enqueue for one message"
+            )
         specs = [build_spec(self.config, message, **options) for message in messages]
         if specs:
             await (await self.storage()).enqueue(specs, connection=connection)

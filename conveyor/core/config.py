@@ -14,8 +14,9 @@ from .errors import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
-# scheme, then optional slashes and a user name, then ":password@".
-_USERINFO_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@]*:)[^@]*@")
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+# scheme, then optional slashes and a user name, then ":password@" up to the last "@".
+_USERINFO_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@]*:).*@", re.DOTALL)
 
 
 def _default_url() -> str:
@@ -26,16 +27,22 @@ def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs and errors.
 
     Anything between a ``:`` and the last ``@`` is treated as a password even
-    when the URL does not parse, so a malformed URL never leaks one.
+    when the URL does not parse, and a string that is not a URL at all keeps only
+    what follows its last ``@``, so a malformed URL never leaks one.
     """
     try:
         parts = urlsplit(url)
-        if parts.password is not None:
+        # An "@" after the host part too: the password may hold "@" and one of "/?#".
+        if parts.password is not None and "@" not in parts.path + parts.query + parts.fragment:
             user = parts.username or ""
             netloc = f"{user}:***@{parts.netloc.rpartition('@')[2]}"
             return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     except ValueError:
         pass
+    if not _SCHEME.match(url) and "@" in url:
+        # Not a URL (e.g. "user:password@host" without a scheme): where its user
+        # name ends is anyone's guess, so keep only what follows the last "@".
+        return "***@" + url.rpartition("@")[2]
     return _USERINFO_PASSWORD.sub(r"\1***@", url)
 
 

@@ -6,6 +6,7 @@ Clients and running jobs share this, so ``enqueue``, ``enqueue_child`` and
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class EnqueueOptions(TypedDict, total=False):
     Attributes:
         queue: overrides the queue (default: the payload's type name).
         delay: run no sooner than this long after release (``timedelta`` or seconds).
-        run_at: run no sooner than this timezone-aware datetime.
+        run_at: run no sooner than this timezone-aware datetime (within 100 years of now).
         max_attempts: attempts in total (default ``Config.max_attempts``).
         timeout: an attempt running longer counts as an error.
         priority: higher runs first within a queue (32-bit integer, default 0).
@@ -65,7 +66,10 @@ def _seconds(value: object, name: str) -> float | None:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float
+            seconds = math.inf
     else:
         raise InvalidJobOptions(f"{name} must be a timedelta or seconds, got {value!r}")
     if not 0 <= seconds <= MAX_DELAY_SECONDS:  # also refuses NaN
@@ -118,6 +122,10 @@ def build_spec(
         if run_at.tzinfo is None:
             raise InvalidJobOptions("run_at must be timezone-aware (e.g. datetime.now(UTC))")
         when = run_at.timestamp()
+        if not abs(when - time.time()) <= MAX_DELAY_SECONDS:  # every time stays a datetime
+            raise InvalidJobOptions(
+                f"run_at must be within {MAX_DELAY_SECONDS:.0f} seconds of now, got {run_at!r}"
+            )
     wait = _seconds(delay, "delay")
     if wait:
         when = time.time() + wait
@@ -139,8 +147,9 @@ def build_spec(
         or not -(2**31) <= priority < 2**31
     ):
         raise InvalidJobOptions("priority must be a 32-bit integer")
-    if headers is not None and not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    if headers is not None and (
+        not isinstance(headers, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
     ):
         raise InvalidJobOptions("headers must map strings to strings")
     return JobSpec(

@@ -186,7 +186,11 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._outcome_ready = asyncio.Event()
         self._stop_now = False
-        storage = self._given_storage or await open_storage(self.config)
+        try:
+            storage = self._given_storage or await open_storage(self.config)
+        except BaseException:
+            self._running_loop = None  # not running: a later run() may try again
+            raise
         self._storage = storage
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-job")
         signals = self._install_signals(loop)
@@ -332,7 +336,7 @@ class Worker:
         except DecodeError as exc:
             error = f"payload does not decode as {job.type}: {exc}"
             log.error("job %s failed for good: %s", job.id, error)
-            self._report(Failure(lease, error))
+            self._report(Failure(lease, _storable(error)))
             return
         assert self._storage is not None
         assert self._running_loop is not None
@@ -390,6 +394,7 @@ class Worker:
         return self._error(job, lease, text)
 
     def _error(self, job: Job, lease: Lease, error: str) -> Outcome:
+        error = _storable(error)
         if job.attempt >= job.max_attempts:
             return Failure(lease, error)
         delay = self.config.backoff.delay(job.attempt)
@@ -503,6 +508,12 @@ class Worker:
                     report.recovered,
                     len(report.lost),
                 )
+
+
+def _storable(error: str) -> str:
+    """Error text every backend can store: an error may echo payload text, but
+    PostgreSQL refuses NUL in text, and a lone surrogate is not UTF-8 at all."""
+    return error.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _cancel_if_cancelling() -> None:

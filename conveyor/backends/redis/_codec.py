@@ -68,6 +68,15 @@ def _number(fields: dict[bytes, bytes], name: bytes) -> float | None:
     return float(value) if value is not None else None
 
 
+def _headers(value: str | None) -> dict[str, str]:
+    headers = json.loads(value) if value else {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ValueError(f"headers are not a JSON object of strings: {value!r}")
+    return headers
+
+
 def _ids(value: str | None) -> tuple[str, ...]:
     return tuple(value.split(",")) if value else ()
 
@@ -97,7 +106,6 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
     type_name = fields[b"t"].decode()
-    headers = _text(fields, b"h")
     when = _text(fields, b"w")
     predecessor_state = _text(fields, b"ps")
     return Job(
@@ -114,7 +122,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         predecessor_id=_text(fields, b"pred"),
         when=When(when) if when else None,
         optional=fields.get(b"o") == b"1",
-        headers=json.loads(headers) if headers else {},
+        headers=_headers(_text(fields, b"h")),
         last_error=_text(fields, b"e"),
         created_at=to_datetime(created_at(job_id)),
         run_at=to_datetime(_number(fields, b"ra")),

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from conveyor.core.config import Config, mask_url
 from conveyor.core.errors import (
@@ -77,6 +78,22 @@ def _translated(url: str) -> Iterator[None]:
         raise BackendError(f"Redis at {mask_url(url)} failed: {exc}") from exc
 
 
+def _password_misread(url: str) -> bool:
+    """Whether a '/', '?' or '#' in the password ends the host part early, so that
+    redis-py would take a piece of the password for the host or port (and show it
+    in its error)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss") or parts.password is not None:
+        return False
+    if "@" not in url.partition("://")[2]:
+        return False
+    try:
+        parts.port  # noqa: B018 (it parses the port)
+    except ValueError:
+        return True
+    return parts.hostname is None
+
+
 def _state_error(job_id: str, requested: str, exc: BackendError) -> InvalidState | None:
     cause = exc.__cause__
     text = str(cause) if cause is not None else ""
@@ -106,6 +123,11 @@ class RedisStorage:
             ConfigurationError: the URL is malformed.
             BackendUnavailable: Redis does not answer.
         """
+        if _password_misread(config.url):
+            raise ConfigurationError(
+                f"bad Redis URL {mask_url(config.url)!r}: its password holds '/', '?' or '#', "
+                "which end the host part of a URL; percent-encode it (urllib.parse.quote)"
+            )
         try:
             client = aioredis.Redis.from_url(
                 config.url,
@@ -375,7 +397,8 @@ class RedisStorage:
             raw = cast(Fields, await self._redis.hgetall(self._key("stats")))
         counts: dict[str, dict[JobState, int]] = {}
         for field, value in raw.items():
-            state, _, queue = field.decode().partition(":")
+            # errors="replace": a queue name garbled into bytes that are not UTF-8
+            state, _, queue = field.decode(errors="replace").partition(":")
             number = int(value)
             if number:
                 counts.setdefault(queue, {})[JobState(state)] = number
@@ -422,7 +445,9 @@ class RedisStorage:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None or message["type"] != "message":
                     continue
-                state, job_id, type_name, queue, at = message["data"].decode().split("|", 4)
+                data = message["data"].decode(errors="replace")
+                state, job_id, type_name, rest = data.split("|", 3)
+                queue, _, at = rest.rpartition("|")  # a queue name may hold '|'
                 yield JobEvent(job_id, type_name, queue, JobState(state), float(at))
         finally:
             with contextlib.suppress(redis_errors.RedisError):

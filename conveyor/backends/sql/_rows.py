@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.core.errors import PayloadDecodeError
 from conveyor.core.job import Job, to_datetime
 from conveyor.core.states import JobState, When
 
@@ -13,7 +14,27 @@ def _ids(value: str | None) -> tuple[str, ...]:
 
 
 def job_of_row(row: Any) -> Job:
-    """A ``Job`` from a jobs-table row (or a ``rules.Rec`` of one)."""
+    """A ``Job`` from a jobs-table row (or a ``rules.Rec`` of one).
+
+    Raises:
+        PayloadDecodeError: the row is not a valid job (written by other software).
+    """
+    try:
+        return _job(row)
+    except (TypeError, ValueError) as exc:
+        raise PayloadDecodeError(
+            f"job {row.id} in the database is not a valid Conveyor job: {exc!r}"
+        ) from exc
+
+
+def _headers(value: Any) -> dict[str, str]:
+    headers = dict(value or {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise ValueError(f"headers are not strings: {value!r}")
+    return headers
+
+
+def _job(row: Any) -> Job:
     return Job(
         id=row.id,
         type=row.type,
@@ -28,7 +49,7 @@ def job_of_row(row: Any) -> Job:
         predecessor_id=row.predecessor_id,
         when=When(row.heir_when) if row.heir_when else None,
         optional=bool(row.optional),
-        headers=dict(row.headers or {}),
+        headers=_headers(row.headers),
         last_error=row.last_error,
         created_at=to_datetime(row.created_at),
         run_at=to_datetime(row.run_at),

@@ -20,6 +20,7 @@ from conveyor.core.errors import (
     JobNotFound,
     LeaseLost,
     MissingExtra,
+    PayloadDecodeError,
 )
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.states import JobState
@@ -71,6 +72,13 @@ def _driver_url(url: str) -> tuple[str, bool]:
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme in ("postgresql", "postgresql+psycopg"):
+        if rest.partition("?")[0].count("@") > 1:
+            # SQLAlchemy ends the password at the first '@', psycopg would then
+            # report the rest of it as the host name.
+            raise ConfigurationError(
+                f"bad database URL {mask_url(url)!r}: an '@' in the user name or password "
+                "must be percent-encoded as %40"
+            )
         return f"postgresql+psycopg://{rest}", True
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         if rest in ("", "/", "/:memory:"):
@@ -414,9 +422,21 @@ class SQLStorage:
                 .returning(*jt.c)
             )
             rows = sorted((await tx.conn.execute(stmt)).all(), key=lambda r: (-r.priority, r.id))
+            claimed = []
             for row in rows:
                 tx.event(row.id, "running", row.type, row.queue)
-            return [Claimed(job_of_row(row), Lease(row.id, row.lease_token)) for row in rows]
+                try:
+                    job = job_of_row(row)
+                except PayloadDecodeError as exc:
+                    # A row other software garbled fails here, in this transaction:
+                    # raising would undo the claim of every job, again on every claim.
+                    log.error("%s", exc)
+                    error = f"stored job is not a valid Conveyor job: {exc.__cause__!r}"
+                    await rules.fail(tx, rules.Rec(row._mapping), error)
+                    continue
+                claimed.append(Claimed(job, Lease(row.id, row.lease_token)))
+            await self._count(tx)
+            return claimed
 
         deadline = time.monotonic() + wait
         while True:
@@ -514,7 +534,8 @@ class SQLStorage:
         totals = [0, 0, 0]
         rows: list[tuple[str, list[int]]] = []
         for key, cells in tx.counts.items():
-            rows.append((key, cells))
+            if key:  # '' is the totals' row: a job whose type is '' counts only there
+                rows.append((key, cells))
             if not key.startswith(rules.QUEUE_KEY):
                 totals = [a + b for a, b in zip(totals, cells, strict=True)]
         rows.append(("", totals))
@@ -936,7 +957,8 @@ def _parse_events(payload: str) -> list[JobEvent]:
     for line in payload.split("\n"):
         if not line:
             continue
-        job_id, state, type_name, queue, at = line.split("|", 4)
+        job_id, state, type_name, rest = line.split("|", 3)
+        queue, _, at = rest.rpartition("|")  # a queue name may hold '|'
         found.append(JobEvent(job_id, type_name, queue, JobState(state), float(at)))
     return found
 

@@ -34,8 +34,16 @@ for _, level in ipairs(levels) do
     end
     for _, id in ipairs(ids) do
       local key = jk(id)
-      local v = redis.call('HMGET', key, 's', 't', 'q')
-      if v[1] == CODE.queued then -- cancelled jobs are left in the list and skipped here
+      local v = redis.call('HMGET', key, 's', 't', 'q', 'a')
+      if v[1] == CODE.queued and not (v[2] and tonumber(v[4] or '0')) then
+        -- Not a hash Conveyor wrote whole (no type, or an attempt count that is not a
+        -- number): the steps below would stop this script half-way, after the LPOP,
+        -- stranding the jobs popped with it. Fail it instead, with the fields every
+        -- script reads filled in.
+        redis.call('HSET', key, 't', v[2] or '', 'q', v[3] or queue, 'a', 0)
+        fail(id, 'stored job is not a valid Conveyor job: '
+          .. (v[2] and 'its attempt count is not a number' or 'it has no type'))
+      elseif v[1] == CODE.queued then -- cancelled jobs are left in the list and skipped here
         local token = redis.call('INCR', P .. 'token')
         redis.call('HINCRBY', key, 'a', 1)
         redis.call('HSET', key, 'tok', token, 'wid', worker, 'st', NOW)
