@@ -93,5 +93,7 @@ class Ledger:
         )
 
     def clear(self) -> None:
+        """Empty every file (truncated, not removed: a worker process that outlives the
+        clear keeps its file open and goes on appending to it)."""
         for path in self.folder.glob("*.log"):
-            path.unlink()
+            os.truncate(path, 0)
