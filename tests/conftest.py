@@ -92,3 +92,12 @@ def postgres_url(postgres_server: str, namespace: str) -> Iterator[str]:
     yield postgres_server
     with psycopg.connect(postgres_server.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{namespace}" CASCADE')
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres", marks=pytest.mark.postgres)])  # fmt: skip
+def server_url(request: pytest.FixtureRequest) -> str:
+    """Redis, then PostgreSQL (the test's namespace on each): for the suites that run
+    real worker processes, which the memory backend cannot serve."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url

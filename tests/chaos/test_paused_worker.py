@@ -22,13 +22,6 @@ from .fleet import Fleet
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])  # fmt: skip
-def chaos_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return url
-
-
 async def until(predicate: object, what: str, timeout: float = 30.0) -> None:
     stop = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -37,10 +30,10 @@ async def until(predicate: object, what: str, timeout: float = 30.0) -> None:
 
 
 async def test_a_paused_workers_late_outcome_is_refused(
-    chaos_url: str, namespace: str, tmp_path: Path
+    server_url: str, namespace: str, tmp_path: Path
 ) -> None:
-    config = conveyor.Config(url=chaos_url, namespace=namespace)
-    fleet = Fleet(chaos_url, namespace, tmp_path, size=2)
+    config = conveyor.Config(url=server_url, namespace=namespace)
+    fleet = Fleet(server_url, namespace, tmp_path, size=2)
     slow = Step(name="slow", sleep_seconds=3 * LEASE)
     tree = Step(name="parent", children=[slow], heirs=[Step(name="after")])
     async with conveyor.AsyncClient(config) as client:

@@ -24,26 +24,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "60"))
 
 
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])  # fmt: skip
-def chaos_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return url
-
-
 async def kill_a_worker(rng: random.Random, fleet: Fleet) -> str:
     fleet.kill_one(rng)
     return "SIGKILL"
 
 
 async def test_families_survive_workers_killed_at_random(
-    chaos_url: str, namespace: str, tmp_path: Path
+    server_url: str, namespace: str, tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    backend = chaos_url.split(":", 1)[0].split("+", 1)[0]
+    backend = server_url.split(":", 1)[0].split("+", 1)[0]
     figures = await run_scenario(
         f"worker-crashes-{backend}",
-        chaos_url,
+        server_url,
         namespace,
         tmp_path,
         seconds=SECONDS,

@@ -37,7 +37,8 @@ async def test_run_at_in_the_future_and_in_the_past(
         past = await client.enqueue(step("past"), run_at=datetime.now(UTC) - timedelta(days=1))
         assert past.state is JobState.QUEUED
         future = await client.enqueue(
-            step("future"), run_at=datetime.now(UTC) + timedelta(milliseconds=200)
+            step("future"),
+            run_at=datetime.now(UTC) + timedelta(seconds=1),  # room for a slow enqueue
         )
         assert future.state is JobState.SCHEDULED
         await settle(client, past.id)

@@ -81,13 +81,6 @@ def stored_bytes(url: str, namespace: str, compact: bool = False) -> int:
     return int(row[0]) if row else 0
 
 
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres", marks=pytest.mark.postgres)])  # fmt: skip
-def soak_url(request: pytest.FixtureRequest) -> str:
-    url: str = request.getfixturevalue(f"{request.param}_url")
-    return url
-
-
 async def settled_families(client: conveyor.AsyncClient, roots: list[str]) -> list[str]:
     done = []
     for root in roots:
@@ -99,16 +92,16 @@ async def settled_families(client: conveyor.AsyncClient, roots: list[str]) -> li
 
 
 async def test_memory_and_storage_return_to_their_level(
-    soak_url: str, namespace: str, tmp_path: Path
+    server_url: str, namespace: str, tmp_path: Path
 ) -> None:
-    backend = "redis" if soak_url.startswith("redis") else "postgres"
+    backend = "redis" if server_url.startswith("redis") else "postgres"
     jobs = int(os.environ.get("SOAK_JOBS", DEFAULT_JOBS[backend]))
     families = max(10, jobs // FAMILY_JOBS)
     # The baseline is taken in the steady state: the first tenth of the families, and
     # at least twice as many as run at once (retention and indexes at their working size).
     checkpoint = max(families // 10, 2 * IN_FLIGHT)
-    config = conveyor.Config(url=soak_url, namespace=namespace)
-    fleet = Fleet(soak_url, namespace, tmp_path, size=2, CHAOS_RETENTION=str(RETENTION))
+    config = conveyor.Config(url=server_url, namespace=namespace)
+    fleet = Fleet(server_url, namespace, tmp_path, size=2, CHAOS_RETENTION=str(RETENTION))
     figures: dict[str, object] = {"backend": backend, "families": families}
     began = time.monotonic()
     async with conveyor.AsyncClient(config) as client:
@@ -129,8 +122,8 @@ async def test_memory_and_storage_return_to_their_level(
                     finished += 1
                     if finished == checkpoint:
                         figures["baseline_rss"] = fleet.rss()
-                        figures["baseline_stored_raw"] = stored_bytes(soak_url, namespace)
-                        figures["baseline_stored"] = stored_bytes(soak_url, namespace, True)
+                        figures["baseline_stored_raw"] = stored_bytes(server_url, namespace)
+                        figures["baseline_stored"] = stored_bytes(server_url, namespace, True)
                 await asyncio.sleep(0.1)
             figures["seconds"] = time.monotonic() - began
             # Retention passes; maintenance prunes every finished job.
@@ -140,8 +133,8 @@ async def test_memory_and_storage_return_to_their_level(
                 assert time.monotonic() < stop, f"{left}+ finished jobs never pruned"
                 await asyncio.sleep(0.5)
             figures["final_rss"] = fleet.rss()
-            figures["final_stored_raw"] = stored_bytes(soak_url, namespace)
-            figures["final_stored"] = stored_bytes(soak_url, namespace, True)
+            figures["final_stored_raw"] = stored_bytes(server_url, namespace)
+            figures["final_stored"] = stored_bytes(server_url, namespace, True)
         finally:
             fleet.stop()
     figures["jobs"] = families * FAMILY_JOBS
