@@ -33,6 +33,7 @@ WORKLOAD_TITLES = {
     "w3": "W3 enqueue-to-start latency at a steady rate",
     "w4": "W4 family: one parent, its children, one heir",
     "w5": "W5 storage per queued job (100-byte payload)",
+    "w6": "W6 a parent with 100,000 children and one heir (Conveyor alone)",
     "raw_rtt": "Raw redis-py asyncio LPUSH + RPOP, one round trip each",
     "raw_pipelined": "Raw redis-py asyncio LPUSH + RPOP, pipelined by 100",
     "redis_benchmark": "redis-benchmark -t lpush,rpop (50 parallel clients)",
@@ -95,6 +96,14 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
             "  not in any key's MEMORY USAGE (keyspace table, allocator)",
             "bytes/job",
         ),
+    ],
+    "w6": [
+        ("heir_seconds", "parent enqueue to heir start", "s"),
+        ("parent_declaring", "  parent handler declaring (flushed 1,000 at a time)", "s"),
+        ("children_per_s", "children started per second", "jobs/s"),
+        ("peak_rss_mib", "worker peak RSS (ru_maxrss)", "MiB"),
+        ("rss_at_first_claim_mib", "  worker RSS at its first claim", "MiB"),
+        ("rss_growth_mib", "  growth while running the family", "MiB"),
     ],
     "raw_rtt": [
         ("pairs_per_s", "LPUSH+RPOP pairs", "pairs/s"),
@@ -652,6 +661,15 @@ def _workload_note(data: dict[str, Any], backend: str, name: str) -> str:
             f"{first.get('children', cfg.get('w4_children'))} times and `ctx.enqueue_heir` "
             f"once; one worker process at concurrency {conc}. Timed from just before "
             "`client.enqueue(parent)` to the heir handler's `time.time()`."
+        )
+    if name == "w6":
+        return (
+            f"The parent's handler calls `ctx.enqueue_child` "
+            f"{first.get('children', cfg.get('w6_children'))} times, `await ctx.flush()` "
+            "after every 1,000 (staged while it runs, so its memory stays bounded), then "
+            f"`ctx.enqueue_heir` once; one worker process at concurrency {conc}. Timed from "
+            "just before `client.enqueue(parent)` to the heir handler's `time.time()`; peak "
+            "RSS is the worker process's `ru_maxrss`. No peer runs this one."
         )
     if name == "w5":
         if backend == "postgres":

@@ -43,12 +43,12 @@ from .common import (
     machine,
     versions,
 )
-from .peers import PEERS
+from .peers import DRIVER_WORKLOADS, PEERS
 from .peers import launch as peer_launch
 from .workloads import WORKLOADS, Settings, WorkloadError
 
 HERE = Path(__file__).resolve().parent
-GROUPS = ("w1", "w2", "w3", "w4", "w5")
+GROUPS = ("w1", "w2", "w3", "w4", "w5", "w6")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -74,8 +74,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where the peers' drivers create (and drop) a database per measurement",
     )
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--jobs", type=int, default=10_000, help="jobs for W1, W2, W5 and baselines")
-    p.add_argument("--workloads", default=",".join(GROUPS), help="comma-separated: w1..w5")
+    p.add_argument(
+        "--jobs", type=int, default=10_000, help="Conveyor's jobs for W1, W2, W5 and baselines"
+    )
+    p.add_argument(
+        "--peer-jobs",
+        type=int,
+        default=2_000,
+        help="the peers' jobs for W1, W2 and W5 (their rates at 10,000 would not fit the "
+        "15-minute run; a rate either way)",
+    )
+    p.add_argument("--workloads", default=",".join(GROUPS), help="comma-separated: w1..w6")
     p.add_argument("--no-baselines", action="store_true", help="skip the raw baselines")
     p.add_argument(
         "--peers",
@@ -85,8 +94,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=10, help="W2 default, W3, W4 concurrency")
     p.add_argument("--tuned-concurrency", type=int, default=64, help="W2 tuned concurrency")
     p.add_argument("--w3-rate", type=float, default=200.0, help="W3 jobs per second")
-    p.add_argument("--w3-seconds", type=float, default=5.0, help="W3 duration")
+    p.add_argument("--w3-seconds", type=float, default=3.0, help="W3 duration")
     p.add_argument("--w4-children", type=int, default=2000)
+    p.add_argument("--w6-children", type=int, default=100_000, help="W6 children (Conveyor alone)")
+    p.add_argument("--w6-backends", default="redis", help="backends W6 runs on (of --backends)")
+    p.add_argument("--w6-deadline", type=float, default=600.0, help="seconds W6 may take")
     p.add_argument("--rb-requests", type=int, default=100_000, help="redis-benchmark -n")
     p.add_argument(
         "--commandstats",
@@ -118,12 +130,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown workloads {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     args.groups = groups
+    args.w6_backends = [b.strip().lower() for b in args.w6_backends.split(",") if b.strip()]
     peers = [x.strip().lower() for x in args.peers.split(",") if x.strip()]
     if set(peers) - set(PEERS):
         p.error(f"--peers: choose from {', '.join(PEERS)} (got {peers})")
     args.peer_names = [x for x in PEERS if x in peers]
-    if args.runs < 1 or args.jobs < 1 or args.census_jobs < 1:
-        p.error("--runs, --jobs and --census-jobs must be at least 1")
+    if args.runs < 1 or args.jobs < 1 or args.peer_jobs < 1 or args.census_jobs < 1:
+        p.error("--runs, --jobs, --peer-jobs and --census-jobs must be at least 1")
     if args.peer_names:
         check_loopback(args.peer_redis_url)
         check_loopback(args.peer_pg_url)
@@ -145,18 +158,24 @@ def schedule(names: list[str], runs: int) -> list[list[str]]:
 
 
 def plan(
-    backends: list[str], groups: list[str], baselines: bool, peers: Sequence[str] = ()
+    backends: list[str],
+    groups: list[str],
+    baselines: bool,
+    peers: Sequence[str] = (),
+    w6_backends: Sequence[str] = ("redis",),
 ) -> list[str]:
     """``system/name`` items: the baselines, then each workload on each backend and each
-    peer in turn (so Conveyor and its peers alternate within a round)."""
+    peer in turn (so Conveyor and its peers alternate within a round). W6 is Conveyor's
+    alone, on ``w6_backends``."""
     items: list[str] = []
     if baselines:
         for b in backends:
             items += [f"{b}/{name}" for name in BASELINES[b]]
     for name, (group, _) in WORKLOADS.items():
         if group in groups:
-            items += [f"{b}/{name}" for b in backends]
-            items += [f"{peer}/{name}" for peer in peers]
+            on = [b for b in backends if name != "w6" or b in w6_backends]
+            items += [f"{b}/{name}" for b in on]
+            items += [f"{peer}/{name}" for peer in peers if name in DRIVER_WORKLOADS]
     return items
 
 
@@ -195,6 +214,7 @@ BRIEF = {
     "w3": ("p50_ms", "p99_ms", "max_ms"),
     "w4": ("heir_seconds",),
     "w5": ("bytes_per_job",),
+    "w6": ("heir_seconds", "peak_rss_mib"),
 }
 
 
@@ -224,7 +244,7 @@ async def run_peer(args: argparse.Namespace, peer: str, name: str) -> dict[str, 
         name,
         redis_url=args.peer_redis_url,
         pg_url=args.peer_pg_url,
-        jobs=args.jobs,
+        jobs=args.peer_jobs,
         w3_rate=args.w3_rate,
         w3_seconds=args.w3_seconds,
         w4_children=args.w4_children,
@@ -239,7 +259,9 @@ async def run_one(settings: Settings, be: Backend, name: str) -> dict[str, Any]:
 
 
 async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    items = plan(args.backend_names, args.groups, not args.no_baselines, args.peer_names)
+    items = plan(
+        args.backend_names, args.groups, not args.no_baselines, args.peer_names, args.w6_backends
+    )
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     settings = Settings(
         jobs=args.jobs,
@@ -253,6 +275,8 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         workdir=workdir,
         deadline=args.deadline,
         py_spy=args.py_spy,
+        w6_children=args.w6_children,
+        w6_deadline=args.w6_deadline,
     )
     backends = make_backends(args, workdir)
     started = time.time()
@@ -273,11 +297,14 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "workloads": items,
         "settings": {
             "jobs": args.jobs,
+            "peer_jobs": args.peer_jobs,
             "default_concurrency": args.concurrency,
             "tuned_concurrency": args.tuned_concurrency,
             "w3_rate": args.w3_rate,
             "w3_seconds": args.w3_seconds,
             "w4_children": args.w4_children,
+            "w6_children": args.w6_children,
+            "w6_backends": args.w6_backends,
             "rb_requests": args.rb_requests,
             "commandstats": args.commandstats,
             "census_jobs": args.census_jobs,

@@ -11,11 +11,13 @@ What the handler does is chosen by ``BasicJob.name``:
 - ``parent`` (W4) declares ``count`` children (``child``) and one heir (``heir``).
 - ``child``  (W4) records its start time (first and last).
 - ``heir``   (W4) records its start time.
+- ``bigparent`` (W6) as ``parent``, flushing its declarations every ``FLUSH_EVERY``.
 
 The process prints ``CLAIMING <time.time()>`` on stdout when the worker first calls
 ``Storage.claim`` (the harness waits for it), and on SIGTERM stops gracefully (the worker's
 own signal handling, as in ``run_sync()``), then writes everything it recorded to ``--out``
-as JSON: latencies, the W4 times, and how often it called each storage operation.
+as JSON: latencies, the W4 times, how often it called each storage operation, and its RSS
+at the first claim and its peak RSS (``ru_maxrss``).
 
 On the SQL backends, ``--count-sql`` counts the statements, commits and pool checkouts of
 the worker's engine (``bench.sqlcount``) from its first claim until the ``--expect``-th
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import sys
 import time
 from collections import Counter
@@ -39,6 +42,17 @@ import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 
 from . import sqlcount
+
+FLUSH_EVERY = 1000  # W6: declarations staged per ctx.flush()
+
+
+def rss_kib() -> int:
+    """The process's resident set now (Linux ``/proc``), in KiB; 0 where unavailable."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 class Recorder:
@@ -60,6 +74,7 @@ class Recorder:
         self.sql_start: dict[str, Any] | None = None
         self.sql_counts: dict[str, Any] | None = None
         self.expected_at: float | None = None
+        self.rss_at_first_claim_kib = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +91,8 @@ class Recorder:
             "sql_counts": self.sql_counts,
             "expected_at": self.expected_at,
             "stopped": time.time(),
+            "rss_at_first_claim_kib": self.rss_at_first_claim_kib,
+            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }
 
 
@@ -98,6 +115,7 @@ class CountingStorage:
         rec = self._rec
         if rec.first_claim is None:
             rec.first_claim = time.time()
+            rec.rss_at_first_claim_kib = rss_kib()
             print(f"CLAIMING {rec.first_claim!r}", flush=True)
             if rec.hold:  # wait (bounded) for the harness's "go"
                 loop = asyncio.get_running_loop()
@@ -166,6 +184,14 @@ def build_worker(
             rec.parent_start = now
             for _ in range(msg.count):
                 ctx.enqueue_child(BasicJob(name="child"))
+            ctx.enqueue_heir(BasicJob(name="heir"))
+            rec.parent_declared = time.time()
+        elif name == "bigparent":
+            rec.parent_start = now
+            for i in range(msg.count):
+                ctx.enqueue_child(BasicJob(name="child"))
+                if i % FLUSH_EVERY == FLUSH_EVERY - 1:
+                    await ctx.flush()  # staged while the handler runs: bounded memory
             ctx.enqueue_heir(BasicJob(name="heir"))
             rec.parent_declared = time.time()
 

@@ -1,4 +1,4 @@
-"""The Conveyor workloads W1-W5, written once for every backend (``bench.backends``).
+"""The Conveyor workloads W1-W6, written once for every backend (``bench.backends``).
 
 Each function measures its figure once on one backend and returns a dict. Every Conveyor
 measurement gets a fresh namespace that is removed afterwards (Redis keys deleted,
@@ -50,6 +50,8 @@ class Settings:
     workdir: Path
     deadline: float = 120.0
     py_spy: Path | None = None
+    w6_children: int = 100_000
+    w6_deadline: float = 600.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -484,6 +486,50 @@ async def w4_family(settings: Settings, be: Backend) -> dict[str, Any]:
     return result
 
 
+# --- W6: a parent with 100,000 children (Conveyor alone) ------------------------------
+
+
+async def w6_big_family(settings: Settings, be: Backend) -> dict[str, Any]:
+    """One parent declaring ``w6_children`` children (staged 1,000 at a time with
+    ``ctx.flush()``) and one heir, one worker process at the tuned concurrency: the time to
+    the heir's start and the worker's peak RSS."""
+    children = settings.w6_children
+    total = children + 2
+    conc = settings.tuned_concurrency
+    async with be.namespace("w6") as ns, conveyor.AsyncClient(be.config(ns)) as client:
+        await warm_up(client)
+        storage = await client.storage()
+        worker = await WorkerProcess.start(settings, be, ns, conc, f"{be.name}_w6", expect=total)
+        try:
+            await worker.wait_claiming(settings)
+            await asyncio.sleep(0.3)
+            enqueued = time.time()
+            await client.enqueue(BasicJob(name="bigparent", count=children))
+            await wait_succeeded(be, storage, ns, total, settings.w6_deadline, "w6")
+            recorded = await worker.stop()
+        except BaseException:
+            await worker.kill()
+            raise
+    if recorded.get("heir_start") is None or recorded.get("children") != children:
+        raise WorkloadError(f"w6: worker saw {recorded.get('children')} children, heir {recorded}")
+    heir = recorded["heir_start"]
+    result: dict[str, Any] = {
+        "jobs": total,
+        "children": children,
+        "concurrency": conc,
+        "heir_seconds": heir - enqueued,
+        "parent_declaring": recorded["parent_declared"] - recorded["parent_start"],
+        "children_per_s": children / max(1e-9, recorded["child_last"] - recorded["child_first"]),
+        "peak_rss_mib": recorded["peak_rss_kib"] / 1024,
+        "rss_at_first_claim_mib": recorded["rss_at_first_claim_kib"] / 1024,
+        "worker_calls": recorded.get("calls", {}),
+    }
+    result["rss_growth_mib"] = result["peak_rss_mib"] - result["rss_at_first_claim_mib"]
+    if worker.profiler.path:
+        result["profile"] = str(worker.profiler.path)
+    return result
+
+
 # --- W5: storage per queued job -------------------------------------------------------
 
 
@@ -586,4 +632,5 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "w3": ("w3", w3_latency),
     "w4": ("w4", w4_family),
     "w5": ("w5", w5_size),
+    "w6": ("w6", w6_big_family),
 }

@@ -252,7 +252,9 @@ def test_a_tiny_run_end_to_end(tmp_path: Path) -> None:
     out, md = tmp_path / "r.json", tmp_path / "R.md"
     cmd = [sys.executable, "-m", "bench.run", "--runs", "1", "--jobs", "200"]
     cmd += ["--w3-rate", "100", "--w3-seconds", "0.5", "--w4-children", "20"]
-    cmd += ["--rb-requests", "2000", "--commandstats", "--census-jobs", "100"]
+    cmd += ["--backends", "redis,postgres,sqlite", "--w6-backends", "redis,sqlite"]
+    cmd += ["--w6-children", "1500", "--rb-requests", "2000", "--commandstats"]
+    cmd += ["--census-jobs", "100"]
     cmd += ["--quiet-wait", "0", "--out", str(out), "--report", str(md)]
     cmd += ["--peers", ""]  # the peers need their own virtualenvs: not in the suite
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=360, check=False)
@@ -263,6 +265,12 @@ def test_a_tiny_run_end_to_end(tmp_path: Path) -> None:
     assert set(runs) == {"redis", "postgres", "sqlite"}
     for backend in runs:
         assert set(runs[backend]) >= names
+    assert "w6" in runs["redis"]
+    assert "w6" in runs["sqlite"]
+    assert "w6" not in runs["postgres"]
+    w6 = runs["redis"]["w6"][0]
+    assert w6["children"] == 1500
+    assert w6["peak_rss_mib"] >= w6["rss_at_first_claim_mib"] > 0
     assert {"pg_insert", "pg_claim"} <= set(runs["postgres"])
     assert all("error" not in r for by in runs.values() for rs in by.values() for r in rs)
     # INFO commandstats is server-wide: another client's scripts (a test suite running at the
