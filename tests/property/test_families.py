@@ -277,6 +277,13 @@ RETRIED = Spec(  # declarations of failing attempts are discarded
     heirs=[Spec("h", fail_times=1)],
 )
 
+# Found by this test on Redis: the listing read the state indexes and the job hashes in
+# two steps, so the settle between them (s1 succeeds, its heir s2 queued) showed s1
+# settled without s2, and the wait above ended with s2 never run.
+HEIR_OF_A_RETRIED_ROOT = Spec(
+    "s0", fail_times=1, heirs=[Spec("s1", sleep=0.01, heirs=[Spec("s2")])]
+)
+
 OPTIONAL_BRANCH = (
     Spec(  # an optional child's heirs carry its flag; cancelled heirs count for no one
         "s0",
@@ -303,6 +310,7 @@ OPTIONAL_BRANCH = (
 @example(root=BROKEN_BRANCH, stage_batch=1)
 @example(root=RETRIED, stage_batch=1)
 @example(root=OPTIONAL_BRANCH, stage_batch=1000)
+@example(root=HEIR_OF_A_RETRIED_ROOT, stage_batch=1000)
 def test_families_settle_as_the_model_predicts(
     namespaces: Namespaces, root: Spec, stage_batch: int
 ) -> None:

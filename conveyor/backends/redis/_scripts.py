@@ -24,6 +24,7 @@ NAMES = (
     "retry",
     "discard",
     "workers",
+    "list",
 )
 
 
@@ -50,3 +51,4 @@ class Scripts:
         self.retry: AsyncScript = loaded["retry"]
         self.workers: AsyncScript = loaded["workers"]
         self.discard: AsyncScript = loaded["discard"]
+        self.list: AsyncScript = loaded["list"]

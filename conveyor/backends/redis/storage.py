@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -59,6 +60,19 @@ Fields = dict[bytes, bytes]  # replies are bytes: the client runs with decode_re
 
 MAINTENANCE_BATCH = 1000
 LIST_BATCH = 200
+# TCP options for every Redis connection (those this platform has): probe an idle
+# connection after 30 s, every 5 s, give up after 3; and fail a send that the server has
+# not acknowledged within 30 s.
+KEEPALIVE: dict[int, int] = {
+    option: value
+    for name, value in (
+        ("TCP_KEEPIDLE", 30),
+        ("TCP_KEEPINTVL", 5),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 30_000),
+    )
+    if (option := getattr(socket, name, None)) is not None
+}
 LIST_SCAN_LIMIT = 5000  # a filtered listing examines at most this many jobs per page
 
 
@@ -133,6 +147,14 @@ class RedisStorage:
                 config.url,
                 decode_responses=False,
                 socket_connect_timeout=5,
+                # No per-command timeout: redis-py enforces it by wrapping every send in
+                # asyncio.wait_for, a task per command, which cost a third of a one-round-
+                # trip enqueue (bench/README.md). Dead connections are found by the kernel
+                # instead (keepalive probes, and TCP_USER_TIMEOUT for unacknowledged
+                # sends). A URL's own ?socket_timeout= still wins.
+                socket_timeout=None,
+                socket_keepalive=True,
+                socket_keepalive_options=KEEPALIVE,
                 client_name=f"conveyor:{config.namespace}",  # visible in CLIENT LIST
             )
         except ValueError as exc:
@@ -347,10 +369,10 @@ class RedisStorage:
         last_seen: str | None = None
         exhausted = False
         while len(found) <= limit and examined < LIST_SCAN_LIMIT:
-            ids = await self._ids_below(states, upper, lower, LIST_BATCH)
-            if len(ids) < LIST_BATCH:
+            page = await self._page_below(states, upper, lower, LIST_BATCH)
+            if len(page) < LIST_BATCH:
                 exhausted = True
-            for job, job_id in zip(await self._fetch(ids), ids, strict=True):
+            for job_id, job in page:
                 examined += 1
                 last_seen = job_id
                 if job is not None and filter.matches(job):
@@ -365,23 +387,18 @@ class RedisStorage:
         more = not exhausted and last_seen is not None
         return JobPage(found, last_seen if more else None)
 
-    async def _ids_below(self, states: list[JobState], upper: str, lower: str, n: int) -> list[str]:
-        """The ``n`` greatest ids in the states' indexes within the lexical bounds."""
-        with _translated(self._url):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for state in states:
-                    pipe.zrange(
-                        self._key("idx", state.value),
-                        upper,
-                        lower,
-                        desc=True,
-                        bylex=True,
-                        offset=0,
-                        num=n,
-                    )
-                rows = await pipe.execute()
-        merged = sorted({raw.decode() for row in rows for raw in row}, reverse=True)
-        return merged[:n]
+    async def _page_below(
+        self, states: list[JobState], upper: str, lower: str, n: int
+    ) -> list[tuple[str, Job | None]]:
+        """The ``n`` greatest ids in the states' indexes within the lexical bounds, with
+        their jobs, read in one atomic step (``list.lua``)."""
+        args = [upper, lower, n, *(state.value for state in states)]
+        flat = await self._call(self._scripts.list, args)
+        page: list[tuple[str, Job | None]] = []
+        for raw_id, fields in zip(flat[::2], flat[1::2], strict=True):
+            job_id = raw_id.decode()
+            page.append((job_id, self._decode(job_id, pairs(fields)) if fields else None))
+        return page
 
     async def family(self, job_id: str) -> list[Job]:
         with _translated(self._url):

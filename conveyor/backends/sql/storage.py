@@ -160,8 +160,6 @@ class SQLStorage:
         except BaseException:
             await engine.dispose()
             raise
-        if postgres:
-            storage._listener = asyncio.create_task(storage._listen(), name="conveyor-listen")
         return storage
 
     # --- plumbing -------------------------------------------------------------------
@@ -438,6 +436,11 @@ class SQLStorage:
             await self._count(tx)
             return claimed
 
+        if self._postgres and self._listener is None:
+            # Only a claiming process listens: a producer's own LISTEN connection would be
+            # woken by every job it enqueues. The listener wakes waiters once LISTEN is on,
+            # so a job enqueued before that is not missed.
+            self._listener = asyncio.create_task(self._listen(), name="conveyor-listen")
         deadline = time.monotonic() + wait
         while True:
             waiter = self._signal.waiter()  # before looking, so no wake-up is missed
