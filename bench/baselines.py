@@ -51,7 +51,8 @@ async def raw_round_trips(settings: Settings, be: Backend) -> dict[str, Any]:
     n = settings.jobs
     async with be.namespace("raw") as ns:
         key = "{" + ns + "}:raw"
-        r = aioredis.Redis.from_url(be.url(ns), client_name="bench:raw")
+        # Like Conveyor, no per-command timeout (redis-py makes it a task per command).
+        r = aioredis.Redis.from_url(be.url(ns), client_name="bench:raw", socket_timeout=None)
         try:
             await r.ping()
             lpush_time = 0.0
@@ -81,7 +82,8 @@ async def raw_pipelined(settings: Settings, be: Backend) -> dict[str, Any]:
     n = batches * BATCH
     async with be.namespace("rawpipe") as ns:
         key = "{" + ns + "}:raw"
-        r = aioredis.Redis.from_url(be.url(ns), client_name="bench:raw")
+        # Like Conveyor, no per-command timeout (redis-py makes it a task per command).
+        r = aioredis.Redis.from_url(be.url(ns), client_name="bench:raw", socket_timeout=None)
         try:
             await r.ping()
             lpush_time = 0.0

@@ -28,7 +28,7 @@ class RQPeer(Peer):
     backend = "redis"
     default_concurrency = 1
     tuned_concurrency = 1
-    default_drain_jobs = 200  # 20-30 ms per job for the fork: a rate either way
+    default_drain_jobs = 100  # 20-30 ms per job for the fork: a rate either way
     fan_in = "RQ depends_on=[...]"
 
     async def open(self, place: Place) -> None:
