@@ -96,8 +96,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=10, help="W2 default, W3, W4 concurrency")
     p.add_argument("--tuned-concurrency", type=int, default=64, help="W2 tuned concurrency")
     p.add_argument("--w3-rate", type=float, default=200.0, help="W3 jobs per second")
-    p.add_argument("--w3-seconds", type=float, default=3.0, help="W3 duration")
+    p.add_argument("--w3-seconds", type=float, default=2.0, help="W3 duration")
     p.add_argument("--w4-children", type=int, default=2000)
+    p.add_argument(
+        "--w5-jobs", type=int, default=5_000, help="W5: jobs stored (Conveyor and peers alike)"
+    )
     p.add_argument("--w6-children", type=int, default=100_000, help="W6 children (Conveyor alone)")
     p.add_argument("--w6-backends", default="redis", help="backends W6 runs on (of --backends)")
     p.add_argument("--w6-deadline", type=float, default=600.0, help="seconds W6 may take")
@@ -137,8 +140,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if set(peers) - set(PEERS):
         p.error(f"--peers: choose from {', '.join(PEERS)} (got {peers})")
     args.peer_names = [x for x in PEERS if x in peers]
-    if args.runs < 1 or args.jobs < 1 or args.peer_jobs < 1 or args.census_jobs < 1:
-        p.error("--runs, --jobs, --peer-jobs and --census-jobs must be at least 1")
+    if min(args.runs, args.jobs, args.peer_jobs, args.w5_jobs, args.census_jobs) < 1:
+        p.error("--runs, --jobs, --peer-jobs, --w5-jobs and --census-jobs must be at least 1")
     if args.peer_names:
         check_loopback(args.peer_redis_url)
         check_loopback(args.peer_pg_url)
@@ -248,7 +251,7 @@ async def run_peer(args: argparse.Namespace, peer: str, name: str) -> dict[str, 
         pg_url=args.peer_pg_url,
         # W5 is a size per job: the same count as Conveyor's, since the keyspace and
         # index tables grow in steps.
-        jobs=args.jobs if name == "w5" else args.peer_jobs,
+        jobs=args.w5_jobs if name == "w5" else args.peer_jobs,
         w3_rate=args.w3_rate,
         w3_seconds=args.w3_seconds,
         w4_children=args.w4_children,
@@ -279,6 +282,7 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
         workdir=workdir,
         deadline=args.deadline,
         py_spy=args.py_spy,
+        w5_jobs=args.w5_jobs,
         w6_children=args.w6_children,
         w6_deadline=args.w6_deadline,
     )
@@ -307,6 +311,7 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "w3_rate": args.w3_rate,
             "w3_seconds": args.w3_seconds,
             "w4_children": args.w4_children,
+            "w5_jobs": args.w5_jobs,
             "w6_children": args.w6_children,
             "w6_backends": args.w6_backends,
             "rb_requests": args.rb_requests,
@@ -392,7 +397,7 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
                     f"  {b:<14}{name:<12} {brief(name, result)}  ({result['wall_s']:.1f}s)",
                     flush=True,
                 )
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
     finally:
         for be in backends.values():
             await be.aclose()

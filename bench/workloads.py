@@ -50,6 +50,7 @@ class Settings:
     workdir: Path
     deadline: float = 120.0
     py_spy: Path | None = None
+    w5_jobs: int = 5_000
     w6_children: int = 100_000
     w6_deadline: float = 600.0
     notes: list[str] = field(default_factory=list)
@@ -536,7 +537,7 @@ async def w6_big_family(settings: Settings, be: Backend) -> dict[str, Any]:
 async def w5_size(settings: Settings, be: Backend) -> dict[str, Any]:
     """Storage per queued job with a 100-byte payload: Redis memory, the PostgreSQL jobs
     table with its indexes and TOAST, the SQLite file (after a WAL checkpoint)."""
-    n = settings.jobs
+    n = settings.w5_jobs
     name = "m" * (W5_PAYLOAD - 2)  # field tag + length byte + name = 100 bytes
     payload = BasicJob(name=name)
     if payload.ByteSize() != W5_PAYLOAD:

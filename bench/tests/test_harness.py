@@ -254,7 +254,7 @@ def test_a_tiny_run_end_to_end(tmp_path: Path) -> None:
     cmd += ["--w3-rate", "100", "--w3-seconds", "0.5", "--w4-children", "20"]
     cmd += ["--backends", "redis,postgres,sqlite", "--w6-backends", "redis,sqlite"]
     cmd += ["--w6-children", "1500", "--rb-requests", "2000", "--commandstats"]
-    cmd += ["--census-jobs", "100"]
+    cmd += ["--census-jobs", "100", "--w5-jobs", "300"]
     cmd += ["--quiet-wait", "0", "--out", str(out), "--report", str(md)]
     cmd += ["--peers", ""]  # the peers need their own virtualenvs: not in the suite
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=360, check=False)
