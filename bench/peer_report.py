@@ -175,7 +175,8 @@ def section(data: dict[str, Any]) -> list[str]:
         "PostgreSQL database of its own, cleaned before and after. A peer's figure counts "
         "only when its ledger shows that every job ran exactly once. Ratios: to the same "
         "backend's raw baseline in the same run, and to the best peer's median "
-        "(>1: better than it: faster, sooner or smaller). How each peer was driven, and why "
+        "(>1: better than it: faster, sooner or smaller; W5 against the best peer on the "
+        "same backend). How each peer was driven, and why "
         "a peer has no figure for a workload, is in bench/README.md."
     )
     out.append("")
@@ -207,7 +208,10 @@ def section(data: dict[str, Any]) -> list[str]:
                 base = raw.get(backend_of(data, s))
                 base_med = stat(data, backend_of(data, s), *base)["median"] if base else None
                 cells.append(f"{st['median'] / base_med:.2f}" if st["median"] and base_med else D)
-                top = best_peer(data, name, key)
+                # A size is compared on the same backend (memory with memory, tables
+                # with tables); speeds with every peer.
+                same = backend_of(data, s) if name == "w5" else None
+                top = best_peer(data, name, key, same)
                 cells.append(f"{better(st['median'], top[1], key):.2f}x" if st["median"] and
                              top else D)  # fmt: skip
                 cells.append(verified(data, s, name))

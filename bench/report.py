@@ -794,6 +794,12 @@ def _machine(meta: dict[str, Any]) -> list[str]:
             ["SQLite library", f"{v.get('sqlite_library')} ({v.get('sqlite_pragmas', '')})"],
             ["aiosqlite", str(v.get("aiosqlite", "?"))],
         ]
+    for peer, about in meta.get("peers", {}).items():
+        package = about.get("package", peer)
+        under = v.get(f"env:{peer}")
+        on = BACKEND_TITLES.get(str(about.get("backend")), "?")
+        version = f"{package} {v.get(package, '?')}" + (f"; {under}" if under else "")
+        rows.append([f"{about.get('title', peer)} (peer, on {on})", version])
     out += table(["", ""], rows)
     out.append("")
     return out

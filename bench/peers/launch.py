@@ -63,19 +63,37 @@ def python_of(peer: str) -> Path:
     return python
 
 
+#: The client libraries under each peer whose versions RESULTS.md reports with it.
+UNDERLYING = ("redis", "hiredis", "kombu", "psycopg", "psycopg-pool", "asyncpg")
+
+
 def prepare(peers: list[str]) -> dict[str, str]:
-    """Make every virtualenv up front (not inside a timed round); returns the versions."""
+    """Make every virtualenv up front (not inside a timed round); returns the versions:
+    each peer's own (``<package>``) and its client libraries' (``env:<peer>``)."""
     versions: dict[str, str] = {}
+    probe = (
+        "import importlib.metadata as m, json, sys\n"
+        "found = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    try: found[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(found))"
+    )
     for peer in peers:
         python = python_of(peer)
         package = PEERS[peer][1]  # each group is named after its distribution
         out = subprocess.run(
-            [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+            [str(python), "-c", probe, package, *UNDERLYING],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        versions[PEERS[peer][1]] = out.stdout.strip() or "?"
+        try:
+            found: dict[str, str] = json.loads(out.stdout)
+        except ValueError:
+            found = {}
+        versions[package] = found.pop(package, "?")
+        versions[f"env:{peer}"] = ", ".join(f"{k} {v}" for k, v in found.items()) or "?"
     return versions
 
 
