@@ -46,8 +46,10 @@ def protos(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks on Redis (127.0.0.1:6379/14), PostgreSQL (127.0.0.1:5432/test) and SQLite
-    (temporary files); see bench/README.md. Not run by default.
+    """Benchmarks: Conveyor on Redis (127.0.0.1:6379/14) and PostgreSQL (127.0.0.1:5432/test)
+    against raw baselines and seven peers (each in its own uv virtualenv under .bench/),
+    3 interleaved rounds, about 14 minutes; writes bench/RESULTS.md. See bench/README.md.
+    Not run by default.
 
     ``nox -s bench -- --backends postgres --runs 1 --workloads w1`` passes options to
     ``python -m bench.run``.
