@@ -54,7 +54,7 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --backends postgres --runs 1 --workloads w1`` passes options to
     ``python -m bench.run``.
     """
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "uv")  # uv makes the peers' virtualenvs
     session.run("python", "-m", "bench.run", *(session.posargs or ["--commandstats"]))
 
 
