@@ -440,23 +440,37 @@ async def w3_latency(
 # --- W4: family ------------------------------------------------------------------------
 
 
-async def w4_family(settings: Settings, be: Backend) -> dict[str, Any]:
-    children = settings.w4_children
+@dataclass
+class FamilyRun:
+    """What one family measurement saw: the worker's record and the harness's side."""
+
+    recorded: dict[str, Any]
+    enqueued: float
+    trips: dict[str, Any] | None
+    profile: str | None
+
+
+async def _run_family(
+    settings: Settings, be: Backend, tag: str, parent: str, children: int, concurrency: int,
+    deadline: float,
+) -> FamilyRun:  # fmt: skip
+    """A ``parent`` job declaring ``children`` children and one heir, one worker process:
+    waits until all succeeded and checks that the worker saw every child and the heir."""
     total = children + 2  # the parent, its children, the heir
-    async with be.namespace("w4") as ns, conveyor.AsyncClient(be.config(ns)) as client:
+    async with be.namespace(tag) as ns, conveyor.AsyncClient(be.config(ns)) as client:
         await warm_up(client)
         storage = await client.storage()
         worker = await WorkerProcess.start(
-            settings, be, ns, settings.default_concurrency, f"{be.name}_w4", expect=total
+            settings, be, ns, concurrency, f"{be.name}_{tag}", expect=total
         )
         try:
             await worker.wait_claiming(settings)
             await asyncio.sleep(0.3)
             before = await be.snap(storage)
             enqueued = time.time()
-            await client.enqueue(BasicJob(name="parent", count=children))
+            await client.enqueue(BasicJob(name=parent, count=children))
             after = await be.snap(storage)  # the producer's side
-            _, polls = await wait_succeeded(be, storage, ns, total, settings.deadline, "w4")
+            _, polls = await wait_succeeded(be, storage, ns, total, deadline, tag)
             if isinstance(be, RedisBackend):
                 after = await be.snap(storage)
             recorded = await worker.stop()
@@ -464,12 +478,28 @@ async def w4_family(settings: Settings, be: Backend) -> dict[str, Any]:
             await worker.kill()
             raise
     if recorded.get("heir_start") is None or recorded.get("children") != children:
-        raise WorkloadError(f"w4: worker saw {recorded.get('children')} children, heir {recorded}")
+        raise WorkloadError(
+            f"{tag}: worker saw {recorded.get('children')} children, heir {recorded}"
+        )
+    trips = be.trips(before, after, total, polls=polls, worker=recorded)
+    profile = str(worker.profiler.path) if worker.profiler.path else None
+    return FamilyRun(recorded, enqueued, trips, profile)
+
+
+def _children_per_s(recorded: dict[str, Any]) -> float:
+    return float(recorded["children"]) / max(1e-9, recorded["child_last"] - recorded["child_first"])
+
+
+async def w4_family(settings: Settings, be: Backend) -> dict[str, Any]:
+    children = settings.w4_children
+    conc = settings.default_concurrency
+    run = await _run_family(settings, be, "w4", "parent", children, conc, settings.deadline)
+    recorded, enqueued = run.recorded, run.enqueued
     heir = recorded["heir_start"]
     result: dict[str, Any] = {
-        "jobs": total,
+        "jobs": children + 2,
         "children": children,
-        "concurrency": settings.default_concurrency,
+        "concurrency": conc,
         "heir_seconds": heir - enqueued,
         "phases": {
             "enqueue_to_parent_start": recorded["parent_start"] - enqueued,
@@ -478,12 +508,12 @@ async def w4_family(settings: Settings, be: Backend) -> dict[str, Any]:
             "first_to_last_child": recorded["child_last"] - recorded["child_first"],
             "last_child_to_heir": heir - recorded["child_last"],
         },
-        "children_per_s": children / max(1e-9, recorded["child_last"] - recorded["child_first"]),
+        "children_per_s": _children_per_s(recorded),
         "worker_calls": recorded.get("calls", {}),
     }
-    _counts(be, result, be.trips(before, after, total, polls=polls, worker=recorded))
-    if worker.profiler.path:
-        result["profile"] = str(worker.profiler.path)
+    _counts(be, result, run.trips)
+    if run.profile:
+        result["profile"] = run.profile
     return result
 
 
@@ -495,39 +525,23 @@ async def w6_big_family(settings: Settings, be: Backend) -> dict[str, Any]:
     ``ctx.flush()``) and one heir, one worker process at the tuned concurrency: the time to
     the heir's start and the worker's peak RSS."""
     children = settings.w6_children
-    total = children + 2
     conc = settings.tuned_concurrency
-    async with be.namespace("w6") as ns, conveyor.AsyncClient(be.config(ns)) as client:
-        await warm_up(client)
-        storage = await client.storage()
-        worker = await WorkerProcess.start(settings, be, ns, conc, f"{be.name}_w6", expect=total)
-        try:
-            await worker.wait_claiming(settings)
-            await asyncio.sleep(0.3)
-            enqueued = time.time()
-            await client.enqueue(BasicJob(name="bigparent", count=children))
-            await wait_succeeded(be, storage, ns, total, settings.w6_deadline, "w6")
-            recorded = await worker.stop()
-        except BaseException:
-            await worker.kill()
-            raise
-    if recorded.get("heir_start") is None or recorded.get("children") != children:
-        raise WorkloadError(f"w6: worker saw {recorded.get('children')} children, heir {recorded}")
-    heir = recorded["heir_start"]
+    run = await _run_family(settings, be, "w6", "bigparent", children, conc, settings.w6_deadline)
+    recorded = run.recorded
     result: dict[str, Any] = {
-        "jobs": total,
+        "jobs": children + 2,
         "children": children,
         "concurrency": conc,
-        "heir_seconds": heir - enqueued,
+        "heir_seconds": recorded["heir_start"] - run.enqueued,
         "parent_declaring": recorded["parent_declared"] - recorded["parent_start"],
-        "children_per_s": children / max(1e-9, recorded["child_last"] - recorded["child_first"]),
+        "children_per_s": _children_per_s(recorded),
         "peak_rss_mib": recorded["peak_rss_kib"] / 1024,
         "rss_at_first_claim_mib": recorded["rss_at_first_claim_kib"] / 1024,
         "worker_calls": recorded.get("calls", {}),
     }
     result["rss_growth_mib"] = result["peak_rss_mib"] - result["rss_at_first_claim_mib"]
-    if worker.profiler.path:
-        result["profile"] = str(worker.profiler.path)
+    if run.profile:
+        result["profile"] = run.profile
     return result
 
 
