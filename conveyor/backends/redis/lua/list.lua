@@ -12,6 +12,8 @@ for i = 4, #ARGV do
     if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
   end
 end
+-- Ids are UUIDv7 text (lowercase hex, dashes at fixed places), so Lua's string
+-- order agrees with ZRANGE BYLEX's byte order here.
 table.sort(ids, function(a, b) return a > b end)
 local out = {}
 for i = 1, math.min(n, #ids) do
