@@ -59,6 +59,19 @@ async def open_jobs(client: conveyor.AsyncClient) -> int:
     return sum(n for q in stats for state, n in q.counts.items() if state not in SETTLED)
 
 
+async def wait_registered(client: conveyor.AsyncClient, fleet: Fleet, limit: float = 60) -> None:
+    """Faults start once every worker has connected and registered: a worker that cannot
+    reach the server at start-up exits by design (its supervisor restarts it), which is
+    not what these scenarios test."""
+    storage = await client.storage()
+    deadline = time.monotonic() + limit
+    while len(await storage.workers()) < fleet.size:
+        fleet.check_alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the workers did not register within {limit:.0f}s")
+        await asyncio.sleep(0.1)
+
+
 async def run_scenario(
     name: str,
     url: str,
@@ -80,6 +93,7 @@ async def run_scenario(
         await client.storage()  # the schema exists before three workers race to make it
         fleet.start()
         try:
+            await wait_registered(client, fleet)
             began = time.monotonic()
             next_family = began
             next_fault = began + rng.uniform(1, 3)
