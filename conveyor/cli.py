@@ -17,12 +17,10 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,14 +34,15 @@ from .core.specs import build_spec
 from .core.states import JobState
 from .core.type_registry import TypeRegistry
 from .core.worker import Worker
+from .supervisor import EXIT_USAGE, run_supervised, supervise
 
 if TYPE_CHECKING:
     from .admin import BasicAuth
 
 T = TypeVar("T")
 
+# EXIT_USAGE (2) is defined in .supervisor, which stops every worker process when one exits with it.
 EXIT_RUNTIME = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 url_option = click.option(
@@ -205,9 +204,9 @@ def worker(
             argv += ["--concurrency", str(concurrency)]
         # The URL goes by the environment: a password in argv would show in `ps`.
         env = {**os.environ, "CONVEYOR_URL": found.config.url}
-        sys.exit(_supervise(argv, processes, env))
+        sys.exit(supervise(argv, processes, env))
     if supervisor_pid is not None:
-        _run(_run_supervised(found, supervisor_pid))
+        _run(run_supervised(found, supervisor_pid))
     else:
         _run(found.run())
 
@@ -215,21 +214,6 @@ def worker(
 async def _check_storage(config: Config) -> None:
     storage = await open_storage(config)
     await storage.aclose()
-
-
-async def _run_supervised(found: Worker, supervisor_pid: int) -> None:
-    """Run a worker that stops gracefully if its supervisor dies without telling it."""
-    task = asyncio.create_task(found.run())
-    told = False
-    while not task.done():
-        await asyncio.wait({task}, timeout=1.0)
-        if not told and os.getppid() != supervisor_pid:
-            logging.getLogger("conveyor.supervisor").warning(
-                "supervisor %d is gone; stopping", supervisor_pid
-            )
-            await found.stop()
-            told = True
-    task.result()
 
 
 def _load_worker(target: str) -> Worker:
@@ -257,110 +241,6 @@ def _load_worker(target: str) -> Worker:
         kind = "nothing" if found is None else f"a {type(found).__name__}"
         raise CommandError(f"{target} is {kind}, not a conveyor.Worker")
     return found
-
-
-@dataclass
-class _Child:
-    """One supervised worker process and its restart bookkeeping."""
-
-    argv: list[str]
-    env: dict[str, str] | None = None
-    process: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    quick_exits: int = 0
-    restart_at: float = 0.0
-    signalled: int = 0
-
-    def start(self) -> int:
-        # Its own process group: a Ctrl+C at the terminal reaches only the
-        # supervisor, which forwards it once (twice would mean "stop now").
-        self.process = subprocess.Popen(self.argv, env=self.env, process_group=0)
-        self.started = time.monotonic()
-        self.signalled = 0
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def forward(self, signals: list[int]) -> None:
-        """Send the signals it has not been sent yet, in order."""
-        while self.process is not None and self.alive and self.signalled < len(signals):
-            self.process.send_signal(signals[self.signalled])
-            self.signalled += 1
-
-
-QUICK_EXIT_SECONDS = 10.0
-MAX_RESTART_DELAY = 30.0
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _supervise(argv: list[str], count: int, env: dict[str, str] | None = None) -> int:
-    """Keep ``count`` children running until a signal; forward signals to them.
-
-    A child that exits is started again, after a growing delay (up to 30 s)
-    when it keeps exiting within seconds of its start. A child that exits
-    with code 2 (configuration) stops them all: restarting would not help.
-    Returns once every child has exited after a signal.
-    """
-    log = logging.getLogger("conveyor.supervisor")
-    children = [_Child(argv, env) for _ in range(count)]
-    # The handler only records; the loop forwards, so no child misses a signal
-    # or gets one twice, even one that was starting when the signal came.
-    signals: list[int] = []
-    exit_code = 0
-
-    def record(sig: int, _frame: object) -> None:
-        signals.append(sig)
-
-    signal.signal(signal.SIGTERM, record)
-    signal.signal(signal.SIGINT, record)
-    for child in children:
-        log.info("started worker process %d", child.start())
-    while True:
-        time.sleep(0.1)
-        if signals:
-            for child in children:
-                child.forward(signals)
-            if not any(child.alive for child in children):
-                log.info("all worker processes stopped")
-                return exit_code
-            continue
-        now = time.monotonic()
-        for child in children:
-            code = child.process.poll() if child.process is not None else None
-            if child.process is not None and code is not None:
-                if code == EXIT_USAGE:
-                    log.error(
-                        "worker process %d exited with a configuration error; stopping all",
-                        child.process.pid,
-                    )
-                    exit_code = EXIT_USAGE
-                    signals.append(signal.SIGTERM)
-                    break
-                lived = now - child.started
-                child.quick_exits = child.quick_exits + 1 if lived < QUICK_EXIT_SECONDS else 0
-                delay = 0.0
-                if child.quick_exits:
-                    delay = min(MAX_RESTART_DELAY, 0.5 * 2 ** (child.quick_exits - 1))
-                log.warning(
-                    "worker process %d %s; starting another%s",
-                    child.process.pid,
-                    _describe_exit(code),
-                    f" in {delay:.1f}s" if delay else "",
-                )
-                child.process = None
-                child.restart_at = now + delay
-            if child.process is None and now >= child.restart_at:
-                log.info("started worker process %d", child.start())
 
 
 # --- admin and demo -------------------------------------------------------------------

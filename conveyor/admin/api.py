@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from litestar import Router, get, post
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from conveyor.core.specs import build_spec
@@ -99,7 +100,28 @@ class EnqueueIn:
 
 
 def api_router(admin: AdminState) -> Router:
-    """The API's handlers, bound to one admin's state (so two admins never share one)."""
+    """The API's handlers, bound to one admin's state (so two admins never share one).
+
+    Args:
+        admin: The admin's state, which every handler reads (and acts) through.
+
+    Returns:
+        A router for ``/api``, its handlers tagged ``conveyor`` in the OpenAPI schema.
+    """
+    return Router(
+        "/api",
+        route_handlers=[
+            *_overview_handlers(admin),
+            *_job_handlers(admin),
+            *_action_handlers(admin),
+            _enqueue_handler(admin),
+        ],
+        tags=["conveyor"],
+    )
+
+
+def _overview_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
+    """Stats, queues, workers and the published types."""
 
     @get("/stats", opt=API)
     async def stats(minutes: Annotated[int, QueryParameter(ge=1, le=1440)] = 60) -> StatsOut:
@@ -131,6 +153,12 @@ def api_router(admin: AdminState) -> Router:
         """Message types that can be decoded and enqueued by name."""
         return (await admin.registry(fresh=True)).names()
 
+    return [stats, queues, workers, types]
+
+
+def _job_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
+    """Reading jobs: a filtered page of them, one job, one job's family."""
+
     @get("/jobs", opt=API)
     async def list_jobs(
         job_state: Annotated[JobState | None, QueryParameter(name="state")] = None,
@@ -159,6 +187,12 @@ def api_router(admin: AdminState) -> Router:
         storage = await admin.storage()
         job = await existing(storage, job_id)
         return FamilyOut.of(await family(storage, job))
+
+    return [list_jobs, get_job, get_family]
+
+
+def _action_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
+    """Cancel, retry or discard one job, or many at once."""
 
     @post("/jobs/{job_id:str}/cancel", opt=API, status_code=200)
     async def cancel(job_id: FromPath[str], data: JSONBody[CancelIn]) -> JobOut:
@@ -190,6 +224,12 @@ def api_router(admin: AdminState) -> Router:
             result = await apply_matching(storage, data.action, selection)
         return BulkOut(result.done, result.results, result.more)
 
+    return [cancel, retry, discard, bulk]
+
+
+def _enqueue_handler(admin: AdminState) -> HTTPRouteHandler:
+    """Enqueueing a job of any published type from JSON."""
+
     @post("/jobs", opt=API, status_code=201)
     async def enqueue(data: JSONBody[EnqueueIn]) -> JobOut:
         """Enqueue a job of a published type from its JSON form."""
@@ -213,21 +253,4 @@ def api_router(admin: AdminState) -> Router:
         assert job is not None
         return JobOut.of(job, registry)
 
-    return Router(
-        "/api",
-        route_handlers=[
-            stats,
-            queues,
-            workers,
-            types,
-            list_jobs,
-            get_job,
-            get_family,
-            cancel,
-            retry,
-            discard,
-            bulk,
-            enqueue,
-        ],
-        tags=["conveyor"],
-    )
+    return enqueue

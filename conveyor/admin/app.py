@@ -17,7 +17,8 @@ from . import csrf
 from .api import api_router
 from .auth import BasicAuth
 from .errors import handler
-from .pages import admin_base, pages_router
+from .pages import pages_router
+from .pages_context import admin_base
 from .state import AdminState
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
-from conveyor.cli import EXIT_USAGE, _supervise
+from conveyor.supervisor import EXIT_USAGE, supervise
 
 from .procs import alive, child_env, children_of, spawn, wait_until
 
@@ -94,7 +94,7 @@ def test_a_configuration_error_in_a_worker_process_stops_them_all(tmp_path: Path
     )
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = _supervise([sys.executable, "-c", script, str(tmp_path / "first")], 2)
+        code = supervise([sys.executable, "-c", script, str(tmp_path / "first")], 2)
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -1,0 +1,77 @@
+"""The overview pages: the dashboard, the queues and the live workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+from markupsafe import Markup
+
+from conveyor.core.storage import MinuteCount
+
+from .charts import Series, line_chart
+from .pages_context import PageContext
+from .views import ORDER, Totals, queue_rows
+
+
+def overview_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
+    """The dashboard, queues and workers pages, bound to one admin.
+
+    Args:
+        ctx: The admin the pages show.
+
+    Returns:
+        The route handlers, for the pages' router.
+    """
+    admin = ctx.admin
+
+    @get("/", name="conveyor-dashboard")
+    async def dashboard(request: Request) -> Response[str]:  # type: ignore[type-arg]
+        storage = await admin.storage()
+        stats = await storage.queue_stats()
+        minutes = await storage.counters(minutes=60)
+        jobs_chart, workers_chart = _charts(minutes)
+        return ctx.render(
+            request,
+            "dashboard.html",
+            nav="dashboard",
+            totals=Totals.of(stats),
+            states=ORDER,
+            queues=await queue_rows(storage, stats),
+            jobs_chart=jobs_chart,
+            workers_chart=workers_chart,
+            workers=await storage.workers(),
+            last=minutes[-2] if len(minutes) > 1 else minutes[-1],
+        )
+
+    @get("/queues")
+    async def queues(request: Request) -> Response[str]:  # type: ignore[type-arg]
+        storage = await admin.storage()
+        rows = await queue_rows(storage, await storage.queue_stats())
+        return ctx.render(request, "queues.html", nav="queues", queues=rows, states=ORDER)
+
+    @get("/workers")
+    async def workers(request: Request) -> Response[str]:  # type: ignore[type-arg]
+        found = await (await admin.storage()).workers()
+        return ctx.render(request, "workers.html", nav="workers", workers=found)
+
+    return [dashboard, queues, workers]
+
+
+def _charts(minutes: Sequence[MinuteCount]) -> tuple[Markup, Markup]:
+    """The dashboard's two SVG charts: jobs settled per minute, and live workers."""
+    labels = [m.minute for m in minutes]
+    jobs_chart = line_chart(
+        "Jobs per minute",
+        labels,
+        [
+            Series("succeeded", "succeeded", [m.succeeded for m in minutes]),
+            Series("retried", "retried", [m.retried for m in minutes]),
+            Series("failed", "failed", [m.failed for m in minutes]),
+        ],
+    )
+    workers_chart = line_chart(
+        "Workers", labels, [Series("workers", "workers", [m.workers for m in minutes])]
+    )
+    return jobs_chart, workers_chart
