@@ -45,6 +45,14 @@ def protos(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def generate(session: nox.Session) -> None:
+    """Regenerate the Redis scripts' lua/constants.lua from conveyor/core/rules.py and
+    conveyor/backends/redis/layout.py."""
+    session.install("-e", ".[redis]")
+    session.run("python", "-m", "conveyor.backends.redis.layout")
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks: Conveyor on Redis (127.0.0.1:6379/14) and PostgreSQL (127.0.0.1:5432/test)
     against raw baselines and seven peers (each in its own uv virtualenv under .bench/),

@@ -212,7 +212,7 @@ async def explain(jobs: int) -> None:
             storage = await c.storage()
             for _ in range(jobs // 20):  # half of them, as a worker at concurrency 10 would
                 claimed = await storage.claim("explain", [QUEUE], 10, 30.0, 0.0)
-                await storage.settle([Success(item.lease, ()) for item in claimed])
+                await storage.record([Success(item.lease, ()) for item in claimed])
         now = time.time()
         t = f'"{ns}".jobs'
         cur = await conn.execute(

@@ -130,10 +130,10 @@ class CountingStorage:
             rec.calls["claim_empty"] += 1
         return claimed
 
-    async def settle(self, outcomes: Sequence[Any]) -> Any:
+    async def record(self, outcomes: Sequence[Any]) -> Any:
         rec = self._rec
         rec.calls["settle"] += 1
-        result = await self._inner.settle(outcomes)
+        result = await self._inner.record(outcomes)
         rec.calls["settled_outcomes"] += len(outcomes)
         if rec.expected_at is None and rec.expect and rec.calls["settled_outcomes"] >= rec.expect:
             rec.expected_at = time.time()

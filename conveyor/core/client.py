@@ -10,10 +10,10 @@ from typing import Any, Self, Unpack
 
 from .backend_registry import open_storage
 from .config import Config
-from .errors import BackendUnavailable, JobNotFound, PayloadTypeError
-from .job import Job
+from .errors import BackendUnavailable, ConfigurationError, JobNotFound, PayloadTypeError
+from .job import Job, JobSpec
 from .specs import EnqueueOptions, build_spec, initial_state, job_of
-from .storage import Storage
+from .storage import Storage, TransactionalEnqueue
 
 
 class AsyncClient:
@@ -85,7 +85,7 @@ class AsyncClient:
             BackendUnavailable: storage could not be reached.
         """
         spec = build_spec(self.config, message, **options)
-        await (await self.storage()).enqueue([spec], connection=connection)
+        await self._enqueue([spec], connection)
         return job_of(spec, initial_state(spec))
 
     async def enqueue_many(
@@ -112,8 +112,20 @@ class AsyncClient:
             )
         specs = [build_spec(self.config, message, **options) for message in messages]
         if specs:
-            await (await self.storage()).enqueue(specs, connection=connection)
+            await self._enqueue(specs, connection)
         return [job_of(spec, initial_state(spec)) for spec in specs]
+
+    async def _enqueue(self, specs: list[JobSpec], connection: Any) -> None:
+        storage = await self.storage()
+        if connection is None:
+            await storage.enqueue(specs)
+        elif isinstance(storage, TransactionalEnqueue):
+            await storage.enqueue_in(connection, specs)
+        else:
+            raise ConfigurationError(
+                "enqueue(connection=...) joins a PostgreSQL transaction; the "
+                f"{self.config.scheme} backend has none"
+            )
 
     async def get(self, job_id: str) -> Job | None:
         """The job's current state, or ``None`` if there is no such job."""

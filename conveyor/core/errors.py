@@ -56,7 +56,15 @@ class PayloadTooLarge(PayloadError):
 
 
 class PayloadDecodeError(PayloadError):
-    """Stored bytes do not decode as the job's type (or as a job envelope)."""
+    """Stored bytes do not decode as the job's type."""
+
+
+class DuplicateJobId(ConveyorError, ValueError):
+    """One batch names the same job id twice; nothing of it was stored."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job id {job_id!r} appears twice in one batch; nothing was stored")
+        self.job_id = job_id
 
 
 class JobNotFound(ConveyorError, LookupError):

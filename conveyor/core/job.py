@@ -48,9 +48,11 @@ class JobSpec:
 class Job:
     """A snapshot of one job as storage last saw it.
 
-    Attributes beyond the envelope (``open_children``, ``failed_ids``,
-    ``reason``, ``failed_child_id``) are the accounting kept with the job; the
-    admin shows them and family repair reads them.
+    Attributes beyond the payload and its options (``open_children``,
+    ``failed_ids``, ``reason``, ``failed_child_id``) are the accounting the
+    rulebook (``docs/rules.md``) keeps with the job; the admin shows them.
+    ``worker_id`` names the worker running the job, while it runs. The lease's
+    fencing token is not part of a job: a worker holds it in its ``Lease``.
     """
 
     id: str
@@ -72,7 +74,6 @@ class Job:
     run_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    lease_token: int = 0
     worker_id: str | None = None
     lost_count: int = 0
     open_children: int = 0

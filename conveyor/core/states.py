@@ -6,7 +6,7 @@ import enum
 
 
 class JobState(enum.StrEnum):
-    """Where a job is in its life cycle (DESIGN.md section 2)."""
+    """Where a job is in its life cycle (docs/rules.md, "Words")."""
 
     HELD = "held"
     SCHEDULED = "scheduled"

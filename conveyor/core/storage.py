@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from . import rules
 from .job import Job, JobSpec, Lease
 from .states import JobState
 
@@ -63,13 +64,13 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
-class Release:
-    """Hand the job back unrun (shutdown): queued again, the attempt not counted."""
+class HandBack:
+    """The job goes back unrun (shutdown): queued again, the attempt not counted."""
 
     lease: Lease
 
 
-Outcome = Success | Retry | Failure | Release
+Outcome = Success | Retry | Failure | HandBack
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,8 @@ class WorkerInfo:
     started_at: float
     last_seen: float = 0.0
     running: int = 0
+    """Jobs the worker reported running (handlers in progress) at its last heartbeat
+    (``docs/rules.md`` rule 13)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The registration as JSON-compatible data (``last_seen`` is the storage's own)."""
@@ -144,6 +147,21 @@ class JobEvent:
     state: JobState
     at: float
 
+    def to_line(self) -> str:
+        """The event as backends broadcast it (``docs/rules.md`` rule 13):
+        ``id|state|at|type|queue``, the queue last because it may hold ``|``."""
+        return f"{self.job_id}|{self.state.value}|{self.at!r}|{self.type}|{self.queue}"
+
+    @classmethod
+    def from_line(cls, line: str) -> JobEvent:
+        """Parse ``to_line``'s format.
+
+        Raises:
+            ValueError: the line is not an event.
+        """
+        job_id, state, at, type_name, queue = line.split("|", 4)
+        return cls(job_id, type_name, queue, JobState(state), float(at))
+
 
 class _Filterable(Protocol):
     @property
@@ -199,6 +217,17 @@ class MaintenanceReport:
     pruned: int = 0
 
 
+def check_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """Rule 9 for the declarations outcomes carry; called before any of them is applied.
+
+    Raises:
+        DuplicateJobId, ValueError: see ``rules.check_declarations``.
+    """
+    for outcome in outcomes:
+        if isinstance(outcome, Success) and outcome.declarations:
+            rules.check_declarations(outcome.declarations, outcome.lease.job_id)
+
+
 async def take_or_hand_back(
     take: Awaitable[tuple[list[Claimed], T]], storage: Storage
 ) -> tuple[list[Claimed], T]:
@@ -216,19 +245,8 @@ async def take_or_hand_back(
     except asyncio.CancelledError:
         claimed, _ = await task
         if claimed:
-            await storage.settle([Release(c.lease) for c in claimed])
+            await storage.record([HandBack(c.lease) for c in claimed])
         raise
-
-
-def refuse_connection(connection: object, backend: str) -> None:
-    """For backends without transactional enqueue: ``connection=`` is a mistake, say so."""
-    if connection is not None:
-        from .errors import ConfigurationError
-
-        raise ConfigurationError(
-            f"enqueue(connection=...) joins a PostgreSQL transaction; the {backend} backend "
-            "has none"
-        )
 
 
 @runtime_checkable
@@ -237,16 +255,14 @@ class Storage(Protocol):
 
     # --- producing and working -------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
         """Create top-level jobs, queued (or scheduled when ``run_at`` is later), atomically.
 
-        ``connection``, where the backend supports it (PostgreSQL), is the
-        caller's open SQLAlchemy ``AsyncConnection``: the jobs then exist if
-        and only if the caller's transaction commits.
+        Ids that exist already are skipped (rule 9 of ``docs/rules.md``).
 
         Raises:
+            DuplicateJobId: an id appears twice in ``jobs``; nothing was stored.
             ValueError: a spec has a parent or predecessor (only running jobs declare those).
-            ConfigurationError: ``connection`` given to a backend without transactions.
         """
         ...
 
@@ -270,8 +286,8 @@ class Storage(Protocol):
         """
         ...
 
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        """Apply attempt outcomes, each atomically with its whole family cascade.
+    async def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Record attempt outcomes, each atomically with its whole family cascade.
 
         Returns, per outcome, whether it was accepted; an outcome whose lease
         is stale is refused and changes nothing.
@@ -373,6 +389,20 @@ class Storage(Protocol):
 
     async def aclose(self) -> None:
         """Release connections; the storage is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class TransactionalEnqueue(Protocol):
+    """A backend that can enqueue inside the caller's own database transaction."""
+
+    async def enqueue_in(self, connection: Any, jobs: Sequence[JobSpec]) -> None:
+        """Enqueue ``jobs`` on ``connection``, the caller's open transaction: they
+        exist if and only if it commits.
+
+        Raises:
+            ConfigurationError: ``connection`` is not one this backend can join.
+        """
         ...
 
 

@@ -27,7 +27,7 @@ from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
 from .specs import validate_queue
-from .storage import Claimed, Failure, Outcome, Release, Retry, Storage, Success, WorkerInfo
+from .storage import Claimed, Failure, HandBack, Outcome, Retry, Storage, Success, WorkerInfo
 from .type_registry import descriptor_set
 
 log = logging.getLogger("conveyor.worker")
@@ -263,7 +263,7 @@ class Worker:
                     await asyncio.wait({claim}, timeout=10)
                     if claim.done() and not claim.cancelled() and claim.exception() is None:
                         for item in claim.result():  # the driver swallowed the cancel
-                            self._report(Release(item.lease))
+                            self._report(HandBack(item.lease))
                     break
                 try:
                     claimed = claim.result()
@@ -276,7 +276,7 @@ class Worker:
                 pause = 0.05
                 for item in claimed:
                     if self._stopping.is_set():
-                        self._report(Release(item.lease))
+                        self._report(HandBack(item.lease))
                     else:
                         self._start(item)
         finally:
@@ -356,7 +356,7 @@ class Worker:
             if job.id in self._lost:
                 log.warning("job %s abandoned: its lease was lost", job.id)
             elif self._stop_now:
-                self._report(Release(lease))
+                self._report(HandBack(lease))
             else:
                 raise
         except LeaseLost:
@@ -426,7 +426,7 @@ class Worker:
                 continue
             batch, self._outcomes = self._outcomes, []
             try:
-                accepted = await storage.settle(batch)
+                accepted = await storage.record(batch)
             except BackendError as exc:
                 _cancel_if_cancelling()
                 log.warning("reporting %d outcomes failed, retrying: %s", len(batch), exc)

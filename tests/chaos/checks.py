@@ -1,4 +1,4 @@
-"""What must hold once the dust has settled (DESIGN §4 rules 3, 4, 6 and 7), checked
+"""What must hold once the dust has settled (docs/rules.md rules 3, 4, 6 and 7), checked
 against the stored jobs and the workers' journal; and the figures the report gives."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A handler that outlives its lease: its worker is paused with SIGSTOP while the job
 runs, the lease lapses, another worker runs the job again; then SIGCONT, and the
-paused worker's late outcome is refused. The accounting stays exact (DESIGN §4 rule 6).
+paused worker's late outcome is refused. The accounting stays exact (docs/rules.md rule 6).
 """
 
 from __future__ import annotations

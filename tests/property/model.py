@@ -1,4 +1,4 @@
-"""A reference model of the accounting rules (DESIGN.md section 4), in plain Python.
+"""A reference model of the accounting rules (docs/rules.md), in plain Python.
 
 It knows nothing of conveyor's backends: given a tree of ``Spec`` (what a
 ``Step`` payload tells the test worker to do), it predicts which jobs exist,

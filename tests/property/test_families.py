@@ -1,4 +1,4 @@
-"""Random family trees against the reference model (DESIGN.md section 4, rules 1-5 and 7).
+"""Random family trees against the reference model (docs/rules.md, rules 1-5 and 7).
 
 Each example builds a random tree of ``Step`` specs (children, heirs, failures
 for good, failures that a retry cures, optional children, SETTLED heirs,

@@ -43,13 +43,13 @@ async def cascade_then_sibling(config: conveyor.Config) -> dict[str, conveyor.Jo
         got = await claim(storage, 1)
         a = build_spec(config, Step(name="A"), family=Family(parent_id=root.id))
         b = build_spec(config, Step(name="B"), family=Family(parent_id=root.id))
-        assert await storage.settle([Success(got["R"].lease, [a, b])]) == [True]
+        assert await storage.record([Success(got["R"].lease, [a, b])]) == [True]
         got = await claim(storage, 2)
         a1 = build_spec(config, Step(name="A1"), family=Family(parent_id=a.id))
-        assert await storage.settle([Success(got["A"].lease, [a1])]) == [True]
+        assert await storage.record([Success(got["A"].lease, [a1])]) == [True]
         leaf = await claim(storage, 1)
         batch = [Success(leaf["A1"].lease, []), Success(got["B"].lease, [])]
-        assert await storage.settle(batch) == [True, True]
+        assert await storage.record(batch) == [True, True]
         jobs = {}
         for name, spec in [("R", root), ("A", a), ("B", b), ("A1", a1)]:
             job = await storage.get(spec.id)

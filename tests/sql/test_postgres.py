@@ -132,22 +132,36 @@ async def test_a_version_1_schema_is_upgraded_in_place(config: conveyor.Config) 
     async with conveyor.AsyncClient(config) as client:
         done = await client.enqueue(step("done"))
         await client.cancel(done.id)
-        await client.enqueue(step("open"))
+        opened = await client.enqueue(step("open"))
     plain = config.url.replace("+psycopg", "")
     with psycopg.connect(plain, autocommit=True) as conn:  # back to how version 1 left it
-        conn.execute(f'DROP TABLE "{config.namespace}".worker_minutes')
-        conn.execute(f'DROP TABLE "{config.namespace}".settled_counts')
-        conn.execute(f'DELETE FROM "{config.namespace}".schema_version WHERE version > 1')
+        ns = config.namespace
+        conn.execute(f'DROP TABLE "{ns}".worker_minutes')
+        conn.execute(f'DROP TABLE "{ns}".settled_counts')
+        conn.execute(f'ALTER TABLE "{ns}".jobs DROP COLUMN ready_at')  # its index goes with it
+        conn.execute(
+            f'CREATE INDEX jobs_claim ON "{ns}".jobs (queue, priority DESC, id) '
+            "WHERE state = 'queued'"
+        )
+        conn.execute(f'DELETE FROM "{ns}".schema_version WHERE version > 1')
     storage = await open_storage(config)
     try:
         assert all(m.workers == 0 for m in await storage.counters(minutes=2))
         [stats] = await storage.queue_stats()  # the ledger opens with what had settled
         assert dict(stats.counts) == {JobState.CANCELLED: 1, JobState.QUEUED: 1}
+        # Version 4: the job queued before the upgrade keeps its place in the ready order.
+        later = await conveyor.AsyncClient(config, storage=storage).enqueue(step("later"))
+        claimed = await storage.claim("w", [later.queue], 2, 30.0, 0.0)
+        assert [c.job.id for c in claimed] == [opened.id, later.id]
     finally:
         await storage.aclose()
     with psycopg.connect(plain) as conn:
         rows = conn.execute(f'SELECT version FROM "{config.namespace}".schema_version').fetchall()
+        indexes = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (config.namespace,)
+        ).fetchall()
     assert [v for (v,) in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert ("jobs_ready",) in indexes and ("jobs_claim",) not in indexes
 
 
 async def test_terminated_backends_lose_nothing_and_settle_nothing_twice(

@@ -8,10 +8,6 @@ from dataclasses import dataclass, field
 from conveyor.core.job import Job, JobSpec, to_datetime
 from conveyor.core.states import JobState, When
 
-# A family's list of failed ids is kept bounded: a fan-out of a million
-# failures must not make every ancestor a million ids long.
-MAX_FAILED_IDS = 1000
-
 
 @dataclass(slots=True)
 class Row:
@@ -71,11 +67,6 @@ class Row:
             declared_by=declared_by,
         )
 
-    def add_failed(self, ids: list[str]) -> None:
-        room = MAX_FAILED_IDS - len(self.failed_ids)
-        if room > 0:
-            self.failed_ids.extend(ids[:room])
-
     def snapshot(self) -> Job:
         return Job(
             id=self.id,
@@ -97,7 +88,6 @@ class Row:
             run_at=to_datetime(self.run_at),
             started_at=to_datetime(self.started_at),
             finished_at=to_datetime(self.finished_at),
-            lease_token=self.lease_token,
             worker_id=self.worker_id,
             lost_count=self.lost_count,
             open_children=self.open_children,

@@ -2,18 +2,14 @@
 
 Every client and worker of one process that opens the same URL and namespace
 shares one store, from any thread or event loop. Waiting for work and event
-streams wake through ``loop.call_soon_threadsafe``, so a store mutated on one
-loop wakes a waiter on another.
+streams wake through ``loop.call_soon_threadsafe`` (``core/wakeup.py``), so a
+store changed on one loop wakes a waiter on another.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
 
 from conveyor.core.config import Config
 from conveyor.core.job import Job, JobSpec, Lease
@@ -28,44 +24,12 @@ from conveyor.core.storage import (
     Outcome,
     QueueStats,
     WorkerInfo,
-    refuse_connection,
 )
+from conveyor.core.wakeup import LocalSignal, stream, wait_for_work
 
 from ._store import MemoryStore
 
-_EVENT_BUFFER = 10_000
-
-
-class _Wakeup:
-    """Wakes every waiter, whichever loop it waits on, when the store changes."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-
-    def add(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Event]:
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            self._waiters.add(waiter)
-        return waiter
-
-    def remove(self, waiter: tuple[asyncio.AbstractEventLoop, asyncio.Event]) -> None:
-        with self._lock:
-            self._waiters.discard(waiter)
-
-    def on_event(self, event: JobEvent) -> None:
-        if event.state in (JobState.QUEUED, JobState.SCHEDULED):
-            self.notify()
-
-    def notify(self) -> None:
-        with self._lock:
-            waiters = list(self._waiters)
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(event.set)
-
-
-_stores: dict[tuple[str, str], tuple[MemoryStore, _Wakeup]] = {}
+_stores: dict[tuple[str, str], tuple[MemoryStore, LocalSignal]] = {}
 _stores_lock = threading.Lock()
 
 
@@ -74,7 +38,7 @@ def _key(url: str, namespace: str) -> tuple[str, str]:
     return f"{scheme.lower()}://{rest.rstrip('/')}", namespace
 
 
-def _store_for(config: Config) -> tuple[MemoryStore, _Wakeup]:
+def _store_for(config: Config) -> tuple[MemoryStore, LocalSignal]:
     key = _key(config.url, config.namespace)
     with _stores_lock:
         found = _stores.get(key)
@@ -82,9 +46,14 @@ def _store_for(config: Config) -> tuple[MemoryStore, _Wakeup]:
             store = MemoryStore(
                 retention=config.retention.total_seconds(), max_lost=config.max_lost
             )
-            wakeup = _Wakeup()
-            store.listen(wakeup.on_event)
-            found = _stores[key] = (store, wakeup)
+            signal = LocalSignal()
+
+            def wake_on_work(event: JobEvent) -> None:
+                if event.state in (JobState.QUEUED, JobState.SCHEDULED):
+                    signal.wake()
+
+            store.listen(wake_on_work)
+            found = _stores[key] = (store, signal)
         return found
 
 
@@ -97,43 +66,34 @@ def drop_store(url: str, namespace: str = "conveyor") -> None:
 class MemoryStorage:
     """In-process storage; a backend with every rule, for tests and single-process use."""
 
-    def __init__(self, store: MemoryStore, wakeup: _Wakeup) -> None:
+    def __init__(self, store: MemoryStore, signal: LocalSignal) -> None:
         self._store = store
-        self._wakeup = wakeup
+        self._signal = signal
 
     @classmethod
     async def open(cls, config: Config) -> MemoryStorage:
         """The storage shared by everything in this process with the same URL and namespace."""
         return cls(*_store_for(config))
 
-    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
-        refuse_connection(connection, "memory")
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
         self._store.enqueue(jobs)
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
     ) -> list[Claimed]:
-        deadline = time.monotonic() + wait
-        while True:
-            waiter = self._wakeup.add()  # before looking, so no wake-up is missed
-            try:
-                claimed = self._store.take(worker_id, queues, limit, lease)
-                remaining = deadline - time.monotonic()
-                if claimed or remaining <= 0:
-                    return claimed
-                due = self._store.next_due()
-                if due is not None:
-                    remaining = min(remaining, max(due - time.time(), 0.0) + 0.001)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter[1].wait(), remaining)
-            finally:
-                self._wakeup.remove(waiter)
+        async def take() -> list[Claimed]:
+            return self._store.claim(worker_id, queues, limit, lease)
+
+        async def next_due() -> float | None:
+            return self._store.next_due()
+
+        return await wait_for_work(self._signal, take, next_due, wait)
 
     async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
         self._store.stage(lease, declarations)
 
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        return self._store.settle(outcomes)
+    async def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        return self._store.record(outcomes)
 
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
         return self._store.renew(leases, lease)
@@ -179,23 +139,8 @@ class MemoryStorage:
         return self._store.counters(minutes, type, queue)
 
     async def events(self) -> AsyncIterator[JobEvent]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[JobEvent] = asyncio.Queue(_EVENT_BUFFER)
-
-        def deliver(event: JobEvent) -> None:
-            def put() -> None:
-                with contextlib.suppress(asyncio.QueueFull):  # a slow reader loses events
-                    queue.put_nowait(event)
-
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(put)
-
-        unlisten = self._store.listen(deliver)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            unlisten()
+        async for event in stream(self._store.listen):
+            yield event
 
     async def publish_types(self, sets: Mapping[str, bytes]) -> None:
         self._store.publish_types(sets)

@@ -8,25 +8,18 @@ from collections.abc import Iterable, Sequence
 from conveyor.core.job import Job, JobSpec, to_datetime
 from conveyor.core.states import JobState, When
 
-# The Lua side reads a spec as this many consecutive arguments (lib.lua SPEC_FIELDS).
-SPEC_FIELDS = 13
-# A job's state is one letter in its hash (lib.lua CODE).
-STATE_OF_CODE = {
-    b"h": JobState.HELD,
-    b"d": JobState.SCHEDULED,
-    b"q": JobState.QUEUED,
-    b"r": JobState.RUNNING,
-    b"w": JobState.WAITING,
-    b"s": JobState.SUCCEEDED,
-    b"f": JobState.FAILED,
-    b"c": JobState.CANCELLED,
-}
+from .layout import DEFAULT_MAX_ATTEMPTS, FIELD, SPEC_ARGS, STATE_CODE
+
+STATE_OF_CODE = {code.encode(): state for state, code in STATE_CODE.items()}
 ArgValue = str | bytes | int | float
+
+# Hash field names as the bytes replies carry them.
+_F = {name: field.encode() for name, field in FIELD.items()}
 
 
 def spec_args(spec: JobSpec) -> list[ArgValue]:
-    """A spec as script arguments: absent values are ''."""
-    return [
+    """A spec as script arguments (``layout.SPEC_ARGS``): absent values are ''."""
+    args: list[ArgValue] = [
         spec.id,
         spec.type,
         spec.queue,
@@ -41,6 +34,8 @@ def spec_args(spec: JobSpec) -> list[ArgValue]:
         spec.when.value if spec.when else "",
         "1" if spec.optional else "",
     ]
+    assert len(args) == len(SPEC_ARGS)
+    return args
 
 
 def specs_args(specs: Iterable[JobSpec]) -> list[ArgValue]:
@@ -58,16 +53,6 @@ def created_at(job_id: str) -> float | None:
         return None
 
 
-def _text(fields: dict[bytes, bytes], name: bytes) -> str | None:
-    value = fields.get(name)
-    return value.decode() if value is not None else None
-
-
-def _number(fields: dict[bytes, bytes], name: bytes) -> float | None:
-    value = fields.get(name)
-    return float(value) if value is not None else None
-
-
 def _headers(value: str | None) -> dict[str, str]:
     headers = json.loads(value) if value else {}
     if not isinstance(headers, dict) or not all(
@@ -82,13 +67,14 @@ def _ids(value: str | None) -> tuple[str, ...]:
 
 
 def _payload(fields: dict[bytes, bytes]) -> bytes:
-    """The payload, reassembled from its 64-byte pieces (see ``lib.lua``)."""
-    first = fields.get(b"p", b"")
-    if b"p1" not in fields:
+    """The payload, reassembled from its 64-byte pieces (see ``transitions.lua``)."""
+    name = _F["payload"]
+    first = fields.get(name, b"")
+    if name + b"1" not in fields:
         return first
     parts = [first]
     index = 1
-    while (part := fields.get(b"p%d" % index)) is not None:
+    while (part := fields.get(name + b"%d" % index)) is not None:
         parts.append(part)
         index += 1
     return b"".join(parts)
@@ -100,41 +86,53 @@ def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 
 def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
-    """Build a ``Job`` from its hash.
+    """Build a ``Job`` from its hash (``layout.FIELD``).
 
     Raises:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
-    type_name = fields[b"t"].decode()
-    when = _text(fields, b"w")
-    predecessor_state = _text(fields, b"ps")
+
+    def text(name: str) -> str | None:
+        value = fields.get(_F[name])
+        return value.decode() if value is not None else None
+
+    def number(name: str) -> float | None:
+        value = fields.get(_F[name])
+        return float(value) if value is not None else None
+
+    def integer(name: str, default: int = 0) -> int:
+        value = fields.get(_F[name])
+        return int(value) if value is not None else default
+
+    type_name = fields[_F["type"]].decode()
+    when = text("when")
+    predecessor_state = text("predecessor_state")
     return Job(
         id=job_id,
         type=type_name,
-        queue=_text(fields, b"q") or type_name,
-        state=STATE_OF_CODE[fields[b"s"]],
+        queue=text("queue") or type_name,
+        state=STATE_OF_CODE[fields[_F["state"]]],
         payload_bytes=_payload(fields),
-        priority=int(fields.get(b"pr", b"0")),
-        attempt=int(fields.get(b"a", b"0")),
-        max_attempts=int(fields.get(b"m", b"5")),
-        timeout=_number(fields, b"to"),
-        parent_id=_text(fields, b"par"),
-        predecessor_id=_text(fields, b"pred"),
+        priority=integer("priority"),
+        attempt=integer("attempt"),
+        max_attempts=integer("max_attempts", DEFAULT_MAX_ATTEMPTS),
+        timeout=number("timeout"),
+        parent_id=text("parent"),
+        predecessor_id=text("predecessor"),
         when=When(when) if when else None,
-        optional=fields.get(b"o") == b"1",
-        headers=_headers(_text(fields, b"h")),
-        last_error=_text(fields, b"e"),
+        optional=fields.get(_F["optional"]) == b"1",
+        headers=_headers(text("headers")),
+        last_error=text("error"),
         created_at=to_datetime(created_at(job_id)),
-        run_at=to_datetime(_number(fields, b"ra")),
-        started_at=to_datetime(_number(fields, b"st")),
-        finished_at=to_datetime(_number(fields, b"fin")),
-        lease_token=int(fields.get(b"tok", b"0")),
-        worker_id=_text(fields, b"wid"),
-        lost_count=int(fields.get(b"lost", b"0")),
-        open_children=int(fields.get(b"open", b"0")),
-        failed_ids=_ids(_text(fields, b"fids")),
-        reason=_text(fields, b"why"),
-        failed_child_id=_text(fields, b"fc"),
+        run_at=to_datetime(number("run_at")),
+        started_at=to_datetime(number("started")),
+        finished_at=to_datetime(number("finished")),
+        worker_id=text("worker"),
+        lost_count=integer("lost"),
+        open_children=integer("open"),
+        failed_ids=_ids(text("failed_ids")),
+        reason=text("reason"),
+        failed_child_id=text("failing_child"),
         predecessor_state=JobState(predecessor_state) if predecessor_state else None,
-        predecessor_failed_ids=_ids(_text(fields, b"pf")),
+        predecessor_failed_ids=_ids(text("predecessor_failed_ids")),
     )

@@ -1,4 +1,5 @@
-"""The Lua scripts, each prefixed with the shared ``lib.lua`` and registered once.
+"""The Lua scripts: each entry script prefixed with the generated constants and the
+shared transitions (``lua/transitions.lua``), registered once.
 
 redis-py runs a registered script by SHA and loads it again on ``NOSCRIPT``
 (after a server restart empties the script cache).
@@ -17,38 +18,40 @@ NAMES = (
     "enqueue",
     "claim",
     "stage",
-    "settle",
     "renew",
-    "maintain",
+    "record",
     "cancel",
     "retry",
     "discard",
+    "maintain",
     "workers",
     "list",
 )
+LIBRARY = ("constants", "transitions")
 
 
 def source(name: str) -> str:
-    """The full text of one script: the shared library, then its body."""
+    """The full text of one script: the constants, the transitions, then its body."""
     folder = resources.files(__package__).joinpath("lua")
-    lib = folder.joinpath("lib.lua").read_text()
-    body = folder.joinpath(f"{name}.lua").read_text()
-    return f"{lib}\n-- {name}.lua\n{body}"
+    parts = [folder.joinpath(f"{part}.lua").read_text() for part in (*LIBRARY, name)]
+    return "\n".join(
+        f"-- {part}.lua\n{text}" for part, text in zip((*LIBRARY, name), parts, strict=True)
+    )
 
 
 class Scripts:
-    """One ``AsyncScript`` per transition."""
+    """One ``AsyncScript`` per entry script."""
 
     def __init__(self, client: Redis) -> None:
         loaded = {name: client.register_script(source(name)) for name in NAMES}
         self.enqueue: AsyncScript = loaded["enqueue"]
         self.claim: AsyncScript = loaded["claim"]
         self.stage: AsyncScript = loaded["stage"]
-        self.settle: AsyncScript = loaded["settle"]
         self.renew: AsyncScript = loaded["renew"]
-        self.maintain: AsyncScript = loaded["maintain"]
+        self.record: AsyncScript = loaded["record"]
         self.cancel: AsyncScript = loaded["cancel"]
         self.retry: AsyncScript = loaded["retry"]
-        self.workers: AsyncScript = loaded["workers"]
         self.discard: AsyncScript = loaded["discard"]
+        self.maintain: AsyncScript = loaded["maintain"]
+        self.workers: AsyncScript = loaded["workers"]
         self.list: AsyncScript = loaded["list"]

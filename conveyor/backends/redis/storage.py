@@ -8,19 +8,16 @@ import logging
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from conveyor.core import rules
 from conveyor.core.config import Config, mask_url
 from conveyor.core.errors import (
     BackendError,
-    BackendUnavailable,
     ConfigurationError,
-    InvalidState,
-    JobNotFound,
-    LeaseLost,
     MissingExtra,
     PayloadDecodeError,
 )
@@ -29,6 +26,7 @@ from conveyor.core.states import JobState
 from conveyor.core.storage import (
     Claimed,
     Failure,
+    HandBack,
     JobEvent,
     JobFilter,
     JobPage,
@@ -36,11 +34,10 @@ from conveyor.core.storage import (
     MinuteCount,
     Outcome,
     QueueStats,
-    Release,
     Retry,
     Success,
     WorkerInfo,
-    refuse_connection,
+    check_outcomes,
     take_or_hand_back,
 )
 
@@ -52,13 +49,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the Redis backend needs redis-py: pip install 'conveyor-jobs[redis]'"
     ) from exc
 
-from ._codec import ArgValue, job_from_hash, pairs, spec_args, specs_args
+from ._codec import ArgValue, job_from_hash, pairs, specs_args
+from ._errors import translated
 from ._scripts import Scripts
+from .layout import FIELD, OUTCOME_KIND
 
 log = logging.getLogger("conveyor.redis")
 Fields = dict[bytes, bytes]  # replies are bytes: the client runs with decode_responses=False
 
-MAINTENANCE_BATCH = 1000
 LIST_BATCH = 200
 # TCP options for every Redis connection (those this platform has): probe an idle
 # connection after 30 s, every 5 s, give up after 3; and fail a send that the server has
@@ -73,23 +71,8 @@ KEEPALIVE: dict[int, int] = {
     )
     if (option := getattr(socket, name, None)) is not None
 }
-LIST_SCAN_LIMIT = 5000  # a filtered listing examines at most this many jobs per page
-
-
-@contextlib.contextmanager
-def _translated(url: str) -> Iterator[None]:
-    """The one place where redis-py errors become Conveyor errors."""
-    try:
-        yield
-    except redis_errors.ResponseError as exc:
-        message = str(exc)
-        if message.startswith("CONVEYOR_NOT_FOUND"):
-            raise JobNotFound(message.split(" ", 1)[1]) from None
-        raise BackendError(f"Redis at {mask_url(url)} refused a command: {message}") from exc
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise BackendUnavailable(f"Redis at {mask_url(url)} is unreachable: {exc}") from exc
-    except redis_errors.RedisError as exc:
-        raise BackendError(f"Redis at {mask_url(url)} failed: {exc}") from exc
+LIST_SCAN_LIMIT = 5000
+_TOKEN = FIELD["token"].encode()  # a filtered listing examines at most this many jobs per page
 
 
 def _password_misread(url: str) -> bool:
@@ -106,15 +89,6 @@ def _password_misread(url: str) -> bool:
     except ValueError:
         return True
     return parts.hostname is None
-
-
-def _state_error(job_id: str, requested: str, exc: BackendError) -> InvalidState | None:
-    cause = exc.__cause__
-    text = str(cause) if cause is not None else ""
-    if not text.startswith("CONVEYOR_STATE "):
-        return None
-    _, current, why = text.split(" ", 2)
-    return InvalidState(job_id, current, requested, why)
 
 
 class RedisStorage:
@@ -160,7 +134,7 @@ class RedisStorage:
         except ValueError as exc:
             raise ConfigurationError(f"bad Redis URL {mask_url(config.url)!r}: {exc}") from exc
         try:
-            with _translated(config.url):
+            with translated(config.url):
                 await client.ping()
         except BackendError:
             await client.aclose()
@@ -188,16 +162,13 @@ class RedisStorage:
         return self._prefix + ":".join(parts)
 
     async def _call(self, script: Any, args: Sequence[ArgValue]) -> Any:
-        with _translated(self._url):
+        with translated(self._url):
             return await script(keys=self._keys, args=args)
 
     # --- producing and working ----------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec], *, connection: Any = None) -> None:
-        refuse_connection(connection, "Redis")
-        for spec in jobs:
-            if spec.parent_id or spec.predecessor_id:
-                raise ValueError("only a running job declares children and heirs")
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+        rules.check_new_jobs(jobs)
         if jobs:
             await self._call(self._scripts.enqueue, [len(jobs), *specs_args(jobs)])
 
@@ -219,7 +190,7 @@ class RedisStorage:
                 return []
             if next_due:
                 remaining = min(remaining, max(float(next_due) - time.time(), 0.0) + 0.001)
-            with _translated(self._url):
+            with translated(self._url):
                 # Blocks on the server until an enqueue pushes a wake token.
                 await self._redis.blpop(wake_keys, timeout=max(remaining, 0.001))
 
@@ -238,7 +209,7 @@ class RedisStorage:
         for raw_id, flat in rows:
             job_id = raw_id.decode()
             fields = pairs(flat)
-            lease = Lease(job_id, int(fields.get(b"tok", b"0")))
+            lease = Lease(job_id, int(fields.get(_TOKEN, b"0")))
             try:
                 job = job_from_hash(job_id, fields)
             except (KeyError, ValueError) as exc:
@@ -247,38 +218,36 @@ class RedisStorage:
                 continue
             claimed.append(Claimed(job, lease))
         if broken:
-            await self.settle(broken)
+            await self.record(broken)
         return claimed
 
     async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
         if not declarations:
             return
+        rules.check_declarations(declarations, lease.job_id)
         args = [lease.job_id, lease.token, len(declarations), *specs_args(declarations)]
-        try:
-            await self._call(self._scripts.stage, args)
-        except BackendError as exc:
-            if "CONVEYOR_LEASE_LOST" in str(exc):
-                raise LeaseLost(lease.job_id) from None
-            raise
+        await self._call(self._scripts.stage, args)  # LeaseLost when the lease is gone
 
-    async def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
+    async def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
+        check_outcomes(outcomes)
         args: list[ArgValue] = [len(outcomes)]
         for outcome in outcomes:
             lease = outcome.lease
             match outcome:
                 case Success(declarations=declarations):
-                    args += ["ok", lease.job_id, lease.token, "", "", len(declarations)]
-                    for spec in declarations:
-                        args += spec_args(spec)
+                    kind = OUTCOME_KIND["success"]
+                    args += [kind, lease.job_id, lease.token, "", "", len(declarations)]
+                    args += specs_args(declarations)
                 case Retry(error=error, retry_at=retry_at):
-                    args += ["retry", lease.job_id, lease.token, error, repr(retry_at), 0]
+                    kind = OUTCOME_KIND["retry"]
+                    args += [kind, lease.job_id, lease.token, error, repr(retry_at), 0]
                 case Failure(error=error):
-                    args += ["fail", lease.job_id, lease.token, error, "", 0]
-                case Release():
-                    args += ["release", lease.job_id, lease.token, "", "", 0]
-        results = await self._call(self._scripts.settle, args)
+                    args += [OUTCOME_KIND["failure"], lease.job_id, lease.token, error, "", 0]
+                case HandBack():
+                    args += [OUTCOME_KIND["hand_back"], lease.job_id, lease.token, "", "", 0]
+        results = await self._call(self._scripts.record, args)
         return [bool(r) for r in results]
 
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
@@ -295,7 +264,7 @@ class RedisStorage:
         await self._call(self._scripts.workers, ["register", info.id, payload, ttl])
 
     async def remove_worker(self, worker_id: str) -> None:
-        with _translated(self._url):
+        with translated(self._url):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._key("w", worker_id))
                 pipe.zrem(self._key("workers"), worker_id)
@@ -303,30 +272,24 @@ class RedisStorage:
 
     async def maintain(self) -> MaintenanceReport:
         promoted, recovered, lost, pruned = await self._call(
-            self._scripts.maintain, [self._retention, self._max_lost, MAINTENANCE_BATCH]
+            self._scripts.maintain, [self._retention, self._max_lost, rules.MAINTENANCE_BATCH]
         )
         return MaintenanceReport(promoted, recovered, [raw.decode() for raw in lost], pruned)
 
     # --- steering -------------------------------------------------------------------
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> Job:
-        return await self._steer(self._scripts.cancel, job_id, "cancel", [job_id, reason])
+        return await self._steer(self._scripts.cancel, job_id, [job_id, reason])
 
     async def retry(self, job_id: str) -> Job:
-        return await self._steer(self._scripts.retry, job_id, "retry", [job_id])
+        return await self._steer(self._scripts.retry, job_id, [job_id])
 
     async def discard(self, job_id: str) -> Job:
-        return await self._steer(self._scripts.discard, job_id, "discard", [job_id])
+        return await self._steer(self._scripts.discard, job_id, [job_id])
 
-    async def _steer(self, script: Any, job_id: str, verb: str, args: list[ArgValue]) -> Job:
-        try:
-            flat = await self._call(script, args)
-        except BackendError as exc:
-            refused = _state_error(job_id, verb, exc)
-            if refused is not None:
-                raise refused from None
-            raise
-        return self._decode(job_id, pairs(flat))
+    async def _steer(self, script: Any, job_id: str, args: list[ArgValue]) -> Job:
+        """Run a steering script; it answers with the job's fields (or a typed error)."""
+        return self._decode(job_id, pairs(await self._call(script, args)))
 
     # --- inspecting -----------------------------------------------------------------
 
@@ -339,14 +302,14 @@ class RedisStorage:
             ) from exc
 
     async def get(self, job_id: str) -> Job | None:
-        with _translated(self._url):
+        with translated(self._url):
             fields = cast(Fields, await self._redis.hgetall(self._key("job", job_id)))
         return self._decode(job_id, fields) if fields else None
 
     async def _fetch(self, ids: Sequence[str]) -> list[Job | None]:
         if not ids:
             return []
-        with _translated(self._url):
+        with translated(self._url):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for job_id in ids:
                     pipe.hgetall(self._key("job", job_id))
@@ -401,7 +364,7 @@ class RedisStorage:
         return page
 
     async def family(self, job_id: str) -> list[Job]:
-        with _translated(self._url):
+        with translated(self._url):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for kind in ("kids", "heirs", "staged"):
                     pipe.lrange(self._key(kind, job_id), 0, -1)
@@ -410,7 +373,7 @@ class RedisStorage:
         return [job for job in await self._fetch(ids) if job is not None]
 
     async def queue_stats(self) -> list[QueueStats]:
-        with _translated(self._url):
+        with translated(self._url):
             raw = cast(Fields, await self._redis.hgetall(self._key("stats")))
         counts: dict[str, dict[JobState, int]] = {}
         for field, value in raw.items():
@@ -433,7 +396,7 @@ class RedisStorage:
         span = range(last - minutes + 1, last + 1)
         suffix = f"@{queue}" if queue is not None else f":{type}" if type is not None else ""
         fields = [f"{column}{suffix}" for column in ("s", "r", "f")]
-        with _translated(self._url):
+        with translated(self._url):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for minute in span:
                     pipe.hmget(self._key("cnt", str(minute)), fields)
@@ -454,29 +417,26 @@ class RedisStorage:
 
     async def events(self) -> AsyncIterator[JobEvent]:
         pubsub = self._redis.pubsub()
-        with _translated(self._url):
+        with translated(self._url):
             await pubsub.subscribe(self._key("events"))
         try:
             while True:
-                with _translated(self._url):
+                with translated(self._url):
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None or message["type"] != "message":
                     continue
-                data = message["data"].decode(errors="replace")
-                state, job_id, type_name, rest = data.split("|", 3)
-                queue, _, at = rest.rpartition("|")  # a queue name may hold '|'
-                yield JobEvent(job_id, type_name, queue, JobState(state), float(at))
+                yield JobEvent.from_line(message["data"].decode(errors="replace"))
         finally:
             with contextlib.suppress(redis_errors.RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def publish_types(self, sets: Mapping[str, bytes]) -> None:
         if sets:
-            with _translated(self._url):
+            with translated(self._url):
                 await self._redis.hset(self._key("types"), mapping=dict(sets))  # type: ignore[arg-type]
 
     async def descriptor_sets(self) -> dict[str, bytes]:
-        with _translated(self._url):
+        with translated(self._url):
             raw = cast(Fields, await self._redis.hgetall(self._key("types")))
         return {name.decode(): data for name, data in raw.items()}
 

@@ -55,7 +55,6 @@ def _job(row: Any) -> Job:
         run_at=to_datetime(row.run_at),
         started_at=to_datetime(row.started_at),
         finished_at=to_datetime(row.finished_at),
-        lease_token=row.lease_token,
         worker_id=row.worker_id,
         lost_count=row.lost_count,
         open_children=row.open_children,

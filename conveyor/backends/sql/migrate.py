@@ -14,14 +14,14 @@ import time
 import zlib
 from collections.abc import Callable
 
-from sqlalchemy import Connection, delete, func, insert, inspect, select, text
+from sqlalchemy import Connection, Table, delete, func, insert, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaMismatch(ConfigurationError):
@@ -55,10 +55,35 @@ def _add_settled_counts_v3(conn: Connection, tables: Tables) -> None:
     )
 
 
+def _ready_order_v4(conn: Connection, tables: Tables) -> None:
+    """Rule 10: claims follow the order jobs became queued (a ``ready_at`` column
+    and its index), not their ids, so that a retried job waits its turn."""
+    jobs = tables.jobs
+    columns = {c["name"] for c in inspect(conn).get_columns(jobs.name, schema=jobs.schema)}
+    if "ready_at" not in columns:  # version 1 just created it otherwise
+        conn.execute(text(f"ALTER TABLE {_qualified(conn, jobs)} ADD COLUMN ready_at FLOAT"))
+        # Jobs queued before the upgrade keep their order: ids are creation order.
+        conn.execute(update(jobs).values(ready_at=jobs.c.created_at))
+    indexes = {i["name"] for i in inspect(conn).get_indexes(jobs.name, schema=jobs.schema)}
+    old = jobs.name.removesuffix("jobs") + "jobs_claim"
+    if old in indexes:
+        conn.execute(text(f"DROP INDEX {_qualified(conn, jobs, old)}"))
+    for index in jobs.indexes:
+        if index.name not in indexes:
+            index.create(conn)
+
+
+def _qualified(conn: Connection, table: Table, name: str | None = None) -> str:
+    quote = conn.dialect.identifier_preparer.quote
+    bare = quote(name or table.name)
+    return f"{quote(table.schema)}.{bare}" if table.schema else bare
+
+
 MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     1: _create_v1,
     2: _add_worker_minutes_v2,
     3: _add_settled_counts_v3,
+    4: _ready_order_v4,
 }
 
 

@@ -25,9 +25,9 @@ def enqueue_statement(schema: str) -> str:
     return f"""
         WITH ins AS (
             INSERT INTO {table} (id, type, queue, payload, state, priority, run_at,
-                                 max_attempts, timeout, headers, created_at)
+                                 max_attempts, timeout, headers, created_at, ready_at)
             SELECT id, type, queue, payload, state, priority, run_at, max_attempts, timeout,
-                   CAST(headers AS json), CAST(%(now)s AS float8)
+                   CAST(headers AS json), CAST(%(now)s AS float8), CAST(%(now)s AS float8)
             FROM unnest(CAST(%(ids)s AS text[]), CAST(%(types)s AS text[]),
                         CAST(%(queues)s AS text[]), CAST(%(payloads)s AS bytea[]),
                         CAST(%(states)s AS text[]),
@@ -39,7 +39,8 @@ def enqueue_statement(schema: str) -> str:
             ON CONFLICT (id) DO NOTHING
             RETURNING id, state, type, queue
         ), lines AS (
-            SELECT id || '|' || state || '|' || type || '|' || queue || '|' || %(stamp)s AS line,
+            -- JobEvent.to_line's format: id|state|at|type|queue
+            SELECT id || '|' || state || '|' || %(stamp)s || '|' || type || '|' || queue AS line,
                    id
             FROM ins
         ), chunks AS (

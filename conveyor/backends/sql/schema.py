@@ -57,6 +57,8 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("state", String(10), nullable=False),
         Column("priority", Integer, nullable=False, server_default="0"),
         Column("run_at", Float),
+        # When it last became queued (or scheduled): rule 10's ready order.
+        Column("ready_at", Float),
         Column("max_attempts", Integer, nullable=False),
         Column("attempt", Integer, nullable=False, server_default="0"),
         Column("timeout", Float),
@@ -81,11 +83,12 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("predecessor_state", String(10)),
         Column("predecessor_failed_ids", Text),
     )
-    # The claim: the oldest of the highest priority among a queue's queued jobs.
+    # The claim: the longest ready of the highest priority among a queue's queued jobs.
     Index(
-        f"{prefix}jobs_claim",
+        f"{prefix}jobs_ready",
         jobs.c.queue,
         jobs.c.priority.desc(),
+        jobs.c.ready_at,
         jobs.c.id,
         postgresql_where=jobs.c.state == "queued",
         sqlite_where=jobs.c.state == "queued",

@@ -1,116 +1,50 @@
-"""The accounting rules of DESIGN.md section 4 as SQL, inside one transaction.
+"""The rulebook (``docs/rules.md``) carried out in SQL, one transaction per call.
 
-Every function here runs on a connection whose transaction the caller owns,
-so a transition and its whole family cascade commit together or not at all.
-On PostgreSQL, rows are locked ``FOR UPDATE`` before they change: a child
-locks itself, then its parent (bottom-up), so siblings settling at once
-serialise on their parent instead of losing an update. Bulk changes (a
-success releasing ten thousand children) are single set-based statements.
+Every function runs on a ``Tx`` whose transaction the caller (``SQLStorage``)
+owns, so a transition and its whole family cascade commit together or not at
+all. The names and their order match the memory (``memory/transitions.py``) and
+Redis (``lua/transitions.lua``) executors.
+
+On PostgreSQL, rows are locked ``FOR UPDATE`` before they change: a child locks
+itself, then its parent (bottom-up), so siblings settling at once serialise on
+their parent instead of losing an update. Bulk changes (a success releasing ten
+thousand children) are single set-based statements.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, case, delete, insert, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.core.job import JobSpec, Lease
+from conveyor.core import rules
+from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost, PayloadDecodeError
+from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.states import JobState, When
+from conveyor.core.storage import (
+    Claimed,
+    Failure,
+    HandBack,
+    MaintenanceReport,
+    Outcome,
+    Retry,
+    Success,
+    check_outcomes,
+)
 
-from .schema import SETTLED, Tables
+from . import tallies
+from ._rows import job_of_row
+from ._tx import FAILED, RETRIED, SUCCEEDED, Rec, Tx, ids_of, spec_row, text_of
+from .schema import SETTLED
 
-MAX_FAILED_IDS = 1000
-
-# Counter rows keyed by queue are stored under this prefix (no protobuf type name has it).
-QUEUE_KEY = "@"
-
-
-class Rec:
-    """A job row as a plain object, so a transaction can carry changed copies of it."""
-
-    def __init__(self, mapping: Mapping[Any, Any]) -> None:
-        self.__dict__.update(mapping)
-
-    def __getattr__(self, name: str) -> Any:  # declared for the type checker only
-        raise AttributeError(name)
-
-    def replace(self, **changes: Any) -> Rec:
-        copy = Rec(self.__dict__)
-        copy.__dict__.update(changes)
-        return copy
+log = logging.getLogger("conveyor.sql")
 
 
-@dataclass
-class Tx:
-    """One transaction: where it runs, its clock, and what to announce after commit."""
-
-    conn: AsyncConnection
-    t: Tables
-    now: float
-    postgres: bool
-    events: list[tuple[str, str, str, str]] = field(default_factory=list)
-    counts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
-    wakes: set[str] = field(default_factory=set)
-    settled: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-
-    def event(self, job_id: str, state: str, type_name: str, queue: str) -> None:
-        self.events.append((job_id, state, type_name, queue))
-        if state == "queued":
-            self.wakes.add(queue)
-        elif state in SETTLED:  # every way into a settled state passes here
-            self.settled[queue, state] += 1
-
-    def unsettle(self, queue: str, state: str, n: int = 1) -> None:
-        """``n`` jobs left a settled state (retried, discarded or pruned)."""
-        self.settled[queue, state] -= n
-
-    def count(self, row: Rec, column: int) -> None:
-        """Count a success (0), retry (1) or failure (2) for the row's type and queue."""
-        self.counts[row.type][column] += 1
-        self.counts[QUEUE_KEY + row.queue][column] += 1
-
-
-def spec_row(
-    spec: JobSpec, state: str, now: float, declared_by: str | None = None
-) -> dict[str, Any]:
-    return {
-        "id": spec.id,
-        "type": spec.type,
-        "queue": spec.queue,
-        "payload": spec.payload,
-        "state": state,
-        "priority": spec.priority,
-        "run_at": spec.run_at,
-        "max_attempts": spec.max_attempts,
-        "timeout": spec.timeout,
-        "headers": dict(spec.headers) or None,
-        "parent_id": spec.parent_id,
-        "predecessor_id": spec.predecessor_id,
-        "heir_when": spec.when.value if spec.when else None,
-        "optional": spec.optional,
-        "declared_by": declared_by,
-        "created_at": now,
-    }
-
-
-def _ids(text: str | None) -> list[str]:
-    return text.split(",") if text else []
-
-
-def _merge_ids(existing: str | None, more: Iterable[str]) -> str | None:
-    ids = _ids(existing)
-    for item in more:
-        if len(ids) >= MAX_FAILED_IDS:
-            break
-        ids.append(item)
-    return ",".join(ids) or None
-
-
-async def insert_jobs(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows; ids that exist already are skipped, so a retried call is harmless."""
+async def _insert(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows; ids that exist already are skipped, so a call sent again is harmless."""
     if not rows:
         return
     jobs = tx.t.jobs
@@ -124,14 +58,48 @@ async def insert_jobs(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
         await tx.conn.execute(insert(jobs), fresh)
 
 
+async def _lock(tx: Tx, ids: Sequence[str | None]) -> dict[str, Rec]:
+    """Read (and on PostgreSQL lock, in id order to avoid deadlocks) these jobs."""
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    jobs = tx.t.jobs
+    stmt = select(jobs).where(jobs.c.id.in_(wanted)).order_by(jobs.c.id)
+    if tx.postgres:
+        stmt = stmt.with_for_update()
+    return {row.id: Rec(row._mapping) for row in (await tx.conn.execute(stmt)).all()}
+
+
+async def _get(tx: Tx, job_id: str) -> Rec:
+    row = (await _lock(tx, [job_id])).get(job_id)
+    if row is None:
+        raise JobNotFound(job_id)
+    return row
+
+
+async def _snapshot(tx: Tx, job_id: str) -> Job:
+    jobs = tx.t.jobs
+    return job_of_row((await tx.conn.execute(select(jobs).where(jobs.c.id == job_id))).one())
+
+
+async def _set_state(tx: Tx, row: Rec, state: str, **values: Any) -> None:
+    jobs = tx.t.jobs
+    await tx.conn.execute(update(jobs).where(jobs.c.id == row.id).values(state=state, **values))
+    tx.event(row.id, state, row.type, row.queue)
+
+
 async def release(tx: Tx, where: Any) -> list[str]:
-    """Held (or re-armed) jobs become queued, or scheduled when due later; returns their ids."""
+    """Rule 1 and 10: held (or returned) jobs become queued, or scheduled when due later.
+
+    Their ready time is now, so they run behind the jobs already queued. Returns their ids.
+    """
     jobs = tx.t.jobs
     stmt = (
         update(jobs)
         .where(where)
         .values(
             state=case((jobs.c.run_at > tx.now, "scheduled"), else_="queued"),
+            ready_at=tx.now,
             worker_id=None,
             lease_expires=None,
         )
@@ -143,128 +111,131 @@ async def release(tx: Tx, where: Any) -> list[str]:
     return [row.id for row in released]
 
 
-async def lock(tx: Tx, ids: Sequence[str]) -> dict[str, Rec]:
-    """Read (and on PostgreSQL lock, in id order to avoid deadlocks) these jobs."""
-    if not ids:
-        return {}
-    jobs = tx.t.jobs
-    stmt = select(jobs).where(jobs.c.id.in_(sorted(set(ids)))).order_by(jobs.c.id)
-    if tx.postgres:
-        stmt = stmt.with_for_update()
-    return {row.id: Rec(row._mapping) for row in (await tx.conn.execute(stmt)).all()}
-
-
 def holds(row: Rec | None, lease: Lease) -> bool:
+    """Rule 6: whether ``row`` runs under exactly this lease."""
     return row is not None and row.state == "running" and row.lease_token == lease.token
 
 
-async def set_state(tx: Tx, row: Rec, state: str, **values: Any) -> None:
+def _leases_match(tx: Tx, leases: Sequence[Lease]) -> Any:
     jobs = tx.t.jobs
-    await tx.conn.execute(update(jobs).where(jobs.c.id == row.id).values(state=state, **values))
-    tx.event(row.id, state, row.type, row.queue)
-
-
-async def discard_staged(tx: Tx, declarer: str) -> None:
-    """Rule 2: declarations of an attempt that did not succeed never run."""
-    jobs = tx.t.jobs
-    await tx.conn.execute(
-        delete(jobs).where(jobs.c.declared_by == declarer, jobs.c.state == "held")
+    return and_(
+        tuple_(jobs.c.id, jobs.c.lease_token).in_(
+            [(lease.job_id, lease.token) for lease in leases]
+        ),
+        jobs.c.state == "running",
     )
 
 
-async def settle(tx: Tx, row: Rec, state: str, **values: Any) -> None:
-    """Rules 3-5: settle ``row``, release or cancel its heirs, and walk up its parents."""
-    jobs = tx.t.jobs
-    current: Rec | None = row
-    failed_ids = _ids(row.failed_ids)
-    while current is not None:
-        await set_state(
-            tx, current, state, finished_at=tx.now, worker_id=None, lease_expires=None, **values
+async def discard_declarations(tx: Tx, declarers: Sequence[str]) -> None:
+    """Rule 2: declarations of attempts that did not succeed never run.
+
+    Only for running declarers: a waiting job's held rows are its heirs.
+    """
+    if declarers:
+        jobs = tx.t.jobs
+        await tx.conn.execute(
+            delete(jobs).where(jobs.c.declared_by.in_(declarers), jobs.c.state == "held")
         )
-        values = {}
-        if state == "succeeded":
-            tx.count(current, 0)
-        elif state == "failed":
-            tx.count(current, 2)
-        # Heirs first: a released heir takes the parent, so the parent's open
-        # count rises before it falls for ``current``.
-        heirs = (
-            await tx.conn.execute(
-                select(jobs.c.id, jobs.c.heir_when).where(
-                    jobs.c.predecessor_id == current.id, jobs.c.state == "held"
-                )
-            )
-        ).all()
-        go = [h.id for h in heirs if h.heir_when == "settled" or state == "succeeded"]
-        stop = [h.id for h in heirs if h.id not in go]
-        pf = ",".join(failed_ids) or None
-        if go:
-            await tx.conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(go))
-                .values(
-                    parent_id=current.parent_id,
-                    predecessor_state=state,
-                    predecessor_failed_ids=pf,
-                    optional=or_(jobs.c.optional, current.optional),
-                )
-            )
-            await release(tx, jobs.c.id.in_(go))
-        if stop:
-            cancelled = (
-                await tx.conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id.in_(stop))
-                    .values(
-                        state="cancelled",
-                        finished_at=tx.now,
-                        predecessor_state=state,
-                        predecessor_failed_ids=pf,
-                        reason=f"predecessor {current.id} {state}",
-                    )
-                    .returning(jobs.c.id, jobs.c.type, jobs.c.queue)
-                )
-            ).all()
-            for c in cancelled:
-                tx.event(c.id, "cancelled", c.type, c.queue)
-        if current.parent_id is None:
-            return
-        parent = (await lock(tx, [current.parent_id])).get(current.parent_id)
-        if parent is None or parent.state in SETTLED:
-            return
-        open_children = parent.open_children + len(go) - 1
-        merged = _merge_ids(parent.failed_ids, failed_ids)
-        failing = parent.failed_child_id
-        changes: dict[str, Any] = {"open_children": open_children, "failed_ids": merged}
-        if state != "succeeded" and not current.optional and failing is None:
-            failing = current.id
-            changes.update(failed_child_id=current.id, reason=f"child {current.id} {state}")
-        if parent.state != "waiting" or open_children > 0:
-            await tx.conn.execute(update(jobs).where(jobs.c.id == parent.id).values(**changes))
-            return
-        values = changes
-        failed_ids = _ids(merged)
-        state = "failed" if failing else "succeeded"
-        current = parent
+
+
+async def enqueue(tx: Tx, specs: Sequence[JobSpec]) -> None:
+    """Rule 9: create top-level jobs; ids that exist already are skipped."""
+    rules.check_new_jobs(specs)
+    await _insert(tx, [spec_row(spec, "held", tx.now) for spec in specs])
+    jobs = tx.t.jobs
+    await release(tx, and_(jobs.c.id.in_([spec.id for spec in specs]), jobs.c.state == "held"))
+
+
+async def claim(
+    tx: Tx, worker_id: str, queues: Sequence[str], limit: int, lease: float, *, promote: bool
+) -> list[Claimed]:
+    """Rule 6 and 10: up to ``limit`` queued jobs, highest priority first, then ready order."""
+    jobs = tx.t.jobs
+    if promote:
+        await promote_due(tx, rules.MAINTENANCE_BATCH)
+    pick = (
+        select(jobs.c.id)
+        .where(jobs.c.state == "queued", jobs.c.queue.in_(list(queues)))
+        .order_by(jobs.c.priority.desc(), jobs.c.ready_at, jobs.c.id)
+        .limit(limit)
+    )
+    if tx.postgres:
+        # Concurrent workers skip each other's rows instead of waiting on them.
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id.in_(pick.scalar_subquery()))
+        .values(
+            state="running",
+            attempt=jobs.c.attempt + 1,
+            lease_token=jobs.c.lease_token + 1,
+            lease_expires=tx.now + lease,
+            worker_id=worker_id,
+            started_at=tx.now,
+        )
+        .returning(*jobs.c)
+    )
+    rows = (await tx.conn.execute(stmt)).all()
+    rows = sorted(rows, key=lambda r: (-r.priority, r.ready_at or 0.0, r.id))
+    claimed = []
+    for row in rows:
+        tx.event(row.id, "running", row.type, row.queue)
+        try:
+            job = job_of_row(row)
+        except PayloadDecodeError as exc:
+            # A row other software garbled fails here, in this transaction:
+            # raising would undo the claim of every job, again on every claim.
+            log.error("%s", exc)
+            error = f"stored job is not a valid Conveyor job: {exc.__cause__!r}"
+            await fail(tx, Rec(row._mapping), error)
+            continue
+        claimed.append(Claimed(job, Lease(row.id, row.lease_token)))
+    return claimed
+
+
+async def stage(tx: Tx, lease: Lease, specs: Sequence[JobSpec]) -> None:
+    """Rule 1: store a running attempt's declarations, held."""
+    row = (await _lock(tx, [lease.job_id])).get(lease.job_id)
+    if not holds(row, lease):
+        raise LeaseLost(lease.job_id)
+    rules.check_declarations(specs, lease.job_id)
+    await _insert(tx, [spec_row(s, "held", tx.now, lease.job_id) for s in specs])
+
+
+async def renew(tx: Tx, leases: Sequence[Lease], lease: float) -> set[str]:
+    """Rule 6: extend the leases still held; returns the ids still held."""
+    jobs = tx.t.jobs
+    match = _leases_match(tx, leases)
+    if not tx.postgres:
+        stmt = update(jobs).where(match).values(lease_expires=tx.now + lease)
+        return set((await tx.conn.execute(stmt.returning(jobs.c.id))).scalars().all())
+    # A row another transaction has locked (this worker's own record of a finished
+    # job, most often) is skipped, not waited for: a heartbeat stuck behind a slow
+    # record would let every other lease of this worker lapse. The next beat renews
+    # it if it is still running. Lost are only the leases that no longer match.
+    mine = select(jobs.c.id).where(match).with_for_update(skip_locked=True)
+    stmt = update(jobs).where(jobs.c.id.in_(mine.scalar_subquery()))
+    await tx.conn.execute(stmt.values(lease_expires=tx.now + lease))
+    return set((await tx.conn.execute(select(jobs.c.id).where(match))).scalars().all())
 
 
 async def succeed(tx: Tx, row: Rec, declarations: Sequence[JobSpec]) -> None:
     """Rule 1: release the attempt's children with its success; heirs stay held."""
     jobs = tx.t.jobs
-    await insert_jobs(tx, [spec_row(s, "held", tx.now, row.id) for s in declarations])
+    await _insert(tx, [spec_row(s, "held", tx.now, row.id) for s in declarations])
     released = await release(
         tx,
         and_(jobs.c.declared_by == row.id, jobs.c.state == "held", jobs.c.parent_id == row.id),
     )
     if released:
-        await set_state(
+        await _set_state(
             tx, row, "waiting", open_children=len(released), worker_id=None, lease_expires=None
         )
     else:
         await settle(tx, row, "succeeded")
 
 
-async def succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
+async def _succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
     """Rule 1 in bulk for successes that declared nothing: they settle at once.
 
     Returns the rows that turned out to have staged declarations after all;
@@ -295,21 +266,25 @@ async def succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
     by_parent: dict[str, list[Rec]] = defaultdict(list)
     for leaf in leaves:
         tx.event(leaf.id, "succeeded", leaf.type, leaf.queue)
-        tx.count(leaf, 0)
+        tx.count(leaf, SUCCEEDED)
         if leaf.parent_id is not None:
             by_parent[leaf.parent_id].append(leaf)
     # Each parent once per batch: a fan-out of thousands costs one update per batch.
     # Lock them all first, in id order (no deadlocks), but read each again just
     # before use: settling one parent may walk up into another in this list.
-    await lock(tx, list(by_parent))
+    await _lock(tx, list(by_parent))
     for parent_id, children in by_parent.items():
-        parent = (await lock(tx, [parent_id])).get(parent_id)
+        parent = (await _lock(tx, [parent_id])).get(parent_id)
         if parent is None or parent.state in SETTLED:
             continue
         open_children = parent.open_children - len(children)
-        merged = _merge_ids(parent.failed_ids, [i for c in children for i in _ids(c.failed_ids)])
+        merged = text_of(
+            rules.merge_failed_ids(
+                ids_of(parent.failed_ids), [i for c in children for i in ids_of(c.failed_ids)]
+            )
+        )
         if parent.state == "waiting" and open_children <= 0:
-            state = "failed" if parent.failed_child_id else "succeeded"
+            state = rules.settles_as(parent.failed_child_id).value
             changed = parent.replace(open_children=0, failed_ids=merged)
             await settle(tx, changed, state, open_children=0, failed_ids=merged)
         else:
@@ -321,26 +296,28 @@ async def succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
     return [r for r in rows if r.id in declaring]
 
 
-async def fail(tx: Tx, row: Rec, error: str) -> None:
-    await discard_staged(tx, row.id)
-    failed = _merge_ids(row.failed_ids, [row.id])
-    await settle(tx, row.replace(failed_ids=failed), "failed", last_error=error, failed_ids=failed)
-
-
 async def retry_later(tx: Tx, row: Rec, error: str, retry_at: float) -> None:
+    """Rule 2: the attempt failed and another is due at ``retry_at``."""
     jobs = tx.t.jobs
-    await discard_staged(tx, row.id)
+    await discard_declarations(tx, [row.id])
     await tx.conn.execute(
         update(jobs).where(jobs.c.id == row.id).values(last_error=error, run_at=retry_at)
     )
-    tx.count(row, 1)
+    tx.count(row, RETRIED)
     await release(tx, jobs.c.id == row.id)
 
 
-async def requeue(tx: Tx, row: Rec, **values: Any) -> None:
-    """Back to queued without counting the attempt (lease lost, or handed back)."""
+async def fail(tx: Tx, row: Rec, error: str) -> None:
+    """Rule 3: the handler failed for good."""
+    await discard_declarations(tx, [row.id])
+    failed = text_of(rules.merge_failed_ids(ids_of(row.failed_ids), [row.id]))
+    await settle(tx, row.replace(failed_ids=failed), "failed", last_error=error, failed_ids=failed)
+
+
+async def hand_back(tx: Tx, row: Rec, **values: Any) -> None:
+    """Rule 6: back to queued unrun, the attempt not counted."""
     jobs = tx.t.jobs
-    await discard_staged(tx, row.id)
+    await discard_declarations(tx, [row.id])
     await tx.conn.execute(
         update(jobs)
         .where(jobs.c.id == row.id)
@@ -351,21 +328,159 @@ async def requeue(tx: Tx, row: Rec, **values: Any) -> None:
     await release(tx, jobs.c.id == row.id)
 
 
-async def promote_due(tx: Tx, limit: int) -> int:
+async def lose_lease(tx: Tx, row: Rec, max_lost: int) -> bool:
+    """Rule 6: the lease expired; returns whether the job failed for good ("worker lost")."""
+    count = row.lost_count + 1
+    if rules.lease_loss_fails(count, max_lost):
+        jobs = tx.t.jobs
+        await tx.conn.execute(update(jobs).where(jobs.c.id == row.id).values(lost_count=count))
+        await fail(tx, row.replace(lost_count=count), rules.worker_lost(count))
+        return True
+    await hand_back(tx, row, lost_count=count)
+    return False
+
+
+async def record(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
+    """Rule 6: apply each outcome whose lease is still held; refuse the others."""
+    check_outcomes(outcomes)
+    rows = await _lock(tx, [o.lease.job_id for o in outcomes])
+    accepted = [holds(rows.get(o.lease.job_id), o.lease) for o in outcomes]
+    held = [(o, rows[o.lease.job_id]) for o, ok in zip(outcomes, accepted, strict=True) if ok]
+    # Outcomes never touch another running job (cascades reach only waiting
+    # parents and held heirs), so the rows read above stay current.
+    leaves = [r for o, r in held if isinstance(o, Success) and not o.declarations]
+    declaring = {r.id for r in await _succeed_leaves(tx, leaves)}
+    for outcome, row in held:
+        match outcome:
+            case Success(declarations=declarations):
+                if declarations or row.id in declaring:
+                    await succeed(tx, row, declarations)
+            case Retry(error=error, retry_at=retry_at):
+                await retry_later(tx, row, error, retry_at)
+            case Failure(error=error):
+                await fail(tx, row, error)
+            case HandBack():
+                await hand_back(tx, row)
+    return accepted
+
+
+async def settle(tx: Tx, row: Rec, state: str, **values: Any) -> None:
+    """Rules 3-5: settle ``row``, release or cancel its heirs, and walk up its parents."""
+    current: Rec | None = row
+    while current is not None:
+        await _set_state(
+            tx, current, state, finished_at=tx.now, worker_id=None, lease_expires=None, **values
+        )
+        if state == "succeeded":
+            tx.count(current, SUCCEEDED)
+        elif state == "failed":
+            tx.count(current, FAILED)
+        released = await release_heirs(tx, current, state)
+        if current.parent_id is None:
+            return
+        parent = (await _lock(tx, [current.parent_id])).get(current.parent_id)
+        if parent is None:
+            return
+        settles = await close_child(tx, parent, current, state, released)
+        if settles is None:
+            return
+        current, state, values = settles
+
+
+async def release_heirs(tx: Tx, row: Rec, state: str) -> int:
+    """Rule 4: ``row`` settled as ``state``; each held heir runs or is cancelled.
+
+    Returns how many were released: each takes ``row``'s parent, which
+    ``close_child`` adds to that parent's open count.
+    """
     jobs = tx.t.jobs
-    due = (
-        select(jobs.c.id)
-        .where(jobs.c.state == "scheduled", jobs.c.run_at <= tx.now)
-        .order_by(jobs.c.run_at)
-        .limit(limit)
-    )
-    if tx.postgres:
-        due = due.with_for_update(skip_locked=True)
-    return len(await release(tx, jobs.c.id.in_(due.scalar_subquery())))
+    heirs = (
+        await tx.conn.execute(
+            select(jobs.c.id, jobs.c.heir_when).where(
+                jobs.c.predecessor_id == row.id, jobs.c.state == "held"
+            )
+        )
+    ).all()
+    outcome = JobState(state)
+    go = [h.id for h in heirs if rules.heir_runs(When(h.heir_when or When.SUCCEEDED), outcome)]
+    stop = [h.id for h in heirs if h.id not in go]
+    told = {"predecessor_state": state, "predecessor_failed_ids": row.failed_ids}
+    if go:
+        await tx.conn.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(go))
+            .values(parent_id=row.parent_id, optional=or_(jobs.c.optional, row.optional), **told)
+        )
+        await release(tx, jobs.c.id.in_(go))
+    if stop:
+        cancelled = (
+            await tx.conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(stop))
+                .values(
+                    state="cancelled",
+                    finished_at=tx.now,
+                    reason=rules.predecessor_reason(row.id, state),
+                    **told,
+                )
+                .returning(jobs.c.id, jobs.c.type, jobs.c.queue)
+            )
+        ).all()
+        for c in cancelled:
+            tx.event(c.id, "cancelled", c.type, c.queue)
+    return len(go)
 
 
-async def cancel_below(tx: Tx, root: Rec) -> None:
-    """Cancel every unsettled member below ``root``: its children and, below them, their heirs."""
+async def close_child(
+    tx: Tx, parent: Rec, child: Rec, state: str, heirs_released: int
+) -> tuple[Rec, str, dict[str, Any]] | None:
+    """Rule 5: ``child`` settled as ``state`` (and released ``heirs_released`` heirs
+    into ``parent``); returns the parent and how it settles now, if it does."""
+    if parent.state in SETTLED:
+        return None
+    open_children = parent.open_children + heirs_released - 1
+    merged = text_of(rules.merge_failed_ids(ids_of(parent.failed_ids), ids_of(child.failed_ids)))
+    changes: dict[str, Any] = {"open_children": open_children, "failed_ids": merged}
+    failing = parent.failed_child_id
+    if rules.fails_parent(JobState(state), child.optional) and failing is None:
+        failing = child.id
+        changes.update(failed_child_id=child.id, reason=rules.child_reason(child.id, state))
+    if parent.state != "waiting" or open_children > 0:
+        jobs = tx.t.jobs
+        await tx.conn.execute(update(jobs).where(jobs.c.id == parent.id).values(**changes))
+        return None
+    return parent.replace(**changes), rules.settles_as(failing).value, changes
+
+
+async def cancel(tx: Tx, job_id: str, reason: str) -> Job:
+    """Rule 3 and 12: cancel an open job and every open member below it."""
+    row = await _get(tx, job_id)
+    if row.state in SETTLED:
+        raise InvalidState(job_id, row.state, "cancel", "it has already settled")
+    if row.state == "held":
+        declarer = (await _lock(tx, [row.declared_by])).get(row.declared_by or "")
+        if row.predecessor_id is None or (declarer and declarer.state == "running"):
+            raise InvalidState(
+                job_id,
+                row.state,
+                "cancel",
+                "it is a declaration of an attempt still running; cancel the job that declared it",
+            )
+        # A held heir counts in no parent yet: it settles on its own.
+        await _set_state(tx, row, "cancelled", finished_at=tx.now, reason=reason)
+    else:
+        await _cancel_below(tx, row)
+        if row.state == "running":
+            await discard_declarations(tx, [row.id])
+        await settle(tx, row, "cancelled", reason=reason)
+    return await _snapshot(tx, job_id)
+
+
+async def _cancel_below(tx: Tx, root: Rec) -> None:
+    """Every open member below ``root``: its children and, below them, their heirs.
+
+    ``root``'s own heirs are not below it: its settling settles them.
+    """
     jobs = tx.t.jobs
     frontier = [root.id]
     first = True
@@ -379,11 +494,7 @@ async def cancel_below(tx: Tx, root: Rec) -> None:
                 select(jobs.c.id, jobs.c.state).where(below, jobs.c.state.not_in(SETTLED))
             )
         ).all()
-        running = [r.id for r in rows if r.state == "running"]
-        if running:
-            await tx.conn.execute(
-                delete(jobs).where(jobs.c.declared_by.in_(running), jobs.c.state == "held")
-            )
+        await discard_declarations(tx, [r.id for r in rows if r.state == "running"])
         ids = [r.id for r in rows]
         if ids:
             cancelled = (
@@ -393,7 +504,7 @@ async def cancel_below(tx: Tx, root: Rec) -> None:
                     .values(
                         state="cancelled",
                         finished_at=tx.now,
-                        reason=f"ancestor {root.id} cancelled",
+                        reason=rules.ancestor_cancelled(root.id),
                         worker_id=None,
                         lease_expires=None,
                     )
@@ -405,11 +516,107 @@ async def cancel_below(tx: Tx, root: Rec) -> None:
         frontier = ids
 
 
-def leases_match(tx: Tx, leases: Sequence[Lease]) -> Any:
+async def retry(tx: Tx, job_id: str) -> Job:
+    """Rule 8 (until family repair): queue a failed or cancelled job without family ties again."""
     jobs = tx.t.jobs
-    return and_(
-        tuple_(jobs.c.id, jobs.c.lease_token).in_(
-            [(lease.job_id, lease.token) for lease in leases]
-        ),
-        jobs.c.state == "running",
+    row = await _get(tx, job_id)
+    if row.state not in ("failed", "cancelled"):
+        raise InvalidState(job_id, row.state, "retry", "only failed or cancelled jobs")
+    family = await tx.conn.execute(
+        select(jobs.c.id)
+        .where(or_(jobs.c.parent_id == job_id, jobs.c.predecessor_id == job_id))
+        .limit(1)
     )
+    if row.parent_id or row.predecessor_id or family.first() is not None:
+        raise InvalidState(
+            job_id, row.state, "retry", "it belongs to a family; family repair is not supported yet"
+        )
+    await tx.conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            attempt=0,
+            lost_count=0,
+            failed_ids=None,
+            reason=None,
+            failed_child_id=None,
+            finished_at=None,
+            run_at=None,
+        )
+    )
+    tx.unsettle(row.queue, row.state)
+    await release(tx, jobs.c.id == job_id)
+    return await _snapshot(tx, job_id)
+
+
+async def discard(tx: Tx, job_id: str) -> Job:
+    """Rule 12: delete a settled job and its family below it."""
+    jobs = tx.t.jobs
+    row = await _get(tx, job_id)
+    if row.state not in SETTLED:
+        raise InvalidState(job_id, row.state, "discard", "it has not settled")
+    job = await _snapshot(tx, job_id)
+    # The family below: a settled job's children, theirs, and so on (heirs
+    # released into it are children too); all settled before it did.
+    below = select(jobs.c.id).where(jobs.c.id == job_id).cte("below", recursive=True)
+    below = below.union_all(select(jobs.c.id).where(jobs.c.parent_id == below.c.id))
+    gone = await tx.conn.execute(
+        delete(jobs).where(jobs.c.id.in_(select(below.c.id))).returning(jobs.c.queue, jobs.c.state)
+    )
+    tallies.unsettle_deleted(tx, gone.all())
+    return job
+
+
+async def promote_due(tx: Tx, limit: int) -> int:
+    """Rule 7 and 10: scheduled jobs whose time has come join the ready order."""
+    jobs = tx.t.jobs
+    due = (
+        select(jobs.c.id)
+        .where(jobs.c.state == "scheduled", jobs.c.run_at <= tx.now)
+        .order_by(jobs.c.run_at)
+        .limit(limit)
+    )
+    if tx.postgres:
+        due = due.with_for_update(skip_locked=True)
+    return len(await release(tx, jobs.c.id.in_(due.scalar_subquery())))
+
+
+async def prune(tx: Tx, before: float, limit: int) -> int:
+    """Rule 12: delete up to ``limit`` jobs settled at or before ``before``."""
+    jobs = tx.t.jobs
+    old = (
+        select(jobs.c.id)
+        .where(jobs.c.state.in_(SETTLED), jobs.c.finished_at <= before)
+        .limit(limit)
+    )
+    gone = await tx.conn.execute(
+        delete(jobs)
+        .where(jobs.c.id.in_(old.scalar_subquery()))
+        .returning(jobs.c.queue, jobs.c.state)
+    )
+    return tallies.unsettle_deleted(tx, gone.all())
+
+
+async def maintain(tx: Tx, retention: float, max_lost: int) -> MaintenanceReport:
+    """Rule 7: promote due jobs, recover expired leases, prune, fold the ledger."""
+    jobs = tx.t.jobs
+    limit = rules.MAINTENANCE_BATCH
+    promoted = await promote_due(tx, limit)
+    expired = (
+        select(jobs)
+        .where(jobs.c.state == "running", jobs.c.lease_expires <= tx.now)
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    if tx.postgres:
+        expired = expired.with_for_update(skip_locked=True)
+    recovered = 0
+    lost: list[str] = []
+    for row in (await tx.conn.execute(expired)).all():
+        if await lose_lease(tx, Rec(row._mapping), max_lost):
+            lost.append(row.id)
+        else:
+            recovered += 1
+    pruned = await prune(tx, tx.now - retention, limit)
+    await tallies.fold_settled(tx)
+    return MaintenanceReport(promoted, recovered, lost, pruned)

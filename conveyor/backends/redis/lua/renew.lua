@@ -1,12 +1,3 @@
--- Extend leases still held. ARGV: lease seconds, then id, token pairs.
+-- Rule 6: extend leases still held. ARGV: lease seconds, then id, token pairs.
 -- Returns the ids whose lease is no longer held.
-local expiry = NOW + tonumber(ARGV[1])
-local lost = {}
-for i = 2, #ARGV, 2 do
-  if holds(ARGV[i], ARGV[i + 1]) then
-    redis.call('ZADD', P .. 'leases', 'XX', expiry, ARGV[i])
-  else
-    lost[#lost + 1] = ARGV[i]
-  end
-end
-return lost
+return renew(tonumber(ARGV[1]), ARGV, 2)

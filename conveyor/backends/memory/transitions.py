@@ -1,0 +1,404 @@
+"""The rulebook (``docs/rules.md``) carried out on a ``MemoryState``.
+
+Each function is one transition or a step of one; ``MemoryStore`` calls them
+with its lock held, so each call is atomic. The names and their order match
+the Redis (``lua/transitions.lua``) and SQL (``sql/transitions.py``) executors.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+from conveyor.core import rules
+from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost
+from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.states import JobState
+from conveyor.core.storage import (
+    Claimed,
+    Failure,
+    HandBack,
+    MaintenanceReport,
+    Outcome,
+    Retry,
+    Success,
+    check_outcomes,
+)
+
+from ._rows import Row
+from ._state import FAILED, RETRIED, SUCCEEDED, MemoryState
+
+
+def release(s: MemoryState, row: Row, now: float) -> None:
+    """Rule 1 and 10: make a held (or returned) row runnable: queued, or scheduled if due later."""
+    if row.run_at is not None and row.run_at > now:
+        row.state = JobState.SCHEDULED
+        s.push_scheduled(row, row.run_at)
+    else:
+        row.state = JobState.QUEUED
+        s.push_ready(row)
+    s.emit(row, now)
+
+
+def holds(s: MemoryState, lease: Lease) -> Row | None:
+    """Rule 6: the row, if it runs under exactly this lease."""
+    row = s.rows.get(lease.job_id)
+    if row is None or row.state is not JobState.RUNNING or row.lease_token != lease.token:
+        return None
+    return row
+
+
+def discard_declarations(s: MemoryState, declarer: str) -> None:
+    """Rule 2: declarations of an attempt that did not succeed never run."""
+    for decl_id in s.declarations.pop(declarer, ()):
+        s.rows.pop(decl_id, None)
+
+
+def _insert_held(s: MemoryState, declarer: Row, specs: Sequence[JobSpec], now: float) -> None:
+    staged = s.declarations[declarer.id]
+    for spec in specs:
+        if spec.id in s.rows:
+            continue  # staged already by a call sent again
+        row = Row.from_spec(spec, JobState.HELD, s.next_seq(), now, declared_by=declarer.id)
+        s.rows[row.id] = row
+        staged.append(row.id)
+
+
+def enqueue(s: MemoryState, specs: Sequence[JobSpec], now: float) -> None:
+    """Rule 9: create top-level jobs; ids that exist already are skipped."""
+    rules.check_new_jobs(specs)
+    for spec in specs:
+        if spec.id not in s.rows:
+            row = Row.from_spec(spec, JobState.HELD, s.next_seq(), now)
+            s.rows[row.id] = row
+            release(s, row, now)
+
+
+def claim(
+    s: MemoryState, worker_id: str, queues: Sequence[str], limit: int, lease: float, now: float
+) -> list[Claimed]:
+    """Rule 6 and 10: up to ``limit`` queued jobs, highest priority first, then ready order."""
+    promote_due(s, now)
+    claimed: list[Claimed] = []
+    heaps = [s.ready[q] for q in dict.fromkeys(queues) if s.ready.get(q)]
+    while len(claimed) < limit and heaps:
+        best = min(heaps, key=lambda h: h[0])
+        _, _, job_id = heapq.heappop(best)
+        if not best:
+            heaps.remove(best)
+        row = s.rows.get(job_id)
+        if row is None or row.state is not JobState.QUEUED:
+            continue  # a stale entry: cancelled, or queued again further back
+        s.token += 1
+        row.state = JobState.RUNNING
+        row.attempt += 1
+        row.lease_token = s.token
+        row.lease_expires = now + lease
+        row.worker_id = worker_id
+        row.started_at = now
+        s.running.add(row.id)
+        s.emit(row, now)
+        claimed.append(Claimed(row.snapshot(), Lease(row.id, row.lease_token)))
+    return claimed
+
+
+def stage(s: MemoryState, lease: Lease, specs: Sequence[JobSpec], now: float) -> None:
+    """Rule 1: store a running attempt's declarations, held."""
+    row = holds(s, lease)
+    if row is None:
+        raise LeaseLost(lease.job_id)
+    rules.check_declarations(specs, row.id)
+    _insert_held(s, row, specs, now)
+
+
+def renew(s: MemoryState, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
+    """Rule 6: extend the leases still held; returns the others."""
+    lost: list[Lease] = []
+    for held in leases:
+        row = holds(s, held)
+        if row is None:
+            lost.append(held)
+        else:
+            row.lease_expires = now + lease
+    return lost
+
+
+def succeed(s: MemoryState, row: Row, declarations: Sequence[JobSpec], now: float) -> None:
+    """Rule 1: release the attempt's children with its success; heirs stay held."""
+    _insert_held(s, row, declarations, now)
+    released = 0
+    for decl_id in s.declarations.pop(row.id, ()):
+        decl = s.rows[decl_id]
+        if decl.predecessor_id == row.id:
+            s.heirs[row.id].append(decl_id)
+        else:
+            s.children[row.id].append(decl_id)
+            release(s, decl, now)
+            released += 1
+    row.open_children += released
+    s.clear_lease(row)
+    if row.open_children == 0:
+        settle(s, row, JobState.SUCCEEDED, now)
+    else:
+        row.state = JobState.WAITING
+        s.emit(row, now)
+
+
+def retry_later(s: MemoryState, row: Row, error: str, retry_at: float, now: float) -> None:
+    """Rule 2: the attempt failed and another is due at ``retry_at``."""
+    discard_declarations(s, row.id)
+    s.clear_lease(row)
+    row.last_error = error
+    row.run_at = retry_at
+    s.count(row, RETRIED, now)
+    release(s, row, now)
+
+
+def fail(s: MemoryState, row: Row, error: str, now: float) -> None:
+    """Rule 3: the handler failed for good."""
+    discard_declarations(s, row.id)
+    row.last_error = error
+    row.failed_ids = rules.merge_failed_ids(row.failed_ids, [row.id])
+    settle(s, row, JobState.FAILED, now)
+
+
+def hand_back(s: MemoryState, row: Row, now: float) -> None:
+    """Rule 6: back to queued unrun, the attempt not counted."""
+    discard_declarations(s, row.id)
+    s.clear_lease(row)
+    row.attempt = max(row.attempt - 1, 0)
+    row.run_at = None
+    release(s, row, now)
+
+
+def lose_lease(s: MemoryState, row: Row, now: float) -> bool:
+    """Rule 6: the lease expired; returns whether the job failed for good ("worker lost")."""
+    row.lost_count += 1
+    if rules.lease_loss_fails(row.lost_count, s.max_lost):
+        s.clear_lease(row)
+        fail(s, row, rules.worker_lost(row.lost_count), now)
+        return True
+    hand_back(s, row, now)
+    return False
+
+
+def record(s: MemoryState, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+    """Rule 6: apply each outcome whose lease is still held; refuse the others."""
+    check_outcomes(outcomes)
+    accepted: list[bool] = []
+    for outcome in outcomes:
+        row = holds(s, outcome.lease)
+        accepted.append(row is not None)
+        if row is None:
+            continue
+        match outcome:
+            case Success(declarations=declarations):
+                succeed(s, row, declarations, now)
+            case Retry(error=error, retry_at=retry_at):
+                retry_later(s, row, error, retry_at, now)
+            case Failure(error=error):
+                fail(s, row, error, now)
+            case HandBack():
+                hand_back(s, row, now)
+    return accepted
+
+
+def settle(s: MemoryState, row: Row, state: JobState, now: float) -> None:
+    """Rules 3-5: settle ``row``, release or cancel its heirs, and walk up its parents."""
+    current: Row | None = row
+    while current is not None:
+        current.state = state
+        current.finished_at = now
+        s.clear_lease(current)
+        if state is JobState.SUCCEEDED:
+            s.count(current, SUCCEEDED, now)
+        elif state is JobState.FAILED:
+            s.count(current, FAILED, now)
+        s.emit(current, now)
+        release_heirs(s, current, state, now)
+        parent = s.rows.get(current.parent_id) if current.parent_id else None
+        if parent is None:
+            return
+        settles = close_child(s, parent, current, state)
+        if settles is None:
+            return
+        current, state = parent, settles
+
+
+def release_heirs(s: MemoryState, row: Row, state: JobState, now: float) -> None:
+    """Rule 4: ``row`` settled as ``state``; each held heir runs or is cancelled.
+
+    A released heir takes ``row``'s parent, so that parent's open count rises
+    here, before ``close_child`` lowers it for ``row``.
+    """
+    parent = s.rows.get(row.parent_id) if row.parent_id else None
+    for heir_id in s.heirs.get(row.id, ()):
+        heir = s.rows[heir_id]
+        if heir.state is not JobState.HELD:
+            continue  # cancelled by a person while it was held
+        heir.predecessor_state = state
+        heir.predecessor_failed_ids = tuple(row.failed_ids)
+        if rules.heir_runs(heir.when, state):
+            heir.parent_id = row.parent_id
+            heir.optional = heir.optional or row.optional
+            if parent is not None:
+                parent.open_children += 1
+                s.children[parent.id].append(heir.id)
+            release(s, heir, now)
+        else:
+            heir.state = JobState.CANCELLED
+            heir.finished_at = now
+            heir.reason = rules.predecessor_reason(row.id, state)
+            s.emit(heir, now)
+
+
+def close_child(s: MemoryState, parent: Row, child: Row, state: JobState) -> JobState | None:
+    """Rule 5: ``child`` settled as ``state``; returns how ``parent`` settles now, if it does."""
+    if parent.state.settled:
+        return None
+    parent.open_children -= 1
+    parent.failed_ids = rules.merge_failed_ids(parent.failed_ids, child.failed_ids)
+    if rules.fails_parent(state, child.optional) and parent.failed_child_id is None:
+        parent.failed_child_id = child.id
+        parent.reason = rules.child_reason(child.id, state)
+    if parent.state is not JobState.WAITING or parent.open_children > 0:
+        return None
+    return rules.settles_as(parent.failed_child_id)
+
+
+def cancel(s: MemoryState, job_id: str, reason: str, now: float) -> Job:
+    """Rule 3 and 12: cancel an open job and every open member below it."""
+    row = _get(s, job_id)
+    if row.state.settled:
+        raise InvalidState(job_id, row.state, "cancel", "it has already settled")
+    if row.state is JobState.HELD:
+        declarer = s.rows.get(row.declared_by or "")
+        if row.predecessor_id is None or (declarer and declarer.state is JobState.RUNNING):
+            raise InvalidState(
+                job_id,
+                row.state,
+                "cancel",
+                "it is a declaration of an attempt still running; cancel the job that declared it",
+            )
+        # A held heir counts in no parent yet: it settles on its own.
+        row.state = JobState.CANCELLED
+        row.finished_at = now
+        row.reason = reason
+        s.emit(row, now)
+        return row.snapshot()
+    for member in _open_below(s, row):
+        member.state = JobState.CANCELLED
+        member.finished_at = now
+        member.reason = rules.ancestor_cancelled(job_id)
+        s.clear_lease(member)
+        discard_declarations(s, member.id)
+        s.emit(member, now)
+    discard_declarations(s, row.id)
+    row.reason = reason
+    settle(s, row, JobState.CANCELLED, now)
+    return row.snapshot()
+
+
+def _open_below(s: MemoryState, root: Row) -> list[Row]:
+    """Open members below ``root``: its children and, below them, their heirs too.
+
+    ``root``'s own heirs are not below it: its settling settles them.
+    """
+    found: list[Row] = []
+    stack = [root.id]
+    while stack:
+        node = stack.pop()
+        heirs = s.heirs.get(node, ()) if node != root.id else ()
+        for member_id in (*s.children.get(node, ()), *heirs):
+            member = s.rows.get(member_id)
+            if member is not None and not member.state.settled:
+                found.append(member)
+                stack.append(member.id)
+    return found
+
+
+def retry(s: MemoryState, job_id: str, now: float) -> Job:
+    """Rule 8 (until family repair): queue a failed or cancelled job without family ties again."""
+    row = _get(s, job_id)
+    if row.state not in (JobState.FAILED, JobState.CANCELLED):
+        raise InvalidState(job_id, row.state, "retry", "only failed or cancelled jobs")
+    if row.parent_id or row.predecessor_id or s.children.get(job_id) or s.heirs.get(job_id):
+        raise InvalidState(
+            job_id,
+            row.state,
+            "retry",
+            "it belongs to a family; family repair is not supported yet",
+        )
+    row.attempt = 0
+    row.lost_count = 0
+    row.failed_ids = []
+    row.reason = None
+    row.failed_child_id = None
+    row.finished_at = None
+    row.run_at = None
+    release(s, row, now)
+    return row.snapshot()
+
+
+def discard(s: MemoryState, job_id: str) -> Job:
+    """Rule 12: delete a settled job and its family below it."""
+    row = _get(s, job_id)
+    if not row.state.settled:
+        raise InvalidState(job_id, row.state, "discard", "it has not settled")
+    job = row.snapshot()
+    doomed = [job_id]
+    for member in doomed:  # grows as it goes: the settled family below
+        doomed.extend(s.children.get(member, ()))
+    for member in doomed:
+        s.forget(member)
+    return job
+
+
+def promote_due(s: MemoryState, now: float) -> int:
+    """Rule 7 and 10: scheduled jobs whose time has come join the ready order."""
+    promoted = 0
+    while s.scheduled and s.scheduled[0][0] <= now:
+        _, _, job_id = heapq.heappop(s.scheduled)
+        row = s.rows.get(job_id)
+        if row is None or row.state is not JobState.SCHEDULED or (row.run_at or 0) > now:
+            continue  # a stale entry
+        row.state = JobState.QUEUED
+        s.push_ready(row)
+        s.emit(row, now)
+        promoted += 1
+    return promoted
+
+
+def prune(s: MemoryState, before: float) -> int:
+    """Rule 12: forget jobs settled at or before ``before``."""
+    old = [
+        r.id
+        for r in s.rows.values()
+        if r.state.settled and r.finished_at is not None and r.finished_at <= before
+    ]
+    for job_id in old:
+        s.forget(job_id)
+    return len(old)
+
+
+def maintain(s: MemoryState, now: float) -> MaintenanceReport:
+    """Rule 7: promote due jobs, recover expired leases, prune, forget silent workers."""
+    promoted = promote_due(s, now)
+    recovered = 0
+    lost: list[str] = []
+    for job_id in [j for j in s.running if s.rows[j].lease_expires <= now]:
+        if lose_lease(s, s.rows[job_id], now):
+            lost.append(job_id)
+        else:
+            recovered += 1
+    pruned = prune(s, now - s.retention)
+    for worker_id in [w for w, (_, until) in s.workers.items() if until <= now]:
+        del s.workers[worker_id]
+    return MaintenanceReport(promoted, recovered, lost, pruned)
+
+
+def _get(s: MemoryState, job_id: str) -> Row:
+    row = s.rows.get(job_id)
+    if row is None:
+        raise JobNotFound(job_id)
+    return row

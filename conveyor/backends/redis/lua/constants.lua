@@ -1,0 +1,25 @@
+-- Generated from conveyor/backends/redis/layout.py and conveyor/core/rules.py by
+-- `python -m conveyor.backends.redis.layout`: do not edit by hand.
+
+-- Job hash fields (layout.FIELD).
+local F = { type = 't', queue = 'q', payload = 'p', state = 's', priority = 'pr', run_at = 'ra', max_attempts = 'm', timeout = 'to', headers = 'h', parent = 'par', predecessor = 'pred', when = 'w', optional = 'o', declared_by = 'd', attempt = 'a', error = 'e', started = 'st', finished = 'fin', token = 'tok', worker = 'wid', lost = 'lost', open = 'open', failed_ids = 'fids', reason = 'why', failing_child = 'fc', predecessor_state = 'ps', predecessor_failed_ids = 'pf' }
+-- States as stored: one letter each (layout.STATE_CODE), and back.
+local CODE = { held = 'h', scheduled = 'd', queued = 'q', running = 'r', waiting = 'w', succeeded = 's', failed = 'f', cancelled = 'c' }
+local NAME = {}
+for name, code in pairs(CODE) do NAME[code] = name end
+local DEFAULT_MAX_ATTEMPTS = 5
+-- A spec's arguments, by offset from its first (layout.SPEC_ARGS).
+local SPEC = { id = 0, type = 1, queue = 2, payload = 3, run_at = 4, max_attempts = 5, timeout = 6, priority = 7, headers = 8, parent = 9, predecessor = 10, when = 11, optional = 12 }
+local SPEC_FIELDS = 13
+-- An outcome's arguments, by offset from its first (layout.OUTCOME_ARGS).
+local OUTCOME = { kind = 0, id = 1, token = 2, error = 3, retry_at = 4, n = 5 }
+local OUTCOME_FIELDS = 6
+local KIND = { success = 'ok', retry = 'retry', failure = 'fail', hand_back = 'back' }
+-- Error reply codes (layout.ERROR).
+local ERR = { not_found = 'CONVEYOR_NOT_FOUND', state = 'CONVEYOR_STATE', lease_lost = 'CONVEYOR_LEASE_LOST' }
+-- The rulebook's constants (conveyor/core/rules.py).
+local MAX_FAILED_IDS = 1000
+local CHILD_REASON = 'child %s %s'
+local PREDECESSOR_REASON = 'predecessor %s %s'
+local ANCESTOR_CANCELLED = 'ancestor %s cancelled'
+local WORKER_LOST = 'worker lost: lease expired %d times'

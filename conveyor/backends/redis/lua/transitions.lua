@@ -1,0 +1,614 @@
+-- The rulebook (docs/rules.md) carried out in Redis. Prepended, after the
+-- generated constants.lua, to every script; each script is one atomic step.
+-- The transitions below have the names, and come in the order, of the memory
+-- (memory/transitions.py) and SQL (sql/transitions.py) executors.
+--
+-- KEYS[1] is the namespace prefix "{ns}:". Every key a script touches starts
+-- with it, so all of one installation's keys hash to one Redis Cluster slot
+-- and every transition stays a single-slot atomic script.
+
+local P = KEYS[1]
+local NOW
+do
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local WAKE_TOKENS = 64
+local wakes = {}
+-- Defined further down, used before.
+local fail, settle, release_heirs, close_child
+
+local SETTLED = { succeeded = true, failed = true, cancelled = true }
+
+local function jk(id) return P .. 'job:' .. id end
+
+-- --- the rulebook's decisions (conveyor/core/rules.py) -------------------------
+
+local function heir_runs(when, predecessor_state)
+  return when == 'settled' or predecessor_state == 'succeeded'
+end
+
+local function fails_parent(state, optional)
+  return state ~= 'succeeded' and not optional
+end
+
+local function settles_as(failing_child)
+  return failing_child and 'failed' or 'succeeded'
+end
+
+local function lease_loss_fails(lost, max_lost)
+  return lost > max_lost
+end
+
+local function count_ids(list)
+  if not list or list == '' then return 0 end
+  local _, commas = string.gsub(list, ',', ',')
+  return commas + 1
+end
+
+-- Rule 11: `existing` followed by `more` (comma-separated), cut to MAX_FAILED_IDS ids.
+local function merge_failed_ids(existing, more)
+  existing = existing or ''
+  if not more or more == '' then return existing end
+  local room = MAX_FAILED_IDS - count_ids(existing)
+  if room <= 0 then return existing end
+  local parts = {}
+  if existing ~= '' then parts[1] = existing end
+  for id in string.gmatch(more, '[^,]+') do
+    if room == 0 then break end
+    parts[#parts + 1] = id
+    room = room - 1
+  end
+  return table.concat(parts, ',')
+end
+
+-- --- plumbing: indexes, counters, events, wake-ups -----------------------------
+
+-- Move a job between states; the state index, per-queue counts and event
+-- stream change with it, so they can never disagree with the job.
+local function set_state(id, jtype, queue, old, new)
+  redis.call('HSET', jk(id), F.state, CODE[new])
+  if old then
+    redis.call('ZREM', P .. 'idx:' .. old, id)
+    redis.call('HINCRBY', P .. 'stats', old .. ':' .. queue, -1)
+    if SETTLED[old] then redis.call('ZREM', P .. 'finished', id) end
+  end
+  redis.call('ZADD', P .. 'idx:' .. new, 0, id)
+  redis.call('HINCRBY', P .. 'stats', new .. ':' .. queue, 1)
+  if SETTLED[new] then redis.call('ZADD', P .. 'finished', NOW, id) end
+  -- JobEvent.to_line's format: id|state|at|type|queue (the queue may hold '|').
+  redis.call('PUBLISH', P .. 'events', id .. '|' .. new .. '|' .. NOW .. '|' .. jtype .. '|' .. queue)
+end
+
+local function info(id)
+  local v = redis.call('HMGET', jk(id), F.type, F.queue, F.state)
+  return v[1], v[2] or v[1], NAME[v[3]]
+end
+
+-- Delete a settled job and its indexes (retention, or discard from the admin).
+local function forget(id)
+  local _, queue, state = info(id)
+  if state then
+    redis.call('ZREM', P .. 'idx:' .. state, id)
+    redis.call('HINCRBY', P .. 'stats', state .. ':' .. queue, -1)
+  end
+  redis.call('DEL', jk(id), P .. 'kids:' .. id, P .. 'heirs:' .. id, P .. 'staged:' .. id)
+  redis.call('ZREM', P .. 'finished', id)
+end
+
+-- Per-minute counters: the total (column), per type (column:type) and per
+-- queue (column@queue); columns s(ucceeded), r(etried), f(ailed).
+local function count(jtype, queue, column)
+  local key = P .. 'cnt:' .. math.floor(NOW / 60)
+  redis.call('HINCRBY', key, column, 1)
+  redis.call('HINCRBY', key, column .. ':' .. jtype, 1)
+  redis.call('HINCRBY', key, column .. '@' .. queue, 1)
+  redis.call('EXPIRE', key, 90000)
+end
+
+-- Rule 10: a queue is one list per priority; a job joins the back of its list.
+local function push_ready(id, queue, priority)
+  redis.call('RPUSH', P .. 'q:' .. priority .. ':' .. queue, id)
+  redis.call('ZADD', P .. 'qp:' .. queue, -tonumber(priority), priority)
+  wakes[queue] = (wakes[queue] or 0) + 1
+end
+
+-- Wake blocked workers: one token per released job, a few per queue at most
+-- (a woken worker claims a batch). Called once at the end of a script.
+local function flush_wakes()
+  for queue, n in pairs(wakes) do
+    local key = P .. 'wake:' .. queue
+    for _ = 1, math.min(n, WAKE_TOKENS) do redis.call('RPUSH', key, 1) end
+    redis.call('LTRIM', key, -4 * WAKE_TOKENS, -1)
+  end
+end
+
+local function clear_lease(id)
+  redis.call('ZREM', P .. 'leases', id)
+  redis.call('HDEL', jk(id), F.worker)
+end
+
+-- Redis keeps a small hash as a compact listpack only while every value fits
+-- hash-max-listpack-value (64 bytes by default). A payload up to 64 chunks long
+-- is stored in 64-byte pieces p, p1, p2, ... so a typical job stays compact
+-- (about 40% less memory); a larger one is stored whole.
+local CHUNK, MAX_CHUNKS = 64, 64
+
+local function payload_fields(f, payload)
+  local n = math.ceil(#payload / CHUNK)
+  if n <= 1 or n > MAX_CHUNKS then
+    f[#f + 1] = F.payload; f[#f + 1] = payload
+    return
+  end
+  for i = 0, n - 1 do
+    f[#f + 1] = i == 0 and F.payload or (F.payload .. i)
+    f[#f + 1] = string.sub(payload, i * CHUNK + 1, (i + 1) * CHUNK)
+  end
+end
+
+-- Spec arguments stored only when they differ from the default ('' or '0').
+local OPTIONAL_SPEC_FIELDS = { 'run_at', 'timeout', 'priority', 'headers', 'parent',
+  'predecessor', 'when', 'optional' }
+
+-- Write a job's hash from the spec at ARGV-like `args[at]`, in `state`.
+local function create(args, at, state, declarer)
+  local id, jtype, queue = args[at + SPEC.id], args[at + SPEC.type], args[at + SPEC.queue]
+  local f = { F.type, jtype, F.state, CODE[state] }
+  payload_fields(f, args[at + SPEC.payload])
+  local max_attempts = args[at + SPEC.max_attempts]
+  if max_attempts ~= tostring(DEFAULT_MAX_ATTEMPTS) then
+    f[#f + 1] = F.max_attempts; f[#f + 1] = max_attempts
+  end
+  if queue ~= jtype then f[#f + 1] = F.queue; f[#f + 1] = queue end
+  for _, name in ipairs(OPTIONAL_SPEC_FIELDS) do
+    local value = args[at + SPEC[name]]
+    if value ~= '' and value ~= '0' then f[#f + 1] = F[name]; f[#f + 1] = value end
+  end
+  if declarer then f[#f + 1] = F.declared_by; f[#f + 1] = declarer end
+  redis.call('HSET', jk(id), unpack(f))
+  redis.call('ZADD', P .. 'idx:' .. state, 0, id)
+  redis.call('HINCRBY', P .. 'stats', state .. ':' .. queue, 1)
+  return id
+end
+
+-- Store a running attempt's declarations, held; a call sent again adds nothing.
+local function insert_held(declarer, args, first, n)
+  local staged = P .. 'staged:' .. declarer
+  for i = 0, n - 1 do
+    local at = first + i * SPEC_FIELDS
+    if redis.call('EXISTS', jk(args[at + SPEC.id])) == 0 then
+      create(args, at, 'held', declarer)
+      redis.call('RPUSH', staged, args[at + SPEC.id])
+    end
+  end
+end
+
+local function state_error(id, verb, state, why)
+  return redis.error_reply(ERR.state .. ' ' .. id .. ' ' .. verb .. ' ' .. state .. ' ' .. why)
+end
+
+-- --- the transitions -------------------------------------------------------------
+
+-- Rules 1 and 10: make a held (or returned) job runnable: queued at the back of
+-- its queue now, or scheduled when its run_at is still ahead.
+local function release(id, old)
+  local v = redis.call('HMGET', jk(id), F.type, F.queue, F.priority, F.run_at)
+  local jtype, queue = v[1], v[2] or v[1]
+  local run_at = tonumber(v[4])
+  if run_at and run_at > NOW then
+    redis.call('ZADD', P .. 'sched', run_at, id)
+    set_state(id, jtype, queue, old, 'scheduled')
+  else
+    push_ready(id, queue, v[3] or '0')
+    set_state(id, jtype, queue, old, 'queued')
+  end
+end
+
+-- Rule 6: a lease is held when the job runs under exactly this fencing token.
+local function holds(id, token)
+  local v = redis.call('HMGET', jk(id), F.state, F.token)
+  return v[1] == CODE.running and v[2] == token
+end
+
+-- Rule 2: declarations of an attempt that did not succeed never run.
+local function discard_declarations(id)
+  local key = P .. 'staged:' .. id
+  for _, d in ipairs(redis.call('LRANGE', key, 0, -1)) do
+    local _, queue, state = info(d)
+    if state then
+      redis.call('DEL', jk(d))
+      redis.call('ZREM', P .. 'idx:' .. state, d)
+      redis.call('HINCRBY', P .. 'stats', state .. ':' .. queue, -1)
+    end
+  end
+  redis.call('DEL', key)
+end
+
+-- Rule 9: create the top-level job at `args[at]`; an id that exists is skipped.
+local function enqueue(args, at)
+  local id = args[at + SPEC.id]
+  if redis.call('EXISTS', jk(id)) == 0 then
+    create(args, at, 'held', nil)
+    release(id, 'held')
+  end
+end
+
+-- Rules 6 and 10: up to `limit` queued jobs, highest priority first, then the
+-- order they became ready, over `queues` (the caller rotates them, so that no
+-- queue starves). Returns { {id, fields}... }.
+local function claim(worker, lease, limit, queues)
+  local levels = {}
+  for qi, queue in ipairs(queues) do
+    for _, pr in ipairs(redis.call('ZRANGE', P .. 'qp:' .. queue, 0, -1)) do
+      levels[#levels + 1] = { tonumber(pr), qi, queue, pr }
+    end
+  end
+  table.sort(levels, function(a, b)
+    if a[1] ~= b[1] then return a[1] > b[1] end
+    return a[2] < b[2]
+  end)
+  local claimed, taken = {}, {}
+  for _, level in ipairs(levels) do
+    if #claimed >= limit then break end
+    local queue, pr = level[3], level[4]
+    local list = P .. 'q:' .. pr .. ':' .. queue
+    while #claimed < limit do
+      local ids = redis.call('LPOP', list, limit - #claimed)
+      if not ids then
+        redis.call('ZREM', P .. 'qp:' .. queue, pr)
+        break
+      end
+      for _, id in ipairs(ids) do
+        local key = jk(id)
+        local v = redis.call('HMGET', key, F.state, F.type, F.queue, F.attempt)
+        if v[1] == CODE.queued and not (v[2] and tonumber(v[4] or '0')) then
+          -- Not a hash Conveyor wrote whole (no type, or an attempt count that is not a
+          -- number): the steps below would stop this script half-way, after the LPOP,
+          -- stranding the jobs popped with it. Fail it instead, with the fields every
+          -- script reads filled in.
+          redis.call('HSET', key, F.type, v[2] or '', F.queue, v[3] or queue, F.attempt, 0)
+          fail(id, 'stored job is not a valid Conveyor job: '
+            .. (v[2] and 'its attempt count is not a number' or 'it has no type'))
+        elseif v[1] == CODE.queued then -- cancelled jobs are left in the list and skipped here
+          local token = redis.call('INCR', P .. 'token')
+          redis.call('HINCRBY', key, F.attempt, 1)
+          redis.call('HSET', key, F.token, token, F.worker, worker, F.started, NOW)
+          redis.call('ZADD', P .. 'leases', NOW + lease, id)
+          set_state(id, v[2], v[3] or v[2], 'queued', 'running')
+          claimed[#claimed + 1] = { id, redis.call('HGETALL', key) }
+          taken[queue] = (taken[queue] or 0) + 1
+        end
+      end
+    end
+  end
+  -- Wake tokens: consume one per job taken; with nothing left ready, any left are stale.
+  for _, queue in ipairs(queues) do
+    local wake = P .. 'wake:' .. queue
+    if redis.call('EXISTS', P .. 'qp:' .. queue) == 0 then
+      redis.call('DEL', wake)
+    elseif taken[queue] then
+      redis.call('LPOP', wake, taken[queue])
+    end
+  end
+  return claimed
+end
+
+-- Rule 1: store a running attempt's declarations, held. False: the lease is gone.
+local function stage(id, token, args, first, n)
+  if not holds(id, token) then return false end
+  insert_held(id, args, first, n)
+  return true
+end
+
+-- Rule 6: extend the leases still held (`args` from `first`: id, token pairs);
+-- returns the ids whose lease is no longer held.
+local function renew(seconds, args, first)
+  local expiry = NOW + seconds
+  local lost = {}
+  for i = first, #args, 2 do
+    if holds(args[i], args[i + 1]) then
+      redis.call('ZADD', P .. 'leases', 'XX', expiry, args[i])
+    else
+      lost[#lost + 1] = args[i]
+    end
+  end
+  return lost
+end
+
+-- Rule 1: release the attempt's children with its success; heirs stay held.
+local function succeed(id, args, first, n)
+  insert_held(id, args, first, n)
+  local staged = P .. 'staged:' .. id
+  local released = 0
+  for _, d in ipairs(redis.call('LRANGE', staged, 0, -1)) do
+    if redis.call('HGET', jk(d), F.predecessor) == id then
+      redis.call('RPUSH', P .. 'heirs:' .. id, d)
+    else
+      redis.call('RPUSH', P .. 'kids:' .. id, d)
+      release(d, 'held')
+      released = released + 1
+    end
+  end
+  redis.call('DEL', staged)
+  clear_lease(id)
+  local open = redis.call('HINCRBY', jk(id), F.open, released)
+  if open == 0 then
+    settle(id, 'succeeded')
+  else
+    local jtype, queue = info(id)
+    set_state(id, jtype, queue, 'running', 'waiting')
+  end
+end
+
+-- Rule 2: the attempt failed and another is due at `retry_at`.
+local function retry_later(id, err, retry_at)
+  discard_declarations(id)
+  clear_lease(id)
+  local jtype, queue = info(id)
+  redis.call('HSET', jk(id), F.error, err, F.run_at, retry_at)
+  count(jtype, queue, 'r')
+  release(id, 'running')
+end
+
+-- Rule 3: the handler failed for good.
+function fail(id, err)
+  discard_declarations(id)
+  local key = jk(id)
+  redis.call('HSET', key, F.error, err)
+  redis.call('HSET', key, F.failed_ids, merge_failed_ids(redis.call('HGET', key, F.failed_ids), id))
+  settle(id, 'failed')
+end
+
+-- Rule 6: back to queued unrun, the attempt not counted.
+local function hand_back(id)
+  discard_declarations(id)
+  clear_lease(id)
+  local key = jk(id)
+  if tonumber(redis.call('HGET', key, F.attempt) or '0') > 0 then
+    redis.call('HINCRBY', key, F.attempt, -1)
+  end
+  redis.call('HDEL', key, F.run_at)
+  release(id, 'running')
+end
+
+-- Rule 6: the lease expired; returns true if the job failed for good ("worker lost").
+local function lose_lease(id, max_lost)
+  local lost = redis.call('HINCRBY', jk(id), F.lost, 1)
+  if lease_loss_fails(lost, max_lost) then
+    clear_lease(id)
+    fail(id, string.format(WORKER_LOST, lost))
+    return true
+  end
+  hand_back(id)
+  return false
+end
+
+-- Apply each outcome of `args` (count, then per outcome OUTCOME_FIELDS
+-- arguments and n specs) whose lease is still held. Returns 1 (applied) or 0
+-- (stale lease: nothing changed) per outcome.
+local function record(args)
+  local results = {}
+  local at = 2
+  for i = 1, tonumber(args[1]) do
+    local kind, id = args[at + OUTCOME.kind], args[at + OUTCOME.id]
+    local n = tonumber(args[at + OUTCOME.n])
+    local first = at + OUTCOME_FIELDS
+    if holds(id, args[at + OUTCOME.token]) then
+      results[i] = 1
+      if kind == KIND.success then
+        succeed(id, args, first, n)
+      elseif kind == KIND.retry then
+        retry_later(id, args[at + OUTCOME.error], args[at + OUTCOME.retry_at])
+      elseif kind == KIND.failure then
+        fail(id, args[at + OUTCOME.error])
+      else
+        hand_back(id)
+      end
+    else
+      results[i] = 0
+    end
+    at = first + n * SPEC_FIELDS
+  end
+  return results
+end
+
+-- Rules 3-5: settle a job, release or cancel its heirs, and walk up its
+-- parents, settling each whose last open member this was.
+function settle(id, state)
+  local cur = id
+  while cur do
+    local key = jk(cur)
+    local v = redis.call('HMGET', key, F.type, F.queue, F.state, F.parent, F.optional, F.failed_ids)
+    local jtype, queue, old, parent, optional, fids = v[1], v[2] or v[1], NAME[v[3]], v[4], v[5], v[6]
+    redis.call('HSET', key, F.finished, NOW)
+    clear_lease(cur)
+    set_state(cur, jtype, queue, old, state)
+    if state == 'succeeded' then count(jtype, queue, 's')
+    elseif state == 'failed' then count(jtype, queue, 'f') end
+    release_heirs(cur, state, parent, optional, fids)
+    if not parent then return end
+    local next_state = close_child(parent, cur, state, optional, fids)
+    if not next_state then return end
+    cur, state = parent, next_state
+  end
+end
+
+-- Rule 4: `id` settled as `state`; each held heir runs or is cancelled. A
+-- released heir takes `parent`, whose open count rises here, before
+-- close_child lowers it for `id`.
+function release_heirs(id, state, parent, optional, fids)
+  for _, h in ipairs(redis.call('LRANGE', P .. 'heirs:' .. id, 0, -1)) do
+    local hk = jk(h)
+    local hv = redis.call('HMGET', hk, F.state, F.when, F.type, F.queue)
+    if hv[1] == CODE.held then
+      redis.call('HSET', hk, F.predecessor_state, state)
+      if fids then redis.call('HSET', hk, F.predecessor_failed_ids, fids) end
+      if heir_runs(hv[2], state) then
+        if parent then
+          redis.call('HSET', hk, F.parent, parent)
+          redis.call('HINCRBY', jk(parent), F.open, 1)
+          redis.call('RPUSH', P .. 'kids:' .. parent, h)
+        end
+        if optional then redis.call('HSET', hk, F.optional, '1') end
+        release(h, 'held')
+      else
+        redis.call('HSET', hk, F.finished, NOW, F.reason, string.format(PREDECESSOR_REASON, id, state))
+        set_state(h, hv[3], hv[4] or hv[3], 'held', 'cancelled')
+      end
+    end
+  end
+end
+
+-- Rule 5: `child` settled as `state`; returns how `parent` settles now, if it does.
+function close_child(parent, child, state, optional, fids)
+  local pk = jk(parent)
+  local pv = redis.call('HMGET', pk, F.state, F.failing_child, F.failed_ids)
+  local parent_state = NAME[pv[1]]
+  if not parent_state or SETTLED[parent_state] then return nil end
+  local open = redis.call('HINCRBY', pk, F.open, -1)
+  if fids and fids ~= '' then
+    redis.call('HSET', pk, F.failed_ids, merge_failed_ids(pv[3], fids))
+  end
+  local failing = pv[2]
+  if fails_parent(state, optional) and not failing then
+    failing = child
+    redis.call('HSET', pk, F.failing_child, child, F.reason, string.format(CHILD_REASON, child, state))
+  end
+  if parent_state ~= 'waiting' or open > 0 then return nil end
+  return settles_as(failing)
+end
+
+-- Rules 3 and 12: cancel an open job and every open member below it. Returns
+-- the job's fields afterwards.
+local function cancel(id, reason)
+  local key = jk(id)
+  local v = redis.call('HMGET', key, F.state, F.declared_by, F.predecessor, F.type, F.queue)
+  local state = NAME[v[1]]
+  if not state then return redis.error_reply(ERR.not_found .. ' ' .. id) end
+  if SETTLED[state] then return state_error(id, 'cancel', state, 'it has already settled') end
+  if state == 'held' then
+    local declarer_state = v[2] and redis.call('HGET', jk(v[2]), F.state)
+    if not v[3] or declarer_state == CODE.running then
+      return state_error(id, 'cancel', state, 'it is a declaration of an attempt still running; '
+        .. 'cancel the job that declared it')
+    end
+    -- A held heir counts in no parent yet: it settles on its own.
+    redis.call('HSET', key, F.finished, NOW, F.reason, reason)
+    set_state(id, v[4], v[5] or v[4], 'held', 'cancelled')
+    return redis.call('HGETALL', key)
+  end
+  -- Below the job: its children and, below them, their heirs too (the job's own
+  -- heirs are settled by its settling).
+  local stack = { id }
+  while #stack > 0 do
+    local node = table.remove(stack)
+    local members = redis.call('LRANGE', P .. 'kids:' .. node, 0, -1)
+    if node ~= id then
+      for _, h in ipairs(redis.call('LRANGE', P .. 'heirs:' .. node, 0, -1)) do
+        members[#members + 1] = h
+      end
+    end
+    for _, m in ipairs(members) do
+      local mv = redis.call('HMGET', jk(m), F.state, F.type, F.queue)
+      local member_state = NAME[mv[1]]
+      if member_state and not SETTLED[member_state] then
+        redis.call('HSET', jk(m), F.finished, NOW, F.reason, string.format(ANCESTOR_CANCELLED, id))
+        clear_lease(m)
+        discard_declarations(m)
+        redis.call('ZREM', P .. 'sched', m)
+        set_state(m, mv[2], mv[3] or mv[2], member_state, 'cancelled')
+        stack[#stack + 1] = m
+      end
+    end
+  end
+  discard_declarations(id)
+  redis.call('ZREM', P .. 'sched', id)
+  redis.call('HSET', key, F.reason, reason)
+  settle(id, 'cancelled')
+  return redis.call('HGETALL', key)
+end
+
+-- Rule 8 (until family repair): queue a failed or cancelled job without family
+-- ties again, with fresh attempts. Returns the job's fields afterwards.
+local function retry(id)
+  local key = jk(id)
+  local v = redis.call('HMGET', key, F.state, F.parent, F.predecessor)
+  local state = NAME[v[1]]
+  if not state then return redis.error_reply(ERR.not_found .. ' ' .. id) end
+  if state ~= 'failed' and state ~= 'cancelled' then
+    return state_error(id, 'retry', state, 'only failed or cancelled jobs')
+  end
+  if v[2] or v[3] or redis.call('EXISTS', P .. 'kids:' .. id) == 1
+      or redis.call('EXISTS', P .. 'heirs:' .. id) == 1 then
+    return state_error(id, 'retry', state,
+      'it belongs to a family; family repair is not supported yet')
+  end
+  redis.call('HDEL', key, F.finished, F.reason, F.failing_child, F.failed_ids, F.run_at, F.lost)
+  redis.call('HSET', key, F.attempt, 0)
+  release(id, state)
+  return redis.call('HGETALL', key)
+end
+
+-- Rule 12: delete a settled job and its family below it (all settled too: a job
+-- settles only after its children and their heirs). Returns its fields as they were.
+local function discard(id)
+  local fields = redis.call('HGETALL', jk(id))
+  if #fields == 0 then return redis.error_reply(ERR.not_found .. ' ' .. id) end
+  local _, _, state = info(id)
+  if not SETTLED[state] then return state_error(id, 'discard', state, 'it has not settled') end
+  local doomed = { id }
+  local i = 1
+  while i <= #doomed do
+    for _, kid in ipairs(redis.call('LRANGE', P .. 'kids:' .. doomed[i], 0, -1)) do
+      doomed[#doomed + 1] = kid
+    end
+    i = i + 1
+  end
+  for _, member in ipairs(doomed) do forget(member) end
+  return fields
+end
+
+-- Rules 7 and 10: scheduled jobs whose time has come join the back of their queue.
+local function promote_due(limit)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'sched', '-inf', NOW, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', P .. 'sched', id)
+    local jtype, queue, state = info(id)
+    if state == 'scheduled' then
+      push_ready(id, queue, redis.call('HGET', jk(id), F.priority) or '0')
+      set_state(id, jtype, queue, 'scheduled', 'queued')
+    end
+  end
+  return #due
+end
+
+-- Rule 12: forget up to `limit` jobs settled at or before `before`.
+local function prune(before, limit)
+  local old = redis.call('ZRANGEBYSCORE', P .. 'finished', '-inf', before, 'LIMIT', 0, limit)
+  for _, id in ipairs(old) do forget(id) end
+  return #old
+end
+
+-- Rule 7: promote due jobs, recover expired leases, prune, forget silent
+-- workers; each bounded by `limit`. Returns { promoted, recovered, lost ids, pruned }.
+local function maintain(retention, max_lost, limit)
+  local promoted = promote_due(limit)
+  local recovered, lost_ids = 0, {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', NOW, 'LIMIT', 0, limit)) do
+    if redis.call('HGET', jk(id), F.state) == CODE.running then
+      if lose_lease(id, max_lost) then
+        lost_ids[#lost_ids + 1] = id
+      else
+        recovered = recovered + 1
+      end
+    else
+      redis.call('ZREM', P .. 'leases', id)
+    end
+  end
+  local pruned = prune(NOW - retention, limit)
+  for _, worker in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW)) do
+    redis.call('DEL', P .. 'w:' .. worker)
+  end
+  redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', NOW)
+  return { promoted, recovered, lost_ids, pruned }
+end

@@ -1,0 +1,121 @@
+"""What the admin and clients read: each function one read-only query batch on a connection."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.core.job import Job
+from conveyor.core.states import JobState
+from conveyor.core.storage import JobFilter, JobPage, MinuteCount, QueueStats, WorkerInfo
+
+from ._rows import job_of_row
+from ._tx import QUEUE_KEY
+from .schema import OPEN, Tables
+
+
+async def get(conn: AsyncConnection, t: Tables, job_id: str) -> Job | None:
+    jobs = t.jobs
+    row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    return job_of_row(row) if row is not None else None
+
+
+async def list_jobs(
+    conn: AsyncConnection, t: Tables, flt: JobFilter, after: str | None, limit: int
+) -> JobPage:
+    jobs = t.jobs
+    stmt = select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
+    if flt.state is not None:
+        stmt = stmt.where(jobs.c.state == flt.state.value)
+    if flt.queue is not None:
+        stmt = stmt.where(jobs.c.queue == flt.queue)
+    if flt.type is not None:
+        stmt = stmt.where(jobs.c.type == flt.type)
+    if flt.id_prefix:
+        stmt = stmt.where(jobs.c.id.startswith(flt.id_prefix, autoescape=True))
+    if flt.retrying:
+        stmt = stmt.where(jobs.c.attempt > 0)
+    if after is not None:
+        stmt = stmt.where(jobs.c.id < after)
+    rows = (await conn.execute(stmt)).all()
+    found = [job_of_row(r) for r in rows[:limit]]
+    return JobPage(found, found[-1].id if len(rows) > limit else None)
+
+
+async def family(conn: AsyncConnection, t: Tables, job_id: str) -> list[Job]:
+    """Children (released heirs included), heirs, and declarations of a running attempt."""
+    jobs = t.jobs
+    stmt = (
+        select(jobs)
+        .where(
+            or_(
+                jobs.c.parent_id == job_id,
+                jobs.c.predecessor_id == job_id,
+                and_(jobs.c.declared_by == job_id, jobs.c.state == "held"),
+            )
+        )
+        .order_by(jobs.c.id)
+    )
+    return [job_of_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def queue_stats(conn: AsyncConnection, t: Tables) -> list[QueueStats]:
+    jobs, ledger = t.jobs, t.settled_counts
+    # Open jobs are counted where they are (few, through the state index);
+    # settled ones, however many, from the ledger.
+    open_jobs = (
+        select(jobs.c.queue, jobs.c.state, func.count())
+        .where(jobs.c.state.in_(OPEN))  # IN, not NOT IN: ranges of the state index
+        .group_by(jobs.c.queue, jobs.c.state)
+    )
+    settled = select(ledger.c.queue, ledger.c.state, func.sum(ledger.c.n)).group_by(
+        ledger.c.queue, ledger.c.state
+    )
+    counts: dict[str, dict[JobState, int]] = {}
+    for stmt in (open_jobs, settled):
+        for queue, state, number in (await conn.execute(stmt)).all():
+            if number:
+                counts.setdefault(queue, {})[JobState(state)] = int(number)
+    return [QueueStats(q, c) for q, c in sorted(counts.items())]
+
+
+async def workers(conn: AsyncConnection, t: Tables) -> list[WorkerInfo]:
+    wt = t.workers
+    stmt = select(wt).where(wt.c.expires_at > time.time()).order_by(wt.c.id)
+    rows = (await conn.execute(stmt)).all()
+    return [WorkerInfo.from_dict(row.info, row.last_seen) for row in rows]
+
+
+async def counters(
+    conn: AsyncConnection, t: Tables, minutes: int, type_name: str | None, queue: str | None
+) -> list[MinuteCount]:
+    ct, wm = t.counters, t.worker_minutes
+    last = int(time.time() // 60)
+    first = last - minutes + 1
+    key = QUEUE_KEY + queue if queue is not None else type_name or ""
+    stmt = select(ct).where(ct.c.minute >= first, ct.c.type == key)
+    found = {row.minute: row for row in (await conn.execute(stmt)).all()}
+    seen: dict[int, int] = {}
+    if type_name is None and queue is None:  # workers are counted only in the totals
+        per_minute = (
+            select(wm.c.minute, func.count()).where(wm.c.minute >= first).group_by(wm.c.minute)
+        )
+        seen = {int(m): int(n) for m, n in (await conn.execute(per_minute)).all()}
+    result = []
+    for minute in range(first, last + 1):
+        row = found.get(minute)
+        stamp = datetime.fromtimestamp(minute * 60, UTC)
+        workers_seen = seen.get(minute, 0)
+        if row is None:
+            result.append(MinuteCount(stamp, workers=workers_seen))
+        else:
+            result.append(MinuteCount(stamp, row.succeeded, row.retried, row.failed, workers_seen))
+    return result
+
+
+async def descriptor_sets(conn: AsyncConnection, t: Tables) -> dict[str, bytes]:
+    rows = (await conn.execute(select(t.types))).all()
+    return {row.name: bytes(row.descriptor_set) for row in rows}
