@@ -49,7 +49,7 @@ def generate(session: nox.Session) -> None:
     """Regenerate the Redis scripts' lua/constants.lua from conveyor/core/rules.py and
     conveyor/backends/redis/layout.py."""
     session.install("-e", ".[redis]")
-    session.run("python", "-m", "conveyor.backends.redis.layout")
+    session.run("python", "tools/genlua.py")
 
 
 @nox.session(python=PYTHON)

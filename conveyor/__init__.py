@@ -27,6 +27,7 @@ from .core.errors import (
     UnknownType,
     UnsupportedURL,
 )
+from .core.explain import Explanation
 from .core.job import Job, Predecessor
 from .core.specs import EnqueueOptions
 from .core.states import JobState, When
@@ -44,6 +45,7 @@ __all__ = [
     "ConveyorError",
     "DuplicateJobId",
     "EnqueueOptions",
+    "Explanation",
     "HandlerError",
     "InvalidJobOptions",
     "InvalidState",

@@ -11,6 +11,7 @@ from typing import Any, Self, Unpack
 from .backend_registry import open_storage
 from .config import Config
 from .errors import BackendUnavailable, ConfigurationError, JobNotFound, PayloadTypeError
+from .explain import Explanation, explain
 from .job import Job, JobSpec
 from .specs import EnqueueOptions, build_spec, initial_state, job_of
 from .storage import Storage, TransactionalEnqueue
@@ -141,13 +142,38 @@ class AsyncClient:
         return await (await self.storage()).cancel(job_id, "cancelled by request")
 
     async def retry(self, job_id: str) -> Job:
-        """Queue a failed or cancelled job again, with fresh attempts.
+        """Queue a failed or cancelled job again, with fresh attempts, and re-open its
+        family: ancestors that failed only because of it wait again, and heirs their
+        failure cancelled are re-armed (``docs/rules.md`` rule 8).
 
         Raises:
             JobNotFound: no such job.
-            InvalidState: it has not failed, or belongs to a family.
+            InvalidState: it has not failed or been cancelled, its handler succeeded
+                (retry the members that failed instead), or its family cannot be
+                re-opened; the message says which. Nothing changed.
         """
         return await (await self.storage()).retry(job_id)
+
+    async def retry_failed(self, root_id: str) -> list[Job]:
+        """Retry, in one atomic step, every member of ``root_id``'s family (itself
+        included) whose own handler failed for good.
+
+        Returns:
+            The jobs queued again (none if nothing had failed).
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        return await (await self.storage()).retry_failed(root_id)
+
+    async def explain(self, job_id: str) -> Explanation:
+        """Why the job is in its state: ``.text`` for people, ``.waiting_for`` the ids it
+        waits on (at most 1,000).
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        return await explain(await self.storage(), job_id)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job settles and return it.

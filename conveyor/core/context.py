@@ -14,6 +14,7 @@ from .states import JobState, When
 
 if TYPE_CHECKING:
     from .client import AsyncClient
+    from .storage import JobPage
 
 Stager = Callable[[Lease, Sequence[JobSpec]], Coroutine[Any, Any, None]]
 
@@ -55,11 +56,21 @@ class JobContext:
 
     @property
     def predecessor(self) -> Predecessor | None:
-        """In an heir: how its predecessor's family settled; otherwise ``None``."""
+        """In an heir: how its predecessor's family settled, and its children
+        (``async for child in ctx.predecessor.children()``); otherwise ``None``."""
         job = self.job
         if job.predecessor_id is None or job.predecessor_state is None:
             return None
-        return Predecessor(job.predecessor_id, job.predecessor_state, job.predecessor_failed_ids)
+        return Predecessor(
+            job.predecessor_id,
+            job.predecessor_state,
+            job.predecessor_failed_ids,
+            _pages=self._children_pages,
+        )
+
+    async def _children_pages(self, job_id: str, *, after: str | None, limit: int) -> JobPage:
+        storage = await self.client.storage()
+        return await storage.children(job_id, after=after, limit=limit)
 
     def enqueue_child(
         self, message: object, *, optional: bool = False, **options: Unpack[EnqueueOptions]

@@ -15,8 +15,9 @@ from .errors import HandlerError
 if TYPE_CHECKING:
     from .context import JobContext
 
-AsyncHandler = Callable[["JobContext", Any], Awaitable[None]]
-SyncHandler = Callable[["JobContext", Any], None]
+# A handler may return a protobuf message: the job's result (Job.result()).
+AsyncHandler = Callable[["JobContext", Any], Awaitable[Message | None]]
+SyncHandler = Callable[["JobContext", Any], Message | None]
 HandlerFunc = AsyncHandler | SyncHandler
 CallNext = Callable[[], Awaitable[None]]
 Middleware = Callable[["JobContext", Message, CallNext], Awaitable[None]]

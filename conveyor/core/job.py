@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from google.protobuf.message import Message
 
 from .states import JobState, When
+
+if TYPE_CHECKING:
+    from .storage import JobPage
 
 
 def to_datetime(epoch: float | None) -> datetime | None:
@@ -82,6 +86,8 @@ class Job:
     failed_child_id: str | None = None
     predecessor_state: JobState | None = None
     predecessor_failed_ids: tuple[str, ...] = ()
+    result_bytes: bytes | None = None
+    result_type: str | None = None
 
     def payload(self) -> Message:
         """Decode the payload with the message class linked into this process.
@@ -93,6 +99,19 @@ class Job:
         from .payloads import decode_payload
 
         return decode_payload(self.type, self.payload_bytes)
+
+    def result(self) -> Message | None:
+        """Decode what the handler returned, or ``None`` when it returned nothing.
+
+        Raises:
+            UnknownType: the result's message type is not imported here.
+            PayloadDecodeError: the stored bytes do not parse as that type.
+        """
+        if self.result_type is None or self.result_bytes is None:
+            return None
+        from .payloads import decode_payload
+
+        return decode_payload(self.result_type, self.result_bytes)
 
     def replace(self, **changes: object) -> Job:
         """A copy with some fields changed."""
@@ -107,6 +126,12 @@ class Lease:
     token: int
 
 
+class ChildPages(Protocol):
+    """Reads one page of a job's children (``Storage.children``)."""
+
+    def __call__(self, job_id: str, *, after: str | None, limit: int) -> Awaitable[JobPage]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Predecessor:
     """What an heir learns about how its predecessor's family settled."""
@@ -114,3 +139,21 @@ class Predecessor:
     id: str
     state: JobState
     failed_ids: tuple[str, ...]
+    _pages: ChildPages | None = field(default=None, repr=False, compare=False)
+
+    async def children(self, page_size: int = 500) -> AsyncIterator[Job]:
+        """The predecessor's children (the heirs released into it included), each as a
+        ``Job`` with its ``state`` and ``result()``, in the order they were released.
+
+        Read from storage a page at a time, so a family of 100,000 keeps memory bounded.
+        """
+        if self._pages is None:
+            return
+        after: str | None = None
+        while True:
+            page = await self._pages(self.id, after=after, limit=page_size)
+            for job in page.jobs:
+                yield job
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor

@@ -38,10 +38,14 @@ TRANSITIONS = (
     "release_heirs",
     "close_child",
     "cancel",
+    "repair",
+    "rearm_heirs",
     "retry",
+    "retry_failed",
     "discard",
     "promote_due",
     "prune",
+    "reconcile",
     "maintain",
 )
 
@@ -51,11 +55,27 @@ MAX_FAILED_IDS = 1000
 #: Jobs one maintenance step promotes, recovers or prunes at most, per kind.
 MAINTENANCE_BATCH = 1000
 
+#: Waiting jobs, and held heirs, one maintenance step reconciles at most (rule 7).
+RECONCILE_BATCH = 100
+
 #: Reasons and errors, as ``%``-templates so that Lua formats them alike.
 CHILD_REASON = "child %s %s"
 PREDECESSOR_REASON = "predecessor %s %s"
 ANCESTOR_CANCELLED = "ancestor %s cancelled"
 WORKER_LOST = "worker lost: lease expired %d times"
+
+#: Why rule 8 refuses a repair.
+NOT_FAILED = "only failed or cancelled jobs"
+FAILED_BY_FAMILY = (
+    "its handler succeeded; it %s because of its family: retry the members that failed "
+    "(retry_failed retries them all)"
+)
+NEVER_RELEASED = (
+    "it is an heir that never ran; one cancelled by its condition is re-armed when its "
+    "predecessor's family is repaired"
+)
+ANCESTOR_SETTLED = "ancestor %s is %s: repair re-opens only families that failed"
+FAMILY_PRUNED = "its family was pruned: parent %s is gone"
 
 
 def heir_runs(when: When | None, predecessor: JobState) -> bool:
@@ -76,6 +96,21 @@ def settles_as(failing_child: str | None) -> JobState:
 def lease_loss_fails(lost_count: int, max_lost: int) -> bool:
     """Rule 6: whether a job whose lease has now expired ``lost_count`` times fails for good."""
     return lost_count > max_lost
+
+
+def released_heir(when: When | None, predecessor: JobState | None) -> bool:
+    """Rule 4: whether an heir whose predecessor settled as ``predecessor`` was released."""
+    return predecessor is not None and heir_runs(when, predecessor)
+
+
+def cancelled_by_condition(when: When | None, predecessor: JobState | None) -> bool:
+    """Rule 8: whether a cancelled heir was cancelled by its condition (it is re-armed)."""
+    return predecessor is not None and not heir_runs(when, predecessor)
+
+
+def reopens(open_children: int, failing_children: int) -> bool:
+    """Rule 8: whether a re-counted ``failed`` ancestor goes back to ``waiting``."""
+    return open_children > 0 and failing_children == 0
 
 
 def merge_failed_ids(existing: Sequence[str], more: Iterable[str]) -> list[str]:
@@ -106,6 +141,21 @@ def ancestor_cancelled(ancestor_id: str) -> str:
 def worker_lost(lost_count: int) -> str:
     """Rule 6: the error of a job that lost its lease too often."""
     return WORKER_LOST % lost_count
+
+
+def failed_by_family(state: JobState | str) -> str:
+    """Rule 8: why a job whose handler succeeded is not repaired itself."""
+    return FAILED_BY_FAMILY % state
+
+
+def ancestor_settled(ancestor_id: str, state: JobState | str) -> str:
+    """Rule 8: why a member under a cancelled or succeeded ancestor is not repaired."""
+    return ANCESTOR_SETTLED % (ancestor_id, state)
+
+
+def family_pruned(parent_id: str) -> str:
+    """Rule 8: why a member whose parent is gone is not repaired."""
+    return FAMILY_PRUNED % parent_id
 
 
 def check_new_jobs(specs: Sequence[JobSpec]) -> None:

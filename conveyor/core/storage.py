@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Children one ``Storage.children`` call returns by default.
+CHILDREN_PAGE = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -39,11 +42,14 @@ class Claimed:
 class Success:
     """The handler returned: release its children, keep its heirs held.
 
-    ``declarations`` are those not yet staged with ``Storage.stage``.
+    ``declarations`` are those not yet staged with ``Storage.stage``;
+    ``result`` is what the handler returned, serialized, as a ``result_type``.
     """
 
     lease: Lease
     declarations: Sequence[JobSpec] = ()
+    result: bytes | None = None
+    result_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,8 @@ class MinuteCount:
     retried: int = 0
     failed: int = 0
     workers: int = 0
+    repaired: int = 0
+    """Accounting mismatches maintenance found and repaired (``docs/rules.md`` rule 7)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +209,12 @@ class JobFilter:
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
-    """One page of jobs, newest first, and the cursor for the next page."""
+    """One page of jobs, and the cursor for the next page (``None``: this was the last)."""
 
     jobs: list[Job]
     next_cursor: str | None = None
+    total: int | None = None
+    """How many there are in all, where the listing knows it cheaply (children)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +225,8 @@ class MaintenanceReport:
     recovered: int = 0
     lost: list[str] = field(default_factory=list)
     pruned: int = 0
+    repaired: list[str] = field(default_factory=list)
+    """Jobs whose accounting the reconciler found wrong and repaired."""
 
 
 def check_outcomes(outcomes: Sequence[Outcome]) -> None:
@@ -322,11 +334,22 @@ class Storage(Protocol):
         ...
 
     async def retry(self, job_id: str) -> Job:
-        """Queue a failed or cancelled job again with fresh attempts.
+        """Queue a failed or cancelled job again with fresh attempts, re-opening its
+        family (``docs/rules.md`` rule 8).
 
         Raises:
             JobNotFound: no such job.
-            InvalidState: it has not failed, or it has family ties (family repair).
+            InvalidState: rule 8 refuses it (the message says why); nothing changed.
+        """
+        ...
+
+    async def retry_failed(self, root_id: str) -> list[Job]:
+        """Repair every member of the root's family whose own handler failed for good.
+
+        Returns the jobs queued again.
+
+        Raises:
+            JobNotFound: no such root.
         """
         ...
 
@@ -355,6 +378,19 @@ class Storage(Protocol):
 
     async def family(self, job_id: str) -> list[Job]:
         """The job's direct children (released heirs included) and its declared heirs."""
+        ...
+
+    async def children(
+        self,
+        job_id: str,
+        *,
+        open_only: bool = False,
+        after: str | None = None,
+        limit: int = CHILDREN_PAGE,
+    ) -> JobPage:
+        """One page of the jobs that count against ``job_id`` (its released children and
+        the heirs released into it), in the order they were released; ``after`` is the
+        previous page's opaque cursor. With ``open_only``, only those not settled."""
         ...
 
     async def queue_stats(self) -> list[QueueStats]:

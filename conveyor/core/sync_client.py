@@ -9,6 +9,7 @@ from typing import Self, Unpack
 from . import portal
 from .client import AsyncClient
 from .config import Config
+from .explain import Explanation
 from .job import Job
 from .specs import EnqueueOptions
 
@@ -72,6 +73,14 @@ class Client:
     def retry(self, job_id: str) -> Job:
         """See ``AsyncClient.retry``."""
         return portal.run(self._async.retry(job_id))
+
+    def retry_failed(self, root_id: str) -> list[Job]:
+        """See ``AsyncClient.retry_failed``."""
+        return portal.run(self._async.retry_failed(root_id))
+
+    def explain(self, job_id: str) -> Explanation:
+        """See ``AsyncClient.explain``."""
+        return portal.run(self._async.explain(job_id))
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """See ``AsyncClient.wait``."""

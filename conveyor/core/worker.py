@@ -22,10 +22,11 @@ from .backend_registry import open_storage
 from .client import AsyncClient
 from .config import Config
 from .context import JobContext
-from .errors import BackendError, ConfigurationError, HandlerError, LeaseLost
+from .errors import BackendError, ConfigurationError, HandlerError, LeaseLost, PayloadTypeError
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
+from .payloads import encode_payload
 from .specs import validate_queue
 from .storage import Claimed, Failure, HandBack, Outcome, Retry, Storage, Success, WorkerInfo
 from .type_registry import descriptor_set
@@ -350,7 +351,8 @@ class Worker:
         )
         try:
             async with asyncio.timeout(job.timeout) as deadline:
-                await self._call(handler, ctx, message)
+                returned = await self._call(handler, ctx, message)
+                result = self._result(job, returned)
                 rest = await ctx._finish()
         except asyncio.CancelledError:
             if job.id in self._lost:
@@ -371,22 +373,45 @@ class Worker:
         except Exception as exc:
             self._report(self._failed_with(job, lease, exc))
         else:
-            self._report(Success(lease, rest))
+            self._report(Success(lease, rest, *result))
         finally:
             await ctx._close()
 
-    async def _call(self, handler: Handler, ctx: JobContext, message: Message) -> None:
+    async def _call(self, handler: Handler, ctx: JobContext, message: Message) -> object:
+        """Run the handler inside the middleware; returns what the handler returned
+        (kept aside, so a middleware that drops ``call_next``'s value loses nothing)."""
+        returned: list[object] = [None]
+
         async def innermost() -> None:
             if handler.is_async:
-                await handler.func(ctx, message)  # type: ignore[misc]
+                returned[0] = await handler.func(ctx, message)  # type: ignore[misc]
             else:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._executor, handler.func, ctx, message)
+                returned[0] = await loop.run_in_executor(self._executor, handler.func, ctx, message)
 
         call: CallNext = innermost
         for middleware in reversed(self._middleware):
             call = _wrap(middleware, ctx, message, call)
         await call()
+        return returned[0]
+
+    def _result(self, job: Job, returned: object) -> tuple[bytes | None, str | None]:
+        """Rule 1: a handler's return value as a stored result, or none.
+
+        Raises:
+            PayloadTypeError: it returned something other than a message or ``None``.
+            PayloadTooLarge: the message is over ``Config.max_payload_bytes``; like
+                any error, the attempt is then retried.
+        """
+        if returned is None:
+            return None, None
+        if not isinstance(returned, Message):
+            raise PayloadTypeError(
+                f"handler for {job.type} returned {type(returned).__name__}; a handler returns "
+                "a protobuf message (the job's result) or None"
+            )
+        type_name, data = encode_payload(returned, limit=self.config.max_payload_bytes)
+        return data, type_name
 
     def _failed_with(self, job: Job, lease: Lease, exc: BaseException) -> Outcome:
         text = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
@@ -507,6 +532,12 @@ class Worker:
                     "recovered %d jobs from expired leases; %d failed as worker lost",
                     report.recovered,
                     len(report.lost),
+                )
+            for job_id in report.repaired:
+                log.error(
+                    "reconciler repaired job %s: its family's accounting was wrong "
+                    "(docs/rules.md rule 7); please report how it happened",
+                    job_id,
                 )
 
 

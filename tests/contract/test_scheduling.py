@@ -172,7 +172,7 @@ async def test_retry_of_a_failed_lone_job(
     assert [r.attempt for r in journal.runs["doomed"]] == [1, 1]
 
 
-async def test_retry_refuses_family_members_and_unsettled_jobs(
+async def test_retry_refuses_unsettled_jobs_and_repairs_family_members(
     config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal
 ) -> None:
     queued = await client.enqueue(step("queued"))
@@ -181,9 +181,12 @@ async def test_retry_refuses_family_members_and_unsettled_jobs(
     async with running(step_worker(config, journal)):
         job = await client.enqueue(step("root", children=[step("bad", fail=True)]), max_attempts=1)
         settled = await settle(client, job.id)
-    assert settled.state is JobState.FAILED
-    with pytest.raises(conveyor.InvalidState) as info:
-        await client.retry(journal.ids["bad"])
-    assert "family" in str(info.value)
-    with pytest.raises(conveyor.InvalidState):
-        await client.retry(job.id)
+        assert settled.state is JobState.FAILED
+        with pytest.raises(conveyor.InvalidState) as info:
+            await client.retry(job.id)  # it failed because of its family
+        assert "retry the members that failed" in str(info.value)
+        repaired = await client.retry(journal.ids["bad"])  # rule 8: the family re-opens
+        assert repaired.state is JobState.QUEUED
+        again = await settle(client, job.id)
+    assert again.state is JobState.FAILED  # "bad" fails every attempt
+    assert journal.count("bad") == 2 * 5

@@ -70,3 +70,22 @@ def test_family_producer_and_worker(sqlite_url: str) -> None:
     assert text.count("summary: order") == 1  # the heir ran once, after everything
     assert text.index("summary: order") > text.index("(attempt 2)")
     assert Summary.DESCRIPTOR.full_name == "conveyor.examples.Summary"
+
+
+def test_repair_example_retries_what_failed_and_the_heir_runs_once(sqlite_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/repair/repair.py"],
+        cwd=ROOT,
+        env=child_env(sqlite_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text
+    assert "order failed: Failed at " in text
+    assert "retried 1 job(s); the order is waiting again" in text
+    assert "summary of A-7: charged 9800 cents in all" in text  # 2 mugs, 2 posters, 2 tees
+    assert "summary succeeded, ran 1 time(s)" in text
+    assert text.index("order failed") < text.index("retried 1 job(s)") < text.index("summary of")

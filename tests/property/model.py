@@ -12,7 +12,7 @@ States are plain strings equal to ``conveyor.JobState`` values.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -68,10 +68,17 @@ class Outcome:
     failed for good, as known when it settled (what its heirs see)."""
     predecessor_state: str | None = None
     predecessor_failed: frozenset[str] = frozenset()
+    attempt_numbers: tuple[int, ...] = ()
+    """``job.attempt`` at each handler run: 1, 2, ... and, after a repair, 1, 2, ... again."""
 
     @property
     def ran(self) -> bool:
         return self.attempts > 0
+
+    @property
+    def final_attempt(self) -> int:
+        """``job.attempt`` once it has settled."""
+        return self.attempt_numbers[-1] if self.attempt_numbers else 0
 
 
 @dataclass
@@ -96,19 +103,58 @@ class Prediction:
         return found
 
 
-def predict(root: Spec, *, root_max_attempts: int, max_attempts: int) -> Prediction:
-    """Run ``root`` through the rules, with every other job allowed ``max_attempts``."""
+def repairable(first: Prediction) -> set[str]:
+    """Rule 8: the members ``retry`` would repair once ``first`` has settled: those whose
+    own handler failed for good, every ancestor of which has failed."""
+    found = set()
+    for name, outcome in first.outcomes.items():
+        if not outcome.failed_for_good:
+            continue
+        parent = outcome.parent
+        while parent is not None and first.outcomes[parent].state == FAILED:
+            parent = first.outcomes[parent].parent
+        if parent is None:
+            found.add(name)
+    return found
+
+
+def predict(
+    root: Spec,
+    *,
+    root_max_attempts: int,
+    max_attempts: int,
+    first: Prediction | None = None,
+    cured: frozenset[str] = frozenset(),
+) -> Prediction:
+    """Run ``root`` through the rules, with every other job allowed ``max_attempts``.
+
+    With ``first``, the family settled as ``first`` says, then the members in
+    ``cured`` (all repairable) were retried and from then on their handler no
+    longer fails for good (rule 8): predict how it settles again.
+    """
     outcomes: dict[str, Outcome] = {}
+    before = first.outcomes if first is not None else {}
 
     def attempts_of(spec: Spec, limit: int) -> tuple[int, bool]:
         if spec.fail or spec.fail_times >= limit:
             return limit, False
         return spec.fail_times + 1, True
 
+    def runs(spec: Spec, limit: int) -> tuple[int, bool, tuple[int, ...]]:
+        """Handler runs in all, whether one succeeded, and the attempt number of each."""
+        old = before.get(spec.name)
+        if old is None or not old.ran:  # it runs now for the first time
+            count, ok = attempts_of(spec, limit)
+            return count, ok, tuple(range(1, count + 1))
+        if old.succeeded or spec.name not in cured:
+            return old.attempts, old.succeeded, old.attempt_numbers
+        count, ok = attempts_of(replace(spec, fail=False), limit)  # fresh attempts
+        return old.attempts + count, ok, old.attempt_numbers + tuple(range(1, count + 1))
+
     def run_job(spec: Spec, outcome: Outcome, limit: int) -> None:
         """The job runs; fill in its attempts, its settled state and its family's failures."""
         outcomes[spec.name] = outcome
-        outcome.attempts, outcome.succeeded = attempts_of(spec, limit)
+        outcome.attempts, outcome.succeeded, outcome.attempt_numbers = runs(spec, limit)
         if not outcome.succeeded:
             # Rule 2 and 3: it settles failed; what it declared never exists.
             outcome.state = FAILED
@@ -152,8 +198,14 @@ def predict(root: Spec, *, root_max_attempts: int, max_attempts: int) -> Predict
         settled = [(outcome.state, outcome.family_failed, optional)]
         if not outcome.succeeded:
             return settled
+        old = before.get(spec.name)
         for heir in spec.heirs:
-            if heir.settled_heir or outcome.state == SUCCEEDED:
+            if old is not None and old.succeeded and (heir.settled_heir or old.state == SUCCEEDED):
+                # Released when the family first settled, with what it saw then; a repair
+                # does not release it again (rule 8).
+                settled += run_unit(heir, parent=parent, optional=optional, predecessor=old)
+            elif heir.settled_heir or outcome.state == SUCCEEDED:
+                # (A re-armed heir lands here when its predecessor re-opened and succeeded.)
                 # Rule 4: released, it takes the predecessor's parent and optional flag.
                 settled += run_unit(heir, parent=parent, optional=optional, predecessor=outcome)
             else:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, event, example, given, note, settings
+from hypothesis import HealthCheck, assume, event, example, given, note, settings
 from hypothesis import strategies as st
 
 import conveyor
@@ -22,13 +23,14 @@ from conveyor import JobState
 from conveyor.core.storage import JobFilter, Storage
 from tests.support import Journal, running, step_worker
 
-from .model import CANCELLED, FAILED, SUCCEEDED, Prediction, Spec, predict
+from .model import CANCELLED, FAILED, SUCCEEDED, Prediction, Spec, predict, repairable
 from .namespaces import Namespaces
 from .strategies import render, to_step, trees
 
 ROOT_MAX_ATTEMPTS = 3
 # About 15 s per backend by default; set CONVEYOR_PROPERTY_EXAMPLES for a deeper search.
 EXAMPLES = int(os.environ.get("CONVEYOR_PROPERTY_EXAMPLES", "50"))
+REPAIR_EXAMPLES = max(EXAMPLES // 2, 1)
 SETTLE_TIMEOUT = 20.0
 STUCK_AFTER = 0.5
 
@@ -121,6 +123,29 @@ async def run_tree(config: conveyor.Config, root: Spec, stage_batch: int) -> Obs
     return Observed(journal, jobs, {job.id: step_name(job) for job in jobs})
 
 
+async def run_and_repair(
+    config: conveyor.Config, root: Spec, stage_batch: int, cured: list[str], all_at_once: bool
+) -> Observed:
+    """Run the tree until it settles, then repair ``cured`` (rule 8): with one
+    ``retry_failed`` of the root, or one ``retry`` per member in the given order."""
+    journal = Journal()
+    worker = step_worker(config, journal, claim_wait=0.05, stage_batch=stage_batch)
+    async with conveyor.AsyncClient(config) as client, running(worker):
+        first = await client.enqueue(to_step(root), max_attempts=ROOT_MAX_ATTEMPTS)
+        storage = await client.storage()
+        ids = {step_name(job): job.id for job in await settle_everything(storage, SETTLE_TIMEOUT)}
+        journal.phase = 2
+        journal.cured |= set(cured)
+        if all_at_once:
+            retried = await client.retry_failed(first.id)
+            assert sorted(ids[n] for n in cured) == sorted(j.id for j in retried)
+        else:
+            for name in cured:
+                assert (await client.retry(ids[name])).state is JobState.QUEUED
+        jobs = await settle_everything(storage, SETTLE_TIMEOUT)
+    return Observed(journal, jobs, {job.id: step_name(job) for job in jobs})
+
+
 def compare(prediction: Prediction, seen: Observed) -> list[str]:
     """Every way ``seen`` differs from ``prediction``, one line each."""
     problems: list[str] = []
@@ -150,8 +175,8 @@ def compare(prediction: Prediction, seen: Observed) -> list[str]:
             problems.append(f"{name}: settled {job.state}, expected {want.state}")
         if job.open_children:
             problems.append(f"{name}: settled with open_children={job.open_children}")
-        if job.attempt != want.attempts:
-            problems.append(f"{name}: attempt={job.attempt}, expected {want.attempts}")
+        if job.attempt != want.final_attempt:
+            problems.append(f"{name}: attempt={job.attempt}, expected {want.final_attempt}")
         if name_of(job.predecessor_id) != want.predecessor:
             problems.append(
                 f"{name}: predecessor {name_of(job.predecessor_id)}, expected {want.predecessor}"
@@ -174,8 +199,11 @@ def compare(prediction: Prediction, seen: Observed) -> list[str]:
         wins = len(journal.succeeded_runs(name))
         if wins != int(want.succeeded):
             problems.append(f"{name}: {wins} successful runs, expected {int(want.succeeded)}")
-        if [run.attempt for run in runs] != list(range(1, len(runs) + 1)):
-            problems.append(f"{name}: attempts ran as {[run.attempt for run in runs]}")
+        if tuple(run.attempt for run in runs) != want.attempt_numbers:
+            problems.append(
+                f"{name}: attempts ran as {[run.attempt for run in runs]}, "
+                f"expected {list(want.attempt_numbers)}"
+            )
         if name in ids and any(run.job_id != ids[name] for run in runs):
             problems.append(f"{name}: runs under job ids other than its job {ids[name]}")
         # What an heir learns of its predecessor's family; other jobs learn nothing.
@@ -208,8 +236,12 @@ def compare(prediction: Prediction, seen: Observed) -> list[str]:
             if wins and start < wins[0].finished:
                 problems.append(f"{name}: started before its parent {declarer} returned")
         if want.predecessor is not None:
+            # Against the runs of its own phase and before: a repair re-runs members
+            # after an heir that their first failure released (rule 8).
+            phase = journal.runs[name][0].phase
             for member in sorted(prediction.members(want.predecessor)):
-                if journal.runs.get(member) and start < journal.last_finish(member):
+                finished = [r.finished for r in journal.runs.get(member, []) if r.phase <= phase]
+                if finished and start < max(finished):
                     problems.append(
                         f"{name}: started before {member} (in the family of its "
                         f"predecessor {want.predecessor}) finished"
@@ -250,6 +282,35 @@ def check_tree(namespaces: Namespaces, root: Spec, stage_batch: int) -> None:
         namespaces.drop(config)
     problems = compare(prediction, seen)
     assert not problems, "\n".join(["the family differs from the model:", *problems])
+
+
+def check_repair(
+    namespaces: Namespaces,
+    root: Spec,
+    stage_batch: int,
+    choose: Callable[[list[str]], tuple[list[str], bool]],
+) -> None:
+    """Run ``root``, repair what ``choose`` picks among the repairable members (and
+    whether with one ``retry_failed``), and compare with the model of rule 8."""
+    config = namespaces.config()
+    limits = {"root_max_attempts": ROOT_MAX_ATTEMPTS, "max_attempts": config.max_attempts}
+    first = predict(root, **limits)
+    fixable = sorted(repairable(first))
+    if not fixable:
+        namespaces.drop(config)
+        assume(False)  # nothing to repair: another tree
+    cured, all_at_once = choose(fixable)
+    note(render(root))
+    note(f"cured {cured} {'by retry_failed' if all_at_once else 'one retry at a time'}")
+    prediction = predict(root, **limits, first=first, cured=frozenset(cured))
+    event(f"repaired by {'retry_failed' if all_at_once else 'retry'}")
+    event(f"root after repair: {prediction.outcomes[root.name].state}")
+    try:
+        seen = asyncio.run(run_and_repair(config, root, stage_batch, cured, all_at_once))
+    finally:
+        namespaces.drop(config)
+    problems = compare(prediction, seen)
+    assert not problems, "\n".join(["the repaired family differs from the model:", *problems])
 
 
 # A few fixed trees, run before the random ones.
@@ -315,6 +376,84 @@ def test_families_settle_as_the_model_predicts(
     namespaces: Namespaces, root: Spec, stage_batch: int
 ) -> None:
     check_tree(namespaces, root, stage_batch)
+
+
+# Two failing branches under one parent, heirs of both kinds at two levels.
+TWO_BROKEN_BRANCHES = Spec(
+    "s0",
+    children=[
+        Spec(
+            "p",
+            children=[Spec("x", fail=True), Spec("y", fail=True, optional=True), Spec("z")],
+            heirs=[Spec("ph"), Spec("pall", settled_heir=True)],
+        ),
+        Spec("q", fail=True, children=[Spec("q1")], heirs=[Spec("qh")]),
+    ],
+    heirs=[Spec("h"), Spec("hall", settled_heir=True)],
+)
+
+
+@settings(
+    max_examples=REPAIR_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
+@given(root=trees(), stage_batch=stage_batches, data=st.data())
+def test_repaired_families_settle_as_the_model_predicts(
+    namespaces: Namespaces, root: Spec, stage_batch: int, data: st.DataObject
+) -> None:
+    def choose(fixable: list[str]) -> tuple[list[str], bool]:
+        if data.draw(st.booleans(), label="all by retry_failed"):
+            return fixable, True
+        order = data.draw(st.permutations(fixable), label="retried in this order")
+        return list(order[: data.draw(st.integers(1, len(fixable)), label="how many")]), False
+
+    check_repair(namespaces, root, stage_batch, choose)
+
+
+@settings(
+    max_examples=1, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.just(TWO_BROKEN_BRANCHES))
+def test_two_broken_branches_repaired_one_then_all(namespaces: Namespaces, root: Spec) -> None:
+    check_repair(namespaces, root, 1, lambda fixable: (["x"], False))
+    check_repair(namespaces, root, 1000, lambda fixable: (fixable, True))
+
+
+def test_repair_is_predicted_as_designed() -> None:
+    """The model of rule 8, on a fixed tree, against outcomes worked out by hand."""
+    limits = {"root_max_attempts": 3, "max_attempts": 5}
+    first = predict(TWO_BROKEN_BRANCHES, **limits)
+    assert {n: first.outcomes[n].state for n in ("s0", "p", "x", "y", "q", "ph", "h")} == {
+        "s0": FAILED,
+        "p": FAILED,
+        "x": FAILED,
+        "y": FAILED,
+        "q": FAILED,
+        "ph": CANCELLED,
+        "h": CANCELLED,
+    }
+    assert repairable(first) == {"x", "y", "q"}  # y is optional, but p failed (because of x)
+    only_x = predict(TWO_BROKEN_BRANCHES, **limits, first=first, cured=frozenset({"x"}))
+    states = {n: o.state for n, o in only_x.outcomes.items()}
+    assert states["p"] == SUCCEEDED and states["ph"] == SUCCEEDED  # re-armed, runs
+    assert states["s0"] == FAILED and states["h"] == CANCELLED  # q still failing
+    assert only_x.outcomes["x"].attempt_numbers == (1, 2, 3, 4, 5, 1)
+    assert only_x.outcomes["pall"].predecessor_state == FAILED  # ran after the first failure
+    assert only_x.outcomes["pall"].attempts == 1
+    everything = predict(
+        TWO_BROKEN_BRANCHES, **limits, first=first, cured=frozenset({"x", "y", "q"})
+    )
+    assert {n: o.state for n, o in everything.outcomes.items() if n != "hall"} == dict.fromkeys(
+        ["s0", "p", "x", "y", "z", "ph", "pall", "q", "q1", "qh", "h"], SUCCEEDED
+    )
+    assert everything.outcomes["hall"].predecessor_state == FAILED
+    assert everything.outcomes["q1"].attempt_numbers == (1,)  # declared by q's cured attempt
+    assert everything.outcomes["h"].predecessor_failed == frozenset()
 
 
 def test_fixed_trees_are_predicted_as_designed() -> None:

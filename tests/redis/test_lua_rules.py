@@ -14,7 +14,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conveyor.backends.redis._scripts import LIBRARY, source
+from conveyor.backends.redis._scripts import LIBRARY, script, source
 from conveyor.core import rules
 from conveyor.core.states import JobState, When
 
@@ -46,20 +46,21 @@ return cjson.encode(out)
 @pytest.fixture(scope="module")
 def lua(redis_server: str) -> Any:
     client = redis.Redis.from_url(redis_server)
-    folder_text = source("list")  # constants + transitions + list.lua
-    prelude = folder_text[: folder_text.index("-- list.lua")]
-    script = client.register_script(prelude + _BODY)
+    registered = client.register_script(script(_BODY))  # linked like every entry script
 
     def run(cases: list[tuple[str, list[Any]]]) -> list[Any]:
-        return list(json.loads(script(keys=["{t_lua_rules}:"], args=[json.dumps(cases)])))
+        return list(json.loads(registered(keys=["{t_lua_rules}:"], args=[json.dumps(cases)])))
 
     yield run
     client.close()
 
 
-def test_the_library_is_what_every_script_starts_with() -> None:
+def test_every_script_starts_with_the_library_it_uses() -> None:
     for part in LIBRARY:
         assert f"-- {part}.lua" in source("enqueue")
+    enqueue, record = source("enqueue"), source("record")
+    assert "local function create(" in enqueue and "function settle(" not in enqueue
+    assert "function settle(" in record and "function release_heirs(" in record
 
 
 def test_heir_conditions_agree(lua: Any) -> None:

@@ -8,7 +8,7 @@ from conveyor.backends.redis import layout
 def test_lua_constants_are_fresh() -> None:
     fresh = layout.render_constants()
     assert layout.LUA_CONSTANTS.read_text() == fresh, (
-        "lua/constants.lua is stale: run `nox -s generate` (python -m conveyor.backends.redis.layout)"
+        "lua/constants.lua is stale: run `nox -s generate` (python tools/genlua.py)"
     )
 
 

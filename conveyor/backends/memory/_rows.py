@@ -42,6 +42,8 @@ class Row:
     failed_child_id: str | None = None
     predecessor_state: JobState | None = None
     predecessor_failed_ids: tuple[str, ...] = ()
+    result_bytes: bytes | None = None
+    result_type: str | None = None
 
     @classmethod
     def from_spec(
@@ -96,4 +98,6 @@ class Row:
             failed_child_id=self.failed_child_id,
             predecessor_state=self.predecessor_state,
             predecessor_failed_ids=self.predecessor_failed_ids,
+            result_bytes=self.result_bytes,
+            result_type=self.result_type,
         )

@@ -17,7 +17,7 @@ from ._rows import Row
 
 Listener = Callable[[JobEvent], None]
 COUNTER_MINUTES = 24 * 60
-SUCCEEDED, RETRIED, FAILED = 0, 1, 2  # columns of the per-minute counters
+SUCCEEDED, RETRIED, FAILED, REPAIRED = 0, 1, 2, 3  # columns of the per-minute counters
 
 
 @dataclass
@@ -41,6 +41,9 @@ class MemoryState:
     listeners: list[Listener] = field(default_factory=list)
     seq: int = 0
     token: int = 0
+    # Where the reconciler's last slice ended, per kind (rule 7).
+    reconciled_waiting: str = ""
+    reconciled_held: str = ""
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -64,7 +67,7 @@ class MemoryState:
             for old in [m for m in self.counters if m <= minute - COUNTER_MINUTES]:
                 del self.counters[old]
         for key in ("", row.type, "@" + row.queue):
-            bucket.setdefault(key, [0, 0, 0])[column] += 1
+            bucket.setdefault(key, [0, 0, 0, 0])[column] += 1
 
     def push_ready(self, row: Row) -> None:
         """Queue ``row`` behind everything already ready at its priority (rule 10)."""

@@ -91,6 +91,10 @@ class MemoryStore:
         with self._lock:
             return transitions.retry(self._s, job_id, time.time())
 
+    def retry_failed(self, root_id: str) -> list[Job]:
+        with self._lock:
+            return transitions.retry_failed(self._s, root_id, time.time())
+
     def discard(self, job_id: str) -> Job:
         with self._lock:
             return transitions.discard(self._s, job_id)
@@ -142,6 +146,21 @@ class MemoryStore:
                     seen[member] = row.snapshot()
             return list(seen.values())
 
+    def children(self, job_id: str, open_only: bool, after: str | None, limit: int) -> JobPage:
+        """A page of the jobs counting against ``job_id``, in release order; the cursor
+        is a position in that order."""
+        with self._lock:
+            kids = self._s.children.get(job_id, [])
+            start = int(after) if after else 0
+            found: list[Job] = []
+            position = start
+            while position < len(kids) and len(found) < limit:
+                row = self._s.rows.get(kids[position])
+                position += 1
+                if row is not None and not (open_only and row.state.settled):
+                    found.append(row.snapshot())
+            return JobPage(found, str(position) if position < len(kids) else None, len(kids))
+
     def queue_stats(self) -> list[QueueStats]:
         with self._lock:
             counts: dict[str, dict[JobState, int]] = defaultdict(lambda: defaultdict(int))
@@ -161,14 +180,14 @@ class MemoryStore:
             result = []
             for minute in range(last - minutes + 1, last + 1):
                 key = "@" + queue if queue is not None else type_name or ""
-                cells = self._s.counters.get(minute, {}).get(key, [0, 0, 0])
+                cells = self._s.counters.get(minute, {}).get(key, [0, 0, 0, 0])
                 stamp = to_datetime(minute * 60.0)
                 assert stamp is not None
                 workers = 0
                 if type_name is None and queue is None:
                     workers = len(self._s.worker_minutes.get(minute, ()))
-                succeeded, retried, failed = cells
-                result.append(MinuteCount(stamp, succeeded, retried, failed, workers))
+                succeeded, retried, failed, repaired = cells
+                result.append(MinuteCount(stamp, succeeded, retried, failed, workers, repaired))
             return result
 
     def publish_types(self, sets: Mapping[str, bytes]) -> None:

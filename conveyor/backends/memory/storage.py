@@ -15,6 +15,7 @@ from conveyor.core.config import Config
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
+    CHILDREN_PAGE,
     Claimed,
     JobEvent,
     JobFilter,
@@ -113,6 +114,9 @@ class MemoryStorage:
     async def retry(self, job_id: str) -> Job:
         return self._store.retry(job_id)
 
+    async def retry_failed(self, root_id: str) -> list[Job]:
+        return self._store.retry_failed(root_id)
+
     async def discard(self, job_id: str) -> Job:
         return self._store.discard(job_id)
 
@@ -126,6 +130,16 @@ class MemoryStorage:
 
     async def family(self, job_id: str) -> list[Job]:
         return self._store.family(job_id)
+
+    async def children(
+        self,
+        job_id: str,
+        *,
+        open_only: bool = False,
+        after: str | None = None,
+        limit: int = CHILDREN_PAGE,
+    ) -> JobPage:
+        return self._store.children(job_id, open_only, after, limit)
 
     async def queue_stats(self) -> list[QueueStats]:
         return self._store.queue_stats()

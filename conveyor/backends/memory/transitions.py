@@ -26,7 +26,7 @@ from conveyor.core.storage import (
 )
 
 from ._rows import Row
-from ._state import FAILED, RETRIED, SUCCEEDED, MemoryState
+from ._state import FAILED, REPAIRED, RETRIED, SUCCEEDED, MemoryState
 
 
 def release(s: MemoryState, row: Row, now: float) -> None:
@@ -123,9 +123,10 @@ def renew(s: MemoryState, leases: Sequence[Lease], lease: float, now: float) -> 
     return lost
 
 
-def succeed(s: MemoryState, row: Row, declarations: Sequence[JobSpec], now: float) -> None:
+def succeed(s: MemoryState, row: Row, success: Success, now: float) -> None:
     """Rule 1: release the attempt's children with its success; heirs stay held."""
-    _insert_held(s, row, declarations, now)
+    _insert_held(s, row, success.declarations, now)
+    row.result_bytes, row.result_type = success.result, success.result_type
     released = 0
     for decl_id in s.declarations.pop(row.id, ()):
         decl = s.rows[decl_id]
@@ -192,8 +193,8 @@ def record(s: MemoryState, outcomes: Sequence[Outcome], now: float) -> list[bool
         if row is None:
             continue
         match outcome:
-            case Success(declarations=declarations):
-                succeed(s, row, declarations, now)
+            case Success():
+                succeed(s, row, outcome, now)
             case Retry(error=error, retry_at=retry_at):
                 retry_later(s, row, error, retry_at, now)
             case Failure(error=error):
@@ -242,8 +243,9 @@ def release_heirs(s: MemoryState, row: Row, state: JobState, now: float) -> None
             heir.parent_id = row.parent_id
             heir.optional = heir.optional or row.optional
             if parent is not None:
-                parent.open_children += 1
                 s.children[parent.id].append(heir.id)
+                if not parent.state.settled:  # one that stays failed after a repair: rule 8
+                    parent.open_children += 1
             release(s, heir, now)
         else:
             heir.state = JobState.CANCELLED
@@ -317,27 +319,118 @@ def _open_below(s: MemoryState, root: Row) -> list[Row]:
     return found
 
 
-def retry(s: MemoryState, job_id: str, now: float) -> Job:
-    """Rule 8 (until family repair): queue a failed or cancelled job without family ties again."""
-    row = _get(s, job_id)
+def repair(s: MemoryState, ids: Sequence[str], now: float, *, strict: bool) -> list[Job]:
+    """Rule 8: queue these failed members again and re-count their families upward.
+
+    With ``strict``, the first member rule 8 refuses raises and nothing changes;
+    otherwise such members are left out.
+    """
+    chosen: list[Row] = []
+    for job_id in dict.fromkeys(ids):
+        row = _get(s, job_id)
+        why = _unrepairable(s, row)
+        if why is None:
+            chosen.append(row)
+        elif strict:
+            raise InvalidState(job_id, row.state, "retry", why)
+    for row in chosen:
+        row.attempt = 0
+        row.lost_count = 0
+        row.failed_ids = []
+        row.reason = None
+        row.failed_child_id = None
+        row.finished_at = None
+        row.run_at = None
+        row.result_bytes = row.result_type = None
+        release(s, row, now)
+    frontier = {row.parent_id for row in chosen if row.parent_id}
+    while frontier:  # children before parents: a parent may be re-counted twice, alike
+        reopened = [p for p in (s.rows[pid] for pid in sorted(frontier)) if _recount(s, p, now)]
+        frontier = {p.parent_id for p in reopened if p.parent_id}
+    return [row.snapshot() for row in chosen]
+
+
+def _unrepairable(s: MemoryState, row: Row) -> str | None:
+    """Rule 8: why ``row`` cannot be repaired, or ``None``."""
     if row.state not in (JobState.FAILED, JobState.CANCELLED):
-        raise InvalidState(job_id, row.state, "retry", "only failed or cancelled jobs")
-    if row.parent_id or row.predecessor_id or s.children.get(job_id) or s.heirs.get(job_id):
-        raise InvalidState(
-            job_id,
-            row.state,
-            "retry",
-            "it belongs to a family; family repair is not supported yet",
-        )
-    row.attempt = 0
-    row.lost_count = 0
-    row.failed_ids = []
-    row.reason = None
-    row.failed_child_id = None
-    row.finished_at = None
-    row.run_at = None
-    release(s, row, now)
-    return row.snapshot()
+        return rules.NOT_FAILED
+    if s.children.get(row.id):
+        return rules.failed_by_family(row.state)
+    if row.predecessor_id and not rules.released_heir(row.when, row.predecessor_state):
+        return rules.NEVER_RELEASED
+    parent_id = row.parent_id
+    while parent_id:
+        parent = s.rows.get(parent_id)
+        if parent is None:
+            return rules.family_pruned(parent_id)
+        if parent.state is JobState.WAITING:
+            return None
+        if parent.state is not JobState.FAILED:
+            return rules.ancestor_settled(parent_id, parent.state)
+        parent_id = parent.parent_id
+    return None
+
+
+def _recount(s: MemoryState, parent: Row, now: float) -> bool:
+    """Rule 8: re-count ``parent`` from its children; True if it went back to waiting."""
+    kids = sorted((s.rows[k] for k in s.children.get(parent.id, ()) if k in s.rows), key=_id)
+    settled = [k for k in kids if k.state.settled]
+    failing = [k for k in settled if rules.fails_parent(k.state, k.optional)]
+    open_children = len(kids) - len(settled)
+    failed_ids: list[str] = []
+    for kid in settled:
+        failed_ids = rules.merge_failed_ids(failed_ids, kid.failed_ids)
+    parent.failed_ids = failed_ids
+    first = failing[0] if failing else None
+    parent.failed_child_id = first.id if first else None
+    parent.reason = rules.child_reason(first.id, first.state) if first else None
+    if parent.state is JobState.WAITING:
+        parent.open_children = open_children
+    if parent.state is not JobState.FAILED or not rules.reopens(open_children, len(failing)):
+        return False  # one that stays failed keeps the count it settled with: none open
+    parent.open_children = open_children
+    parent.state = JobState.WAITING
+    parent.finished_at = None
+    s.emit(parent, now)
+    rearm_heirs(s, parent, now)
+    return True
+
+
+def rearm_heirs(s: MemoryState, row: Row, now: float) -> None:
+    """Rule 8: ``row`` is open again; the heirs its failure cancelled are held again."""
+    for heir_id in s.heirs.get(row.id, ()):
+        heir = s.rows.get(heir_id)
+        if (
+            heir is not None
+            and heir.state is JobState.CANCELLED
+            and rules.cancelled_by_condition(heir.when, heir.predecessor_state)
+        ):
+            heir.state = JobState.HELD
+            heir.finished_at = None
+            heir.reason = None
+            heir.predecessor_state = None
+            heir.predecessor_failed_ids = ()
+            s.emit(heir, now)
+
+
+def retry(s: MemoryState, job_id: str, now: float) -> Job:
+    """Rule 8: repair one member (refused with ``InvalidState`` when rule 8 says no)."""
+    [job] = repair(s, [job_id], now, strict=True)
+    return job
+
+
+def retry_failed(s: MemoryState, root_id: str, now: float) -> list[Job]:
+    """Rule 8: repair every member of the root's family, and of its heirs' families,
+    whose own handler failed."""
+    root = _get(s, root_id)
+    members, seen = [root], {root_id}
+    for member in members:  # grows as it goes: the family below, and the heirs' families
+        for below in (*s.children.get(member.id, ()), *s.heirs.get(member.id, ())):
+            if below in s.rows and below not in seen:
+                seen.add(below)
+                members.append(s.rows[below])
+    failed = [m.id for m in members if m.state is JobState.FAILED and not s.children.get(m.id)]
+    return repair(s, failed, now, strict=False)
 
 
 def discard(s: MemoryState, job_id: str) -> Job:
@@ -381,8 +474,51 @@ def prune(s: MemoryState, before: float) -> int:
     return len(old)
 
 
+def reconcile(s: MemoryState, now: float, limit: int) -> list[str]:
+    """Rule 7: re-count a slice of waiting jobs and of held heirs; returns those repaired."""
+    repaired: list[str] = []
+    waiting = sorted(
+        r.id for r in s.rows.values() if r.state is JobState.WAITING and r.id > s.reconciled_waiting
+    )[:limit]
+    s.reconciled_waiting = waiting[-1] if len(waiting) == limit else ""
+    for job_id in waiting:
+        row = s.rows[job_id]
+        if row.state is not JobState.WAITING:
+            continue  # settled by an earlier repair in this slice
+        kids = [s.rows[k] for k in s.children.get(job_id, ()) if k in s.rows]
+        open_children = sum(not k.state.settled for k in kids)
+        if open_children == row.open_children:
+            continue
+        repaired.append(job_id)
+        s.count(row, REPAIRED, now)
+        row.open_children = open_children
+        if open_children == 0:
+            failing = [k.id for k in kids if rules.fails_parent(k.state, k.optional)]
+            if failing and row.failed_child_id is None:
+                row.failed_child_id = failing[0]
+            settle(s, row, rules.settles_as(row.failed_child_id), now)
+    held = sorted(
+        r.id
+        for r in s.rows.values()
+        if r.state is JobState.HELD and r.predecessor_id and r.id > s.reconciled_held
+    )[:limit]
+    s.reconciled_held = held[-1] if len(held) == limit else ""
+    for job_id in held:
+        heir = s.rows[job_id]
+        predecessor = s.rows.get(heir.predecessor_id or "")
+        if heir.state is not JobState.HELD or predecessor is None:
+            continue
+        if not predecessor.state.settled or heir.id not in s.heirs.get(predecessor.id, ()):
+            continue
+        repaired.append(job_id)
+        s.count(heir, REPAIRED, now)
+        release_heirs(s, predecessor, predecessor.state, now)
+    return repaired
+
+
 def maintain(s: MemoryState, now: float) -> MaintenanceReport:
-    """Rule 7: promote due jobs, recover expired leases, prune, forget silent workers."""
+    """Rule 7: promote due jobs, recover expired leases, prune, reconcile, forget silent
+    workers."""
     promoted = promote_due(s, now)
     recovered = 0
     lost: list[str] = []
@@ -392,9 +528,14 @@ def maintain(s: MemoryState, now: float) -> MaintenanceReport:
         else:
             recovered += 1
     pruned = prune(s, now - s.retention)
+    repaired = reconcile(s, now, rules.RECONCILE_BATCH)
     for worker_id in [w for w, (_, until) in s.workers.items() if until <= now]:
         del s.workers[worker_id]
-    return MaintenanceReport(promoted, recovered, lost, pruned)
+    return MaintenanceReport(promoted, recovered, lost, pruned, repaired)
+
+
+def _id(row: Row) -> str:
+    return row.id
 
 
 def _get(s: MemoryState, job_id: str) -> Row:

@@ -66,11 +66,11 @@ def _ids(value: str | None) -> tuple[str, ...]:
     return tuple(value.split(",")) if value else ()
 
 
-def _payload(fields: dict[bytes, bytes]) -> bytes:
-    """The payload, reassembled from its 64-byte pieces (see ``transitions.lua``)."""
-    name = _F["payload"]
-    first = fields.get(name, b"")
-    if name + b"1" not in fields:
+def _chunked(fields: dict[bytes, bytes], field: str) -> bytes | None:
+    """A payload or result, reassembled from its 64-byte pieces (see ``transitions.lua``)."""
+    name = _F[field]
+    first = fields.get(name)
+    if first is None or name + b"1" not in fields:
         return first
     parts = [first]
     index = 1
@@ -112,7 +112,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         type=type_name,
         queue=text("queue") or type_name,
         state=STATE_OF_CODE[fields[_F["state"]]],
-        payload_bytes=_payload(fields),
+        payload_bytes=_chunked(fields, "payload") or b"",
         priority=integer("priority"),
         attempt=integer("attempt"),
         max_attempts=integer("max_attempts", DEFAULT_MAX_ATTEMPTS),
@@ -135,4 +135,6 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         failed_child_id=text("failing_child"),
         predecessor_state=JobState(predecessor_state) if predecessor_state else None,
         predecessor_failed_ids=_ids(text("predecessor_failed_ids")),
+        result_bytes=_chunked(fields, "result"),
+        result_type=text("result_type"),
     )

@@ -3,13 +3,12 @@
 The Python side (``_codec.py``, ``storage.py``) reads these names directly;
 the Lua side reads them from ``lua/constants.lua``, which ``render_constants``
 writes from this module and ``conveyor.core.rules``
-(``python -m conveyor.backends.redis.layout`` or ``nox -s generate``;
+(``python tools/genlua.py`` or ``nox -s generate``;
 ``tests/unit/test_generated_fresh.py`` fails when the file is stale).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from conveyor.core import rules
@@ -44,6 +43,8 @@ FIELD = {
     "failing_child": "fc",
     "predecessor_state": "ps",
     "predecessor_failed_ids": "pf",
+    "result": "res",  # res1, res2, ... continue a result stored in pieces
+    "result_type": "rt",
 }
 
 #: A job's state is one letter in its hash: it keeps a queued job's hash in a
@@ -79,7 +80,7 @@ SPEC_ARGS = (
 )
 
 #: An outcome travels to ``record.lua`` as these arguments, then ``n`` specs.
-OUTCOME_ARGS = ("kind", "id", "token", "error", "retry_at", "n")
+OUTCOME_ARGS = ("kind", "id", "token", "error", "retry_at", "result", "result_type", "n")
 
 #: The ``kind`` argument of each outcome.
 OUTCOME_KIND = {
@@ -103,8 +104,10 @@ LUA_CONSTANTS = Path(__file__).parent / "lua" / "constants.lua"
 
 
 def _lua_table(mapping: dict[str, str] | dict[str, int]) -> str:
-    items = ", ".join(f"{key} = {_lua_value(value)}" for key, value in mapping.items())
-    return "{ " + items + " }"
+    items = [f"{key} = {_lua_value(value)}" for key, value in mapping.items()]
+    if len(items) <= 4:
+        return "{ " + ", ".join(items) + " }"
+    return "{\n" + "".join(f"  {item},\n" for item in items) + "}"
 
 
 def _lua_value(value: str | int) -> str:
@@ -118,14 +121,13 @@ def render_constants() -> str:
     codes = {state.value: code for state, code in STATE_CODE.items()}
     lines = [
         "-- Generated from conveyor/backends/redis/layout.py and conveyor/core/rules.py by",
-        "-- `python -m conveyor.backends.redis.layout`: do not edit by hand.",
+        "-- `python tools/genlua.py` (nox -s generate): do not edit by hand.",
         "",
         "-- Job hash fields (layout.FIELD).",
         f"local F = {_lua_table(FIELD)}",
         "-- States as stored: one letter each (layout.STATE_CODE), and back.",
         f"local CODE = {_lua_table(codes)}",
-        "local NAME = {}",
-        "for name, code in pairs(CODE) do NAME[code] = name end",
+        f"local NAME = {_lua_table({code: name for name, code in codes.items()})}",
         f"local DEFAULT_MAX_ATTEMPTS = {_lua_value(DEFAULT_MAX_ATTEMPTS)}",
         "-- A spec's arguments, by offset from its first (layout.SPEC_ARGS).",
         f"local SPEC = {_lua_table({name: i for i, name in enumerate(SPEC_ARGS)})}",
@@ -142,19 +144,12 @@ def render_constants() -> str:
         f"local PREDECESSOR_REASON = {_lua_value(rules.PREDECESSOR_REASON)}",
         f"local ANCESTOR_CANCELLED = {_lua_value(rules.ANCESTOR_CANCELLED)}",
         f"local WORKER_LOST = {_lua_value(rules.WORKER_LOST)}",
+        f"local NOT_FAILED = {_lua_value(rules.NOT_FAILED)}",
+        f"local FAILED_BY_FAMILY = {_lua_value(rules.FAILED_BY_FAMILY)}",
+        f"local NEVER_RELEASED = {_lua_value(rules.NEVER_RELEASED)}",
+        f"local ANCESTOR_SETTLED = {_lua_value(rules.ANCESTOR_SETTLED)}",
+        f"local FAMILY_PRUNED = {_lua_value(rules.FAMILY_PRUNED)}",
+        f"local RECONCILE_BATCH = {_lua_value(rules.RECONCILE_BATCH)}",
         "",
     ]
     return "\n".join(lines)
-
-
-def main() -> int:
-    """Write ``lua/constants.lua``; with ``--check``, exit 1 if it is stale instead."""
-    text = render_constants()
-    if "--check" in sys.argv[1:]:
-        return 0 if LUA_CONSTANTS.read_text() == text else 1
-    LUA_CONSTANTS.write_text(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,6 +24,7 @@ from conveyor.core.errors import (
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
+    CHILDREN_PAGE,
     Claimed,
     Failure,
     HandBack,
@@ -236,17 +237,19 @@ class RedisStorage:
         for outcome in outcomes:
             lease = outcome.lease
             match outcome:
-                case Success(declarations=declarations):
+                case Success(declarations=declarations, result=result, result_type=rtype):
                     kind = OUTCOME_KIND["success"]
-                    args += [kind, lease.job_id, lease.token, "", "", len(declarations)]
-                    args += specs_args(declarations)
+                    args += [kind, lease.job_id, lease.token, "", "", result or b"", rtype or ""]
+                    args += [len(declarations), *specs_args(declarations)]
                 case Retry(error=error, retry_at=retry_at):
                     kind = OUTCOME_KIND["retry"]
-                    args += [kind, lease.job_id, lease.token, error, repr(retry_at), 0]
+                    args += [kind, lease.job_id, lease.token, error, repr(retry_at), "", "", 0]
                 case Failure(error=error):
-                    args += [OUTCOME_KIND["failure"], lease.job_id, lease.token, error, "", 0]
+                    kind = OUTCOME_KIND["failure"]
+                    args += [kind, lease.job_id, lease.token, error, "", "", "", 0]
                 case HandBack():
-                    args += [OUTCOME_KIND["hand_back"], lease.job_id, lease.token, "", "", 0]
+                    kind = OUTCOME_KIND["hand_back"]
+                    args += [kind, lease.job_id, lease.token, "", "", "", "", 0]
         results = await self._call(self._scripts.record, args)
         return [bool(r) for r in results]
 
@@ -271,10 +274,16 @@ class RedisStorage:
                 await pipe.execute()
 
     async def maintain(self) -> MaintenanceReport:
-        promoted, recovered, lost, pruned = await self._call(
+        promoted, recovered, lost, pruned, repaired = await self._call(
             self._scripts.maintain, [self._retention, self._max_lost, rules.MAINTENANCE_BATCH]
         )
-        return MaintenanceReport(promoted, recovered, [raw.decode() for raw in lost], pruned)
+        return MaintenanceReport(
+            promoted,
+            recovered,
+            [raw.decode() for raw in lost],
+            pruned,
+            [raw.decode() for raw in repaired],
+        )
 
     # --- steering -------------------------------------------------------------------
 
@@ -283,6 +292,10 @@ class RedisStorage:
 
     async def retry(self, job_id: str) -> Job:
         return await self._steer(self._scripts.retry, job_id, [job_id])
+
+    async def retry_failed(self, root_id: str) -> list[Job]:
+        ids = [raw.decode() for raw in await self._call(self._scripts.retry_failed, [root_id])]
+        return [job for job in await self._fetch(ids) if job is not None]
 
     async def discard(self, job_id: str) -> Job:
         return await self._steer(self._scripts.discard, job_id, [job_id])
@@ -372,6 +385,22 @@ class RedisStorage:
         ids = list(dict.fromkeys(raw.decode() for row in rows for raw in row))
         return [job for job in await self._fetch(ids) if job is not None]
 
+    async def children(
+        self,
+        job_id: str,
+        *,
+        open_only: bool = False,
+        after: str | None = None,
+        limit: int = CHILDREN_PAGE,
+    ) -> JobPage:
+        args: list[ArgValue] = [job_id, int(after or 0), limit, "1" if open_only else ""]
+        cursor, flat, total = await self._call(self._scripts.children, args)
+        found = [
+            self._decode(raw.decode(), pairs(fields))
+            for raw, fields in zip(flat[::2], flat[1::2], strict=True)
+        ]
+        return JobPage(found, cursor.decode() or None, total)
+
     async def queue_stats(self) -> list[QueueStats]:
         with translated(self._url):
             raw = cast(Fields, await self._redis.hgetall(self._key("stats")))
@@ -395,7 +424,7 @@ class RedisStorage:
         last = int(time.time() // 60)
         span = range(last - minutes + 1, last + 1)
         suffix = f"@{queue}" if queue is not None else f":{type}" if type is not None else ""
-        fields = [f"{column}{suffix}" for column in ("s", "r", "f")]
+        fields = [f"{column}{suffix}" for column in ("s", "r", "f", "x")]
         with translated(self._url):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for minute in span:
@@ -411,8 +440,11 @@ class RedisStorage:
                 int(retried or 0),
                 int(failed or 0),
                 int(seen) if not suffix else 0,
+                int(repaired or 0),
             )
-            for minute, (succeeded, retried, failed), seen in zip(span, rows, workers, strict=True)
+            for minute, (succeeded, retried, failed, repaired), seen in zip(
+                span, rows, workers, strict=True
+            )
         ]
 
     async def events(self) -> AsyncIterator[JobEvent]:

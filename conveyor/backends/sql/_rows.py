@@ -63,4 +63,6 @@ def _job(row: Any) -> Job:
         failed_child_id=row.failed_child_id,
         predecessor_state=JobState(row.predecessor_state) if row.predecessor_state else None,
         predecessor_failed_ids=_ids(row.predecessor_failed_ids),
+        result_bytes=bytes(row.result) if row.result is not None else None,
+        result_type=row.result_type,
     )

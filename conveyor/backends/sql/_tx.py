@@ -18,7 +18,7 @@ from .schema import SETTLED, Tables
 
 # Counter rows keyed by queue are stored under this prefix (no protobuf type name has it).
 QUEUE_KEY = "@"
-SUCCEEDED, RETRIED, FAILED = 0, 1, 2  # columns of the per-minute counters
+SUCCEEDED, RETRIED, FAILED, REPAIRED = 0, 1, 2, 3  # columns of the per-minute counters
 
 
 class Rec:
@@ -46,7 +46,7 @@ class Tx:
     postgres: bool
     max_lost: int = 0
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
-    counts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    counts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     wakes: set[str] = field(default_factory=set)
     settled: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
@@ -69,7 +69,7 @@ class Tx:
         self.settled[queue, state] -= n
 
     def count(self, row: Rec, column: int) -> None:
-        """Count a success, retry or failure for the row's type and queue."""
+        """Count a success, retry, failure or repair for the row's type and queue."""
         self.counts[row.type][column] += 1
         self.counts[QUEUE_KEY + row.queue][column] += 1
 

@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaMismatch(ConfigurationError):
@@ -73,6 +73,20 @@ def _ready_order_v4(conn: Connection, tables: Tables) -> None:
             index.create(conn)
 
 
+def _results_and_repairs_v5(conn: Connection, tables: Tables) -> None:
+    """Rule 1's results (two job columns) and rule 7's repair counts (a counters column)."""
+    added = {
+        tables.jobs: ("result BYTEA" if conn.dialect.name == "postgresql" else "result BLOB",
+                      "result_type TEXT"),
+        tables.counters: ("repaired BIGINT NOT NULL DEFAULT 0",),
+    }  # fmt: skip
+    for table, columns in added.items():
+        present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
+        for column in columns:
+            if column.split()[0] not in present:  # version 1 just created it otherwise
+                conn.execute(text(f"ALTER TABLE {_qualified(conn, table)} ADD COLUMN {column}"))
+
+
 def _qualified(conn: Connection, table: Table, name: str | None = None) -> str:
     quote = conn.dialect.identifier_preparer.quote
     bare = quote(name or table.name)
@@ -84,6 +98,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     2: _add_worker_minutes_v2,
     3: _add_settled_counts_v3,
     4: _ready_order_v4,
+    5: _results_and_repairs_v5,
 }
 
 

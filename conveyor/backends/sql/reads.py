@@ -62,6 +62,28 @@ async def family(conn: AsyncConnection, t: Tables, job_id: str) -> list[Job]:
     return [job_of_row(r) for r in (await conn.execute(stmt)).all()]
 
 
+async def children(
+    conn: AsyncConnection,
+    t: Tables,
+    job_id: str,
+    open_only: bool,
+    after: str | None,
+    limit: int,
+) -> JobPage:
+    """A page of the jobs counting against ``job_id``, by id; the cursor is the last id."""
+    jobs = t.jobs
+    stmt = select(jobs).where(jobs.c.parent_id == job_id).order_by(jobs.c.id).limit(limit + 1)
+    if open_only:
+        stmt = stmt.where(jobs.c.state.in_(OPEN))
+    if after is not None:
+        stmt = stmt.where(jobs.c.id > after)
+    rows = (await conn.execute(stmt)).all()
+    found = [job_of_row(r) for r in rows[:limit]]
+    count = select(func.count()).select_from(jobs).where(jobs.c.parent_id == job_id)
+    total = int((await conn.execute(count)).scalar_one())
+    return JobPage(found, found[-1].id if len(rows) > limit else None, total)
+
+
 async def queue_stats(conn: AsyncConnection, t: Tables) -> list[QueueStats]:
     jobs, ledger = t.jobs, t.settled_counts
     # Open jobs are counted where they are (few, through the state index);
@@ -112,7 +134,11 @@ async def counters(
         if row is None:
             result.append(MinuteCount(stamp, workers=workers_seen))
         else:
-            result.append(MinuteCount(stamp, row.succeeded, row.retried, row.failed, workers_seen))
+            result.append(
+                MinuteCount(
+                    stamp, row.succeeded, row.retried, row.failed, workers_seen, row.repaired
+                )
+            )
     return result
 
 

@@ -82,6 +82,9 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("failed_child_id", String(36)),
         Column("predecessor_state", String(10)),
         Column("predecessor_failed_ids", Text),
+        # What the handler returned, serialized, and its message type (rule 1).
+        Column("result", LargeBinary),
+        Column("result_type", Text),
     )
     # The claim: the longest ready of the highest priority among a queue's queued jobs.
     Index(
@@ -129,6 +132,7 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("succeeded", BigInteger, nullable=False, server_default="0"),
         Column("retried", BigInteger, nullable=False, server_default="0"),
         Column("failed", BigInteger, nullable=False, server_default="0"),
+        Column("repaired", BigInteger, nullable=False, server_default="0"),
     )
     workers = Table(
         f"{prefix}workers",

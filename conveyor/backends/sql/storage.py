@@ -26,6 +26,7 @@ from conveyor.core.errors import (
 )
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.storage import (
+    CHILDREN_PAGE,
     Claimed,
     JobEvent,
     JobFilter,
@@ -114,6 +115,7 @@ class SQLStorage:
         self._write_lock = asyncio.Lock() if not postgres else None
         self._listener: asyncio.Task[None] | None = None
         self._promoted_at = 0.0
+        self._reconciled = ("", "")  # where the reconciler's slices ended (waiting, held)
         self._wake_channel = f"conveyor_{config.namespace}_wake"
         self._event_channel = f"conveyor_{config.namespace}_events"
 
@@ -429,7 +431,9 @@ class SQLStorage:
 
     async def maintain(self) -> MaintenanceReport:
         async def body(tx: Tx) -> MaintenanceReport:
-            report = await transitions.maintain(tx, self._retention, self._max_lost)
+            report, self._reconciled = await transitions.maintain(
+                tx, self._retention, self._max_lost, self._reconciled
+            )
             wt, wm = self._t.workers, self._t.worker_minutes
             await tx.conn.execute(delete(wt).where(wt.c.expires_at <= tx.now))
             await tx.conn.execute(
@@ -447,6 +451,9 @@ class SQLStorage:
     async def retry(self, job_id: str) -> Job:
         return await self._tx(functools.partial(transitions.retry, job_id=job_id))
 
+    async def retry_failed(self, root_id: str) -> list[Job]:
+        return await self._tx(functools.partial(transitions.retry_failed, root_id=root_id))
+
     async def discard(self, job_id: str) -> Job:
         return await self._tx(functools.partial(transitions.discard, job_id=job_id))
 
@@ -463,6 +470,19 @@ class SQLStorage:
 
     async def family(self, job_id: str) -> list[Job]:
         return await self._read(functools.partial(reads.family, t=self._t, job_id=job_id))
+
+    async def children(
+        self,
+        job_id: str,
+        *,
+        open_only: bool = False,
+        after: str | None = None,
+        limit: int = CHILDREN_PAGE,
+    ) -> JobPage:
+        read = functools.partial(
+            reads.children, t=self._t, job_id=job_id, open_only=open_only, after=after, limit=limit
+        )
+        return await self._read(read)
 
     async def queue_stats(self) -> list[QueueStats]:
         return await self._read(functools.partial(reads.queue_stats, t=self._t))

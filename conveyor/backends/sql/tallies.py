@@ -26,11 +26,12 @@ def upsert(postgres: bool) -> Callable[[Table], Any]:
 
 
 async def add_counts(tx: Tx) -> None:
-    """Add this transaction's successes, retries and failures to the minute's counters."""
+    """Add this transaction's successes, retries, failures and repairs to the minute's
+    counters."""
     if not tx.counts:
         return
     minute = int(tx.now // 60)
-    totals = [0, 0, 0]
+    totals = [0, 0, 0, 0]
     rows: list[tuple[str, list[int]]] = []
     for key, cells in tx.counts.items():
         if key:  # '' is the totals' row: a job whose type is '' counts only there
@@ -40,8 +41,8 @@ async def add_counts(tx: Tx) -> None:
     rows.append(("", totals))
     ct = tx.t.counters
     values = [
-        {"minute": minute, "type": name, "succeeded": s, "retried": r, "failed": f}
-        for name, (s, r, f) in rows
+        {"minute": minute, "type": name, "succeeded": s, "retried": r, "failed": f, "repaired": x}
+        for name, (s, r, f, x) in rows
     ]
     # One statement for every type touched.
     stmt = upsert(tx.postgres)(ct).values(values)
@@ -51,6 +52,7 @@ async def add_counts(tx: Tx) -> None:
             "succeeded": ct.c.succeeded + stmt.excluded.succeeded,
             "retried": ct.c.retried + stmt.excluded.retried,
             "failed": ct.c.failed + stmt.excluded.failed,
+            "repaired": ct.c.repaired + stmt.excluded.repaired,
         },
     )
     await tx.conn.execute(stmt)

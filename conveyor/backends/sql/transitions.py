@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, insert, or_, select, tuple_, update
 
 from conveyor.core import rules
 from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost, PayloadDecodeError
@@ -37,7 +37,7 @@ from conveyor.core.storage import (
 
 from . import tallies
 from ._rows import job_of_row
-from ._tx import FAILED, RETRIED, SUCCEEDED, Rec, Tx, ids_of, spec_row, text_of
+from ._tx import FAILED, REPAIRED, RETRIED, SUCCEEDED, Rec, Tx, ids_of, spec_row, text_of
 from .schema import SETTLED
 
 log = logging.getLogger("conveyor.sql")
@@ -235,6 +235,23 @@ async def succeed(tx: Tx, row: Rec, declarations: Sequence[JobSpec]) -> None:
         await settle(tx, row, "succeeded")
 
 
+async def _store_results(tx: Tx, successes: Sequence[Success]) -> None:
+    """Rule 1: keep what the handlers returned, in one statement for the batch."""
+    results = [
+        {"b_id": o.lease.job_id, "b_result": o.result, "b_type": o.result_type}
+        for o in successes
+        if o.result is not None
+    ]
+    if results:
+        jobs = tx.t.jobs
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == bindparam("b_id"))
+            .values(result=bindparam("b_result"), result_type=bindparam("b_type"))
+        )
+        await tx.conn.execute(stmt, results)
+
+
 async def _succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
     """Rule 1 in bulk for successes that declared nothing: they settle at once.
 
@@ -348,6 +365,7 @@ async def record(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
     held = [(o, rows[o.lease.job_id]) for o, ok in zip(outcomes, accepted, strict=True) if ok]
     # Outcomes never touch another running job (cascades reach only waiting
     # parents and held heirs), so the rows read above stay current.
+    await _store_results(tx, [o for o, _ in held if isinstance(o, Success)])
     leaves = [r for o, r in held if isinstance(o, Success) and not o.declarations]
     declaring = {r.id for r in await _succeed_leaves(tx, leaves)}
     for outcome, row in held:
@@ -516,24 +534,31 @@ async def _cancel_below(tx: Tx, root: Rec) -> None:
         frontier = ids
 
 
-async def retry(tx: Tx, job_id: str) -> Job:
-    """Rule 8 (until family repair): queue a failed or cancelled job without family ties again."""
+async def repair(tx: Tx, ids: Sequence[str], *, strict: bool) -> list[Job]:
+    """Rule 8: queue these failed members again and re-count their families upward.
+
+    With ``strict``, the first member rule 8 refuses raises and nothing changes;
+    otherwise such members are left out. Members are locked, then their
+    ancestors bottom-up, in the order every settle locks them.
+    """
     jobs = tx.t.jobs
-    row = await _get(tx, job_id)
-    if row.state not in ("failed", "cancelled"):
-        raise InvalidState(job_id, row.state, "retry", "only failed or cancelled jobs")
-    family = await tx.conn.execute(
-        select(jobs.c.id)
-        .where(or_(jobs.c.parent_id == job_id, jobs.c.predecessor_id == job_id))
-        .limit(1)
-    )
-    if row.parent_id or row.predecessor_id or family.first() is not None:
-        raise InvalidState(
-            job_id, row.state, "retry", "it belongs to a family; family repair is not supported yet"
-        )
+    rows = await _lock(tx, ids)
+    chosen: list[Rec] = []
+    for job_id in dict.fromkeys(ids):
+        row = rows.get(job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        why = await _unrepairable(tx, row)
+        if why is None:
+            chosen.append(row)
+        elif strict:
+            raise InvalidState(job_id, row.state, "retry", why)
+    if not chosen:
+        return []
+    chosen_ids = [row.id for row in chosen]
     await tx.conn.execute(
         update(jobs)
-        .where(jobs.c.id == job_id)
+        .where(jobs.c.id.in_(chosen_ids))
         .values(
             attempt=0,
             lost_count=0,
@@ -542,11 +567,145 @@ async def retry(tx: Tx, job_id: str) -> Job:
             failed_child_id=None,
             finished_at=None,
             run_at=None,
+            result=None,
+            result_type=None,
         )
     )
-    tx.unsettle(row.queue, row.state)
-    await release(tx, jobs.c.id == job_id)
-    return await _snapshot(tx, job_id)
+    for row in chosen:
+        tx.unsettle(row.queue, row.state)
+    await release(tx, jobs.c.id.in_(chosen_ids))
+    frontier = {row.parent_id for row in chosen if row.parent_id}
+    while frontier:  # children before parents: a parent may be re-counted twice, alike
+        reopened = [p for p in (await _lock(tx, list(frontier))).values() if await _recount(tx, p)]
+        frontier = {p.parent_id for p in reopened if p.parent_id}
+    found = (await tx.conn.execute(select(jobs).where(jobs.c.id.in_(chosen_ids)))).all()
+    by_id = {r.id: job_of_row(r) for r in found}
+    return [by_id[i] for i in chosen_ids]
+
+
+async def _unrepairable(tx: Tx, row: Rec) -> str | None:
+    """Rule 8: why ``row`` cannot be repaired, or ``None``."""
+    jobs = tx.t.jobs
+    if row.state not in ("failed", "cancelled"):
+        return rules.NOT_FAILED
+    kid = await tx.conn.execute(select(jobs.c.id).where(jobs.c.parent_id == row.id).limit(1))
+    if kid.first() is not None:
+        return rules.failed_by_family(row.state)
+    when = When(row.heir_when) if row.heir_when else None
+    told = JobState(row.predecessor_state) if row.predecessor_state else None
+    if row.predecessor_id and not rules.released_heir(when, told):
+        return rules.NEVER_RELEASED
+    parent_id = row.parent_id
+    while parent_id:
+        parent = (await _lock(tx, [parent_id])).get(parent_id)
+        if parent is None:
+            return rules.family_pruned(parent_id)
+        if parent.state == "waiting":
+            return None
+        if parent.state != "failed":
+            return rules.ancestor_settled(parent_id, parent.state)
+        parent_id = parent.parent_id
+    return None
+
+
+async def _recount(tx: Tx, parent: Rec) -> bool:
+    """Rule 8: re-count ``parent`` from its children; True if it went back to waiting."""
+    jobs = tx.t.jobs
+    kids = (
+        await tx.conn.execute(
+            select(jobs.c.id, jobs.c.state, jobs.c.optional, jobs.c.failed_ids)
+            .where(jobs.c.parent_id == parent.id)
+            .order_by(jobs.c.id)
+        )
+    ).all()
+    settled = [k for k in kids if k.state in SETTLED]
+    failing = [k for k in settled if rules.fails_parent(JobState(k.state), k.optional)]
+    failed_ids: list[str] = []
+    for kid in settled:
+        failed_ids = rules.merge_failed_ids(failed_ids, ids_of(kid.failed_ids))
+    first = failing[0] if failing else None
+    open_children = len(kids) - len(settled)
+    changes: dict[str, Any] = {
+        "failed_ids": text_of(failed_ids),
+        "failed_child_id": first.id if first else None,
+        "reason": rules.child_reason(first.id, first.state) if first else None,
+    }
+    reopen = parent.state == "failed" and rules.reopens(open_children, len(failing))
+    if parent.state == "waiting" or reopen:  # one that stays failed keeps its count: none open
+        changes["open_children"] = open_children
+    if reopen:
+        changes.update(state="waiting", finished_at=None)
+        tx.unsettle(parent.queue, parent.state)
+        tx.event(parent.id, "waiting", parent.type, parent.queue)
+    await tx.conn.execute(update(jobs).where(jobs.c.id == parent.id).values(**changes))
+    if reopen:
+        await rearm_heirs(tx, parent)
+    return reopen
+
+
+async def rearm_heirs(tx: Tx, row: Rec) -> None:
+    """Rule 8: ``row`` is open again; the heirs its failure cancelled are held again."""
+    jobs = tx.t.jobs
+    rearmed = (
+        await tx.conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.predecessor_id == row.id,
+                jobs.c.state == "cancelled",
+                # rules.cancelled_by_condition: only When.SUCCEEDED heirs fail their condition
+                jobs.c.heir_when == When.SUCCEEDED.value,
+                jobs.c.predecessor_state.in_(["failed", "cancelled"]),
+            )
+            .values(
+                state="held",
+                finished_at=None,
+                reason=None,
+                predecessor_state=None,
+                predecessor_failed_ids=None,
+            )
+            .returning(jobs.c.id, jobs.c.type, jobs.c.queue)
+        )
+    ).all()
+    for heir in rearmed:
+        tx.unsettle(heir.queue, "cancelled")
+        tx.event(heir.id, "held", heir.type, heir.queue)
+
+
+async def retry(tx: Tx, job_id: str) -> Job:
+    """Rule 8: repair one member (refused with ``InvalidState`` when rule 8 says no)."""
+    [job] = await repair(tx, [job_id], strict=True)
+    return job
+
+
+async def retry_failed(tx: Tx, root_id: str) -> list[Job]:
+    """Rule 8: repair every member of the root's family, and of its heirs' families,
+    whose own handler failed."""
+    jobs = tx.t.jobs
+    await _get(tx, root_id)
+    # The family below, and the heirs' families: UNION (not ALL) visits each job once.
+    family = select(jobs.c.id).where(jobs.c.id == root_id).cte("family", recursive=True)
+    family = family.union(
+        select(jobs.c.id).where(
+            or_(jobs.c.parent_id == family.c.id, jobs.c.predecessor_id == family.c.id)
+        )
+    )
+    has_kids = select(jobs.c.parent_id).where(jobs.c.parent_id.is_not(None))
+    failed = (
+        (
+            await tx.conn.execute(
+                select(jobs.c.id)
+                .where(
+                    jobs.c.id.in_(select(family.c.id)),
+                    jobs.c.state == "failed",
+                    jobs.c.id.not_in(has_kids.where(jobs.c.parent_id.in_(select(family.c.id)))),
+                )
+                .order_by(jobs.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return await repair(tx, list(failed), strict=False)
 
 
 async def discard(tx: Tx, job_id: str) -> Job:
@@ -597,8 +756,85 @@ async def prune(tx: Tx, before: float, limit: int) -> int:
     return tallies.unsettle_deleted(tx, gone.all())
 
 
-async def maintain(tx: Tx, retention: float, max_lost: int) -> MaintenanceReport:
-    """Rule 7: promote due jobs, recover expired leases, prune, fold the ledger."""
+async def reconcile(tx: Tx, limit: int, after: tuple[str, str]) -> tuple[list[str], str, str]:
+    """Rule 7: re-count a slice of waiting jobs and of held heirs.
+
+    ``after`` is where the previous slices ended (waiting, held); returns the
+    jobs repaired and where these slices ended ('' once a slice runs out).
+    """
+    jobs = tx.t.jobs
+    repaired: list[str] = []
+    waiting_stmt = (
+        select(jobs.c.id)
+        .where(jobs.c.state == "waiting", jobs.c.id > after[0])
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    if tx.postgres:  # a waiting job being settled right now is looked at next time
+        waiting_stmt = waiting_stmt.with_for_update(skip_locked=True)
+    waiting = list((await tx.conn.execute(waiting_stmt)).scalars().all())
+    for job_id in waiting:
+        row = (await _lock(tx, [job_id])).get(job_id)
+        if row is None or row.state != "waiting":
+            continue
+        kids = (
+            await tx.conn.execute(
+                select(jobs.c.id, jobs.c.state, jobs.c.optional).where(jobs.c.parent_id == job_id)
+            )
+        ).all()
+        open_children = sum(k.state not in SETTLED for k in kids)
+        if open_children == row.open_children:
+            continue
+        repaired.append(job_id)
+        tx.count(row, REPAIRED)
+        await tx.conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(open_children=open_children)
+        )
+        if open_children == 0:
+            failing = row.failed_child_id or next(
+                (k.id for k in kids if rules.fails_parent(JobState(k.state), k.optional)), None
+            )
+            state = rules.settles_as(failing).value
+            await settle(tx, row.replace(open_children=0), state, failed_child_id=failing)
+    predecessor = jobs.alias("predecessor")
+    held = (
+        await tx.conn.execute(
+            select(jobs.c.id, jobs.c.predecessor_id)
+            .join(predecessor, predecessor.c.id == jobs.c.predecessor_id)
+            .where(jobs.c.state == "held", jobs.c.id > after[1])
+            .where(predecessor.c.state.in_(SETTLED))
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+    ).all()
+    for heir_id, predecessor_id in held:
+        settled = (await _lock(tx, [predecessor_id])).get(predecessor_id)
+        if settled is None or settled.state not in SETTLED:
+            continue
+        repaired.append(heir_id)
+        heir = (await _lock(tx, [heir_id]))[heir_id]
+        tx.count(heir, REPAIRED)
+        released = await release_heirs(tx, settled, settled.state)
+        parent = (await _lock(tx, [settled.parent_id])).get(settled.parent_id or "")
+        if released and parent is not None and parent.state not in SETTLED:
+            await tx.conn.execute(
+                update(jobs)
+                .where(jobs.c.id == parent.id)
+                .values(open_children=jobs.c.open_children + released)
+            )
+    ends = (
+        waiting[-1] if len(waiting) == limit else "",
+        held[-1][0] if len(held) == limit else "",
+    )
+    return repaired, *ends
+
+
+async def maintain(
+    tx: Tx, retention: float, max_lost: int, reconciled: tuple[str, str]
+) -> tuple[MaintenanceReport, tuple[str, str]]:
+    """Rule 7: promote due jobs, recover expired leases, prune, reconcile, fold the
+    ledger. ``reconciled`` is where the reconciler's previous slices ended; returns
+    the report and where these ended."""
     jobs = tx.t.jobs
     limit = rules.MAINTENANCE_BATCH
     promoted = await promote_due(tx, limit)
@@ -618,5 +854,7 @@ async def maintain(tx: Tx, retention: float, max_lost: int) -> MaintenanceReport
         else:
             recovered += 1
     pruned = await prune(tx, tx.now - retention, limit)
+    repaired, waiting_end, held_end = await reconcile(tx, rules.RECONCILE_BATCH, reconciled)
     await tallies.fold_settled(tx)
-    return MaintenanceReport(promoted, recovered, lost, pruned)
+    report = MaintenanceReport(promoted, recovered, lost, pruned, repaired)
+    return report, (waiting_end, held_end)

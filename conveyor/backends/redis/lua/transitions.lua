@@ -8,15 +8,12 @@
 -- and every transition stays a single-slot atomic script.
 
 local P = KEYS[1]
-local NOW
-do
-  local t = redis.call('TIME')
-  NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+local TIME = redis.call('TIME')
+local NOW = tonumber(TIME[1]) + tonumber(TIME[2]) / 1000000
 local WAKE_TOKENS = 64
 local wakes = {}
 -- Defined further down, used before.
-local fail, settle, release_heirs, close_child
+local fail, settle, release_heirs, close_child, rearm_heirs
 
 local SETTLED = { succeeded = true, failed = true, cancelled = true }
 
@@ -38,6 +35,18 @@ end
 
 local function lease_loss_fails(lost, max_lost)
   return lost > max_lost
+end
+
+local function released_heir(when, predecessor_state)
+  return predecessor_state and heir_runs(when, predecessor_state) or false
+end
+
+local function cancelled_by_condition(when, predecessor_state)
+  return predecessor_state and not heir_runs(when, predecessor_state) or false
+end
+
+local function reopens(open, failing)
+  return open > 0 and failing == 0
 end
 
 local function count_ids(list)
@@ -134,16 +143,24 @@ end
 -- (about 40% less memory); a larger one is stored whole.
 local CHUNK, MAX_CHUNKS = 64, 64
 
-local function payload_fields(f, payload)
-  local n = math.ceil(#payload / CHUNK)
+-- Results (rule 1) are kept the same way.
+local function chunked_fields(f, name, value)
+  local n = math.ceil(#value / CHUNK)
   if n <= 1 or n > MAX_CHUNKS then
-    f[#f + 1] = F.payload; f[#f + 1] = payload
+    f[#f + 1] = name; f[#f + 1] = value
     return
   end
   for i = 0, n - 1 do
-    f[#f + 1] = i == 0 and F.payload or (F.payload .. i)
-    f[#f + 1] = string.sub(payload, i * CHUNK + 1, (i + 1) * CHUNK)
+    f[#f + 1] = i == 0 and name or (name .. i)
+    f[#f + 1] = string.sub(value, i * CHUNK + 1, (i + 1) * CHUNK)
   end
+end
+
+-- Delete a value stored in pieces (a result being forgotten).
+local function del_chunked(key, name)
+  redis.call('HDEL', key, name)
+  local i = 1
+  while redis.call('HDEL', key, name .. i) == 1 do i = i + 1 end
 end
 
 -- Spec arguments stored only when they differ from the default ('' or '0').
@@ -154,7 +171,7 @@ local OPTIONAL_SPEC_FIELDS = { 'run_at', 'timeout', 'priority', 'headers', 'pare
 local function create(args, at, state, declarer)
   local id, jtype, queue = args[at + SPEC.id], args[at + SPEC.type], args[at + SPEC.queue]
   local f = { F.type, jtype, F.state, CODE[state] }
-  payload_fields(f, args[at + SPEC.payload])
+  chunked_fields(f, F.payload, args[at + SPEC.payload])
   local max_attempts = args[at + SPEC.max_attempts]
   if max_attempts ~= tostring(DEFAULT_MAX_ATTEMPTS) then
     f[#f + 1] = F.max_attempts; f[#f + 1] = max_attempts
@@ -316,8 +333,14 @@ local function renew(seconds, args, first)
 end
 
 -- Rule 1: release the attempt's children with its success; heirs stay held.
-local function succeed(id, args, first, n)
+-- `result_type` '' means the handler returned nothing.
+local function succeed(id, args, first, n, result, result_type)
   insert_held(id, args, first, n)
+  if result_type ~= '' then
+    local f = { F.result_type, result_type }
+    chunked_fields(f, F.result, result)
+    redis.call('HSET', jk(id), unpack(f))
+  end
   local staged = P .. 'staged:' .. id
   local released = 0
   for _, d in ipairs(redis.call('LRANGE', staged, 0, -1)) do
@@ -396,7 +419,7 @@ local function record(args)
     if holds(id, args[at + OUTCOME.token]) then
       results[i] = 1
       if kind == KIND.success then
-        succeed(id, args, first, n)
+        succeed(id, args, first, n, args[at + OUTCOME.result], args[at + OUTCOME.result_type])
       elseif kind == KIND.retry then
         retry_later(id, args[at + OUTCOME.error], args[at + OUTCOME.retry_at])
       elseif kind == KIND.failure then
@@ -446,8 +469,11 @@ function release_heirs(id, state, parent, optional, fids)
       if heir_runs(hv[2], state) then
         if parent then
           redis.call('HSET', hk, F.parent, parent)
-          redis.call('HINCRBY', jk(parent), F.open, 1)
           redis.call('RPUSH', P .. 'kids:' .. parent, h)
+          -- A parent that stays failed after a repair (rule 8) counts nothing open.
+          if not SETTLED[NAME[redis.call('HGET', jk(parent), F.state)] or 'failed'] then
+            redis.call('HINCRBY', jk(parent), F.open, 1)
+          end
         end
         if optional then redis.call('HSET', hk, F.optional, '1') end
         release(h, 'held')
@@ -528,25 +554,170 @@ local function cancel(id, reason)
   return redis.call('HGETALL', key)
 end
 
--- Rule 8 (until family repair): queue a failed or cancelled job without family
--- ties again, with fresh attempts. Returns the job's fields afterwards.
+-- Rule 8: why `id` cannot be repaired, or nil.
+local function unrepairable(id, state)
+  if state ~= 'failed' and state ~= 'cancelled' then return NOT_FAILED end
+  if redis.call('EXISTS', P .. 'kids:' .. id) == 1 then
+    return string.format(FAILED_BY_FAMILY, state)
+  end
+  local v = redis.call('HMGET', jk(id), F.predecessor, F.when, F.predecessor_state, F.parent)
+  if v[1] and not released_heir(v[2], v[3]) then return NEVER_RELEASED end
+  local parent = v[4]
+  while parent do
+    local pv = redis.call('HMGET', jk(parent), F.state, F.parent)
+    local parent_state = NAME[pv[1]]
+    if not parent_state then return string.format(FAMILY_PRUNED, parent) end
+    if parent_state == 'waiting' then return nil end
+    if parent_state ~= 'failed' then
+      return string.format(ANCESTOR_SETTLED, parent, parent_state)
+    end
+    parent = pv[2]
+  end
+  return nil
+end
+
+-- Rule 8: re-count `parent` from its children (in id order); true if it went
+-- back to waiting.
+local function recount(parent)
+  local pk = jk(parent)
+  local ids = redis.call('LRANGE', P .. 'kids:' .. parent, 0, -1)
+  table.sort(ids)
+  local open, failing, first, first_state = 0, 0, nil, nil
+  local failed, nf = {}, 0
+  for _, k in ipairs(ids) do
+    local kv = redis.call('HMGET', jk(k), F.state, F.optional, F.failed_ids)
+    local ks = NAME[kv[1]]
+    if ks and not SETTLED[ks] then
+      open = open + 1
+    elseif ks then
+      -- rules.merge_failed_ids, kid after kid, counting as it goes
+      if kv[3] and nf < MAX_FAILED_IDS then
+        for fid in string.gmatch(kv[3], '[^,]+') do
+          if nf >= MAX_FAILED_IDS then break end
+          nf = nf + 1
+          failed[nf] = fid
+        end
+      end
+      if fails_parent(ks, kv[2]) then
+        failing = failing + 1
+        if not first then first, first_state = k, ks end
+      end
+    end
+  end
+  if nf > 0 then
+    redis.call('HSET', pk, F.failed_ids, table.concat(failed, ','))
+  else
+    redis.call('HDEL', pk, F.failed_ids)
+  end
+  if first then
+    redis.call('HSET', pk, F.failing_child, first, F.reason,
+      string.format(CHILD_REASON, first, first_state))
+  else
+    redis.call('HDEL', pk, F.failing_child, F.reason)
+  end
+  local pv = redis.call('HMGET', pk, F.state, F.type, F.queue)
+  local parent_state = NAME[pv[1]]
+  if parent_state == 'waiting' then redis.call('HSET', pk, F.open, open) end
+  -- One that stays failed keeps the count it settled with: none open.
+  if parent_state ~= 'failed' or not reopens(open, failing) then return false end
+  redis.call('HSET', pk, F.open, open)
+  redis.call('HDEL', pk, F.finished)
+  set_state(parent, pv[2], pv[3] or pv[2], 'failed', 'waiting')
+  rearm_heirs(parent)
+  return true
+end
+
+-- Rule 8: queue these failed members again and re-count their families upward.
+-- With `strict`, the first member rule 8 refuses is returned as an error reply
+-- (second value) before anything changes; otherwise such members are left out.
+-- Returns the ids queued again.
+local function repair(ids, strict)
+  local chosen, seen = {}, {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then
+      seen[id] = true
+      local state = NAME[redis.call('HGET', jk(id), F.state)]
+      if not state then
+        if strict then return nil, redis.error_reply(ERR.not_found .. ' ' .. id) end
+      else
+        local why = unrepairable(id, state)
+        if not why then
+          chosen[#chosen + 1] = id
+        elseif strict then
+          return nil, state_error(id, 'retry', state, why)
+        end
+      end
+    end
+  end
+  local frontier = {}
+  for _, id in ipairs(chosen) do
+    local key = jk(id)
+    local v = redis.call('HMGET', key, F.state, F.parent)
+    redis.call('HDEL', key, F.finished, F.reason, F.failing_child, F.failed_ids, F.run_at, F.lost,
+      F.result_type)
+    del_chunked(key, F.result)
+    redis.call('HSET', key, F.attempt, 0)
+    release(id, NAME[v[1]])
+    if v[2] then frontier[v[2]] = true end
+  end
+  -- Children before parents: a parent may be re-counted twice, alike.
+  while next(frontier) do
+    local ordered = {}
+    for parent in pairs(frontier) do ordered[#ordered + 1] = parent end
+    table.sort(ordered)
+    frontier = {}
+    for _, parent in ipairs(ordered) do
+      if recount(parent) then
+        local above = redis.call('HGET', jk(parent), F.parent)
+        if above then frontier[above] = true end
+      end
+    end
+  end
+  return chosen
+end
+
+-- Rule 8: `id` is open again; the heirs its failure cancelled are held again.
+function rearm_heirs(id)
+  for _, h in ipairs(redis.call('LRANGE', P .. 'heirs:' .. id, 0, -1)) do
+    local hk = jk(h)
+    local hv = redis.call('HMGET', hk, F.state, F.when, F.predecessor_state, F.type, F.queue)
+    if hv[1] == CODE.cancelled and cancelled_by_condition(hv[2], hv[3]) then
+      redis.call('HDEL', hk, F.finished, F.reason, F.predecessor_state, F.predecessor_failed_ids)
+      set_state(h, hv[4], hv[5] or hv[4], 'cancelled', 'held')
+    end
+  end
+end
+
+-- Rule 8: repair one member. Returns its fields afterwards (or an error reply).
 local function retry(id)
-  local key = jk(id)
-  local v = redis.call('HMGET', key, F.state, F.parent, F.predecessor)
-  local state = NAME[v[1]]
-  if not state then return redis.error_reply(ERR.not_found .. ' ' .. id) end
-  if state ~= 'failed' and state ~= 'cancelled' then
-    return state_error(id, 'retry', state, 'only failed or cancelled jobs')
+  local _, refused = repair({ id }, true)
+  if refused then return refused end
+  return redis.call('HGETALL', jk(id))
+end
+
+-- Rule 8: repair every member of the root's family, and of its heirs' families,
+-- whose own handler failed. Returns the ids queued again (or an error reply).
+local function retry_failed(root)
+  if redis.call('EXISTS', jk(root)) == 0 then return redis.error_reply(ERR.not_found .. ' ' .. root) end
+  local members, seen, failed = { root }, { [root] = true }, {}
+  local i = 1
+  while i <= #members do
+    local kids = redis.call('LRANGE', P .. 'kids:' .. members[i], 0, -1)
+    if #kids == 0 and redis.call('HGET', jk(members[i]), F.state) == CODE.failed then
+      failed[#failed + 1] = members[i]
+    end
+    for _, list in ipairs({ kids, redis.call('LRANGE', P .. 'heirs:' .. members[i], 0, -1) }) do
+      for _, below in ipairs(list) do
+        if not seen[below] then
+          seen[below] = true
+          members[#members + 1] = below
+        end
+      end
+    end
+    i = i + 1
   end
-  if v[2] or v[3] or redis.call('EXISTS', P .. 'kids:' .. id) == 1
-      or redis.call('EXISTS', P .. 'heirs:' .. id) == 1 then
-    return state_error(id, 'retry', state,
-      'it belongs to a family; family repair is not supported yet')
-  end
-  redis.call('HDEL', key, F.finished, F.reason, F.failing_child, F.failed_ids, F.run_at, F.lost)
-  redis.call('HSET', key, F.attempt, 0)
-  release(id, state)
-  return redis.call('HGETALL', key)
+  table.sort(failed)
+  return repair(failed, false)
 end
 
 -- Rule 12: delete a settled job and its family below it (all settled too: a job
@@ -589,8 +760,66 @@ local function prune(before, limit)
   return #old
 end
 
--- Rule 7: promote due jobs, recover expired leases, prune, forget silent
--- workers; each bounded by `limit`. Returns { promoted, recovered, lost ids, pruned }.
+-- Rule 7: one slice of the waiting jobs (their open counts re-counted) and of
+-- the held heirs (released or cancelled if their predecessor has settled),
+-- each slice starting where the last one ended. Returns the ids repaired.
+local function reconcile(limit)
+  local repaired = {}
+  local cursor = P .. 'reconciled:waiting'
+  local after = redis.call('GET', cursor) or ''
+  local ids = redis.call('ZRANGE', P .. 'idx:waiting', after == '' and '-' or ('(' .. after), '+',
+    'BYLEX', 'LIMIT', 0, limit)
+  redis.call('SET', cursor, #ids == limit and ids[#ids] or '')
+  for _, id in ipairs(ids) do
+    local key = jk(id)
+    local v = redis.call('HMGET', key, F.state, F.open, F.type, F.queue, F.failing_child)
+    if v[1] == CODE.waiting then
+      local open, failing = 0, v[5]
+      for _, k in ipairs(redis.call('LRANGE', P .. 'kids:' .. id, 0, -1)) do
+        local kv = redis.call('HMGET', jk(k), F.state, F.optional)
+        local ks = NAME[kv[1]]
+        if ks and not SETTLED[ks] then
+          open = open + 1
+        elseif ks and not failing and fails_parent(ks, kv[2]) then
+          failing = k
+        end
+      end
+      if open ~= tonumber(v[2] or '0') then
+        repaired[#repaired + 1] = id
+        count(v[3], v[4] or v[3], 'x')
+        redis.call('HSET', key, F.open, open)
+        if open == 0 then
+          if failing then redis.call('HSET', key, F.failing_child, failing) end
+          settle(id, settles_as(failing))
+        end
+      end
+    end
+  end
+  cursor = P .. 'reconciled:held'
+  after = redis.call('GET', cursor) or ''
+  ids = redis.call('ZRANGE', P .. 'idx:held', after == '' and '-' or ('(' .. after), '+',
+    'BYLEX', 'LIMIT', 0, limit)
+  redis.call('SET', cursor, #ids == limit and ids[#ids] or '')
+  for _, h in ipairs(ids) do
+    local hv = redis.call('HMGET', jk(h), F.state, F.predecessor, F.type, F.queue)
+    local pred = hv[2]
+    if hv[1] == CODE.held and pred then
+      local pv = redis.call('HMGET', jk(pred), F.state, F.parent, F.optional, F.failed_ids)
+      local pred_state = NAME[pv[1]]
+      if pred_state and SETTLED[pred_state]
+          and redis.call('LPOS', P .. 'heirs:' .. pred, h) then
+        repaired[#repaired + 1] = h
+        count(hv[3], hv[4] or hv[3], 'x')
+        release_heirs(pred, pred_state, pv[2], pv[3], pv[4])
+      end
+    end
+  end
+  return repaired
+end
+
+-- Rule 7: promote due jobs, recover expired leases, prune, reconcile, forget
+-- silent workers; each bounded. Returns { promoted, recovered, lost ids, pruned,
+-- repaired ids }.
 local function maintain(retention, max_lost, limit)
   local promoted = promote_due(limit)
   local recovered, lost_ids = 0, {}
@@ -606,9 +835,10 @@ local function maintain(retention, max_lost, limit)
     end
   end
   local pruned = prune(NOW - retention, limit)
+  local repaired = reconcile(RECONCILE_BATCH)
   for _, worker in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW)) do
     redis.call('DEL', P .. 'w:' .. worker)
   end
   redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', NOW)
-  return { promoted, recovered, lost_ids, pruned }
+  return { promoted, recovered, lost_ids, pruned, repaired }
 end

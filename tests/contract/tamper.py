@@ -1,0 +1,66 @@
+"""Corrupt a job's accounting behind storage's back, as a bug or a hand edit would.
+
+The one place in the contract suite that knows how each backend stores a job:
+the reconciler's tests need a wrong count to find.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import conveyor
+from conveyor import JobState
+from conveyor.core.storage import Storage
+
+
+async def tamper(
+    config: conveyor.Config,
+    storage: Storage,
+    job_id: str,
+    *,
+    open_children: int | None = None,
+    state: JobState | None = None,
+) -> None:
+    """Overwrite a job's open count and/or state (its state index follows, nothing else)."""
+    scheme = config.scheme
+    if scheme == "memory":
+        row = storage._store._s.rows[job_id]  # type: ignore[attr-defined]
+        if open_children is not None:
+            row.open_children = open_children
+        if state is not None:
+            row.state = state
+    elif scheme.startswith("redis"):
+        await _redis(storage, config.namespace, job_id, open_children, state)
+    else:
+        await _sql(storage, job_id, open_children, state)
+
+
+async def _redis(
+    storage: Any, namespace: str, job_id: str, open_children: int | None, state: JobState | None
+) -> None:
+    from conveyor.backends.redis.layout import FIELD, STATE_CODE
+
+    client, prefix = storage._redis, "{" + namespace + "}:"
+    key = f"{prefix}job:{job_id}"
+    if open_children is not None:
+        await client.hset(key, FIELD["open"], open_children)
+    if state is not None:
+        old = {code: s for s, code in STATE_CODE.items()}[(await client.hget(key, "s")).decode()]
+        await client.zrem(f"{prefix}idx:{old.value}", job_id)
+        await client.zadd(f"{prefix}idx:{state.value}", {job_id: 0})
+        await client.hset(key, FIELD["state"], STATE_CODE[state])
+
+
+async def _sql(
+    storage: Any, job_id: str, open_children: int | None, state: JobState | None
+) -> None:
+    from sqlalchemy import update
+
+    jobs = storage._t.jobs
+    values: dict[str, Any] = {}
+    if open_children is not None:
+        values["open_children"] = open_children
+    if state is not None:
+        values["state"] = state.value
+    async with storage._engine.begin() as conn:
+        await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
