@@ -72,7 +72,12 @@ def chaos(session: nox.Session) -> None:
     worker kills and of server faults on each backend, 200,000 jobs of soak. Figures go
     to test-output/chaos/ and test-output/soak/; see tests/chaos/README.md."""
     session.install("-e", ".[dev]")
-    env = {"CHAOS_SECONDS": "600", "CHAOS_FAULT_SECONDS": "600", "SOAK_JOBS": "200000"}
+    env = {
+        "CHAOS_SECONDS": "600",
+        "CHAOS_FAULT_SECONDS": "600",
+        "CHAOS_REPAIR_SECONDS": "300",
+        "SOAK_JOBS": "200000",
+    }
     session.run("pytest", "-p", "no:cacheprovider", "-s", "tests/chaos", "tests/soak",
                 *session.posargs, env=env)  # fmt: skip
 

@@ -463,10 +463,12 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
                 "retried": m.retried,
                 "failed": m.failed,
                 "workers": m.workers,
+                "repaired": m.repaired,
             }
             for m in totals
         ],
         "per_minute": rates(totals),
+        "repaired": sum(m.repaired for m in totals),
     }
 
 
@@ -492,11 +494,17 @@ def _print_stats(report: dict[str, Any], minutes: int) -> None:
     for w in report["workers"]:
         queues = ",".join(w["queues"])
         click.echo(f"  {w['id']}  running {w['running']}/{w['concurrency']}  queues {queues}")
-    click.echo(f"\nlast {minutes} min (UTC)  succeeded   retried    failed   workers")
+    click.echo(f"\nlast {minutes} min (UTC)  succeeded   retried    failed   workers  repaired")
     for m in report["minutes"]:
         click.echo(
             f"{m['minute'][:16].replace('T', ' '):<20}"
             f"{m['succeeded']:>10}{m['retried']:>10}{m['failed']:>10}{m['workers']:>10}"
+            f"{m['repaired']:>10}"
+        )
+    if report["repaired"]:
+        click.echo(
+            f"\nthe reconciler repaired {report['repaired']} job(s) whose family accounting was "
+            "wrong; the workers' logs name them (docs/rules.md rule 7)"
         )
 
 

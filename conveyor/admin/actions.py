@@ -17,6 +17,8 @@ PAGE = 500
 class Action(enum.StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
+    RETRY_FAILED = "retry-failed"
+    """Every member of the job's workflow whose own handler failed (rule 8)."""
     DISCARD = "discard"
 
 
@@ -55,6 +57,12 @@ async def apply(storage: Storage, action: Action, job_id: str) -> Job:
             return await storage.cancel(job_id, "cancelled from the admin")
         case Action.RETRY:
             return await storage.retry(job_id)
+        case Action.RETRY_FAILED:
+            await storage.retry_failed(job_id)
+            job = await storage.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+            return job
         case Action.DISCARD:
             return await storage.discard(job_id)
 

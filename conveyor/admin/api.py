@@ -10,13 +10,17 @@ from litestar import Router, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from conveyor.core.explain import explain
+from conveyor.core.family import summarize
 from conveyor.core.specs import build_spec
 from conveyor.core.states import JobState
 
 from .actions import Action, ActionResult, apply, apply_each, apply_matching
 from .state import AdminState
 from .views import (
+    ExplanationOut,
     FamilyOut,
+    FamilySummaryOut,
     JobOut,
     MinuteOut,
     Totals,
@@ -188,7 +192,22 @@ def _job_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
         job = await existing(storage, job_id)
         return FamilyOut.of(await family(storage, job))
 
-    return [list_jobs, get_job, get_family]
+    @get("/jobs/{job_id:str}/family/summary", opt=API)
+    async def get_family_summary(job_id: FromPath[str]) -> FamilySummaryOut:
+        """The job's whole workflow at a glance: members by state and type, depth,
+        open members and held heirs (the first 10,000 members)."""
+        storage = await admin.storage()
+        await existing(storage, job_id)
+        return FamilySummaryOut.of(await summarize(storage, job_id))
+
+    @get("/jobs/{job_id:str}/explain", opt=API)
+    async def get_explanation(job_id: FromPath[str]) -> ExplanationOut:
+        """Why the job is in its state, and the ids it waits for (at most 1,000)."""
+        storage = await admin.storage()
+        await existing(storage, job_id)
+        return ExplanationOut.of(await explain(storage, job_id))
+
+    return [list_jobs, get_job, get_family, get_family_summary, get_explanation]
 
 
 def _action_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
@@ -202,8 +221,15 @@ def _action_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
 
     @post("/jobs/{job_id:str}/retry", opt=API, status_code=200)
     async def retry(job_id: FromPath[str], data: JSONBody[Empty]) -> JobOut:
-        """Queue a failed or cancelled job again with fresh attempts (409 otherwise)."""
+        """Queue a failed or cancelled job again with fresh attempts, re-opening its
+        family (409, with the reason, when rule 8 refuses)."""
         return JobOut.of(await apply(await admin.storage(), Action.RETRY, job_id))
+
+    @post("/jobs/{job_id:str}/retry-failed", opt=API, status_code=200)
+    async def retry_failed(job_id: FromPath[str], data: JSONBody[Empty]) -> list[JobOut]:
+        """Queue again every member of the job's workflow whose own handler failed,
+        re-opening the family (404 for an unknown job); returns them."""
+        return [JobOut.of(j) for j in await (await admin.storage()).retry_failed(job_id)]
 
     @post("/jobs/{job_id:str}/discard", opt=API, status_code=200)
     async def discard(job_id: FromPath[str], data: JSONBody[Empty]) -> JobOut:
@@ -224,7 +250,7 @@ def _action_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
             result = await apply_matching(storage, data.action, selection)
         return BulkOut(result.done, result.results, result.more)
 
-    return [cancel, retry, discard, bulk]
+    return [cancel, retry, retry_failed, discard, bulk]
 
 
 def _enqueue_handler(admin: AdminState) -> HTTPRouteHandler:

@@ -25,7 +25,8 @@ from .views import job_filter
 
 DONE = {
     "cancel": "Cancelled, with its open family below it",
-    "retry": "Queued again with fresh attempts",
+    "retry": "Queued again with fresh attempts, its family re-opened",
+    "retry-failed": "Every member whose handler failed is queued again",
 }
 
 
@@ -72,7 +73,7 @@ def action_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
         try:
             chosen = Action(str(form.get("action", "")))
         except ValueError:
-            raise ValidationException("choose cancel, retry or discard") from None
+            raise ValidationException("choose cancel, retry, retry-failed or discard") from None
         storage = await ctx.admin.storage()
         result: BulkResult
         if form.get("scope") == "matching":

@@ -1,4 +1,5 @@
-"""One job's page: its fields, its decoded payload and its family tree."""
+"""One job's page: its fields, its decoded payload and result, why it is where it is,
+its family tree, and its whole family at a glance (summary and timeline)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from conveyor.core.explain import explain
+from conveyor.core.family import summarize
+
 from .pages_context import PageContext
-from .views import decode, existing, family
+from .views import decode, decode_result, existing, family
+from .waterfall import ROWS, waterfall
+
+LIVE_IDS = 200  # open members whose changes refresh the overview
 
 
 def job_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
@@ -25,7 +32,9 @@ def job_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
     async def job_page(request: Request, job_id: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
         storage = await admin.storage()
         job = await existing(storage, job_id)
-        payload, payload_error = decode(await admin.registry(), job)
+        registry = await admin.registry()
+        payload, payload_error = decode(registry, job)
+        result, result_error = decode_result(registry, job)
         return ctx.render(
             request,
             "job.html",
@@ -33,6 +42,9 @@ def job_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
             job=job,
             payload=payload,
             payload_error=payload_error,
+            result=result,
+            result_error=result_error,
+            explanation=None if job.state.settled else await explain(storage, job.id),
             family=await family(storage, job),
             notice=None,
         )
@@ -47,4 +59,20 @@ def job_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
             request, "family_rows.html", family=await family(storage, job), depth=depth
         )
 
-    return [job_page, children]
+    @get("/jobs/{job_id:str}/overview")
+    async def overview(request: Request, job_id: FromPath[str]) -> Response[str]:  # type: ignore[type-arg]
+        """The job's whole family: summary and timeline (htmx fragment, loaded lazily)."""
+        storage = await admin.storage()
+        await existing(storage, job_id)
+        summary = await summarize(storage, job_id)
+        live = [m.job.id for m in summary.members if not m.job.state.settled][:LIVE_IDS]
+        return ctx.render(
+            request,
+            "family_overview.html",
+            summary=summary,
+            timeline=waterfall(summary, ctx.base(request)) if summary.size > 1 else None,
+            live_ids=" ".join([job_id, *live]),
+            grouped=summary.size > ROWS,
+        )
+
+    return [job_page, children, overview]

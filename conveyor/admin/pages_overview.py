@@ -43,6 +43,7 @@ def overview_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
             workers_chart=workers_chart,
             workers=await storage.workers(),
             last=minutes[-2] if len(minutes) > 1 else minutes[-1],
+            repaired=sum(m.repaired for m in minutes),
         )
 
     @get("/queues")

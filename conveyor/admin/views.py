@@ -10,6 +10,8 @@ from typing import Any
 from litestar.exceptions import NotFoundException
 
 from conveyor.core.errors import ConveyorError
+from conveyor.core.explain import Explanation
+from conveyor.core.family import FamilySummary
 from conveyor.core.job import Job
 from conveyor.core.states import JobState
 from conveyor.core.storage import JobFilter, MinuteCount, QueueStats, Storage, WorkerInfo
@@ -46,6 +48,9 @@ class JobOut:
     finished_at: datetime | None
     payload: dict[str, Any] | None = None
     payload_error: str | None = None
+    result_type: str | None = None
+    result: dict[str, Any] | None = None
+    result_error: str | None = None
 
     @classmethod
     def of(cls, job: Job, registry: TypeRegistry | None = None) -> JobOut:
@@ -71,9 +76,11 @@ class JobOut:
             run_at=job.run_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            result_type=job.result_type,
         )
         if registry is not None:
             out.payload, out.payload_error = decode(registry, job)
+            out.result, out.result_error = decode_result(registry, job)
         return out
 
 
@@ -95,6 +102,64 @@ def decode(registry: TypeRegistry, job: Job) -> tuple[dict[str, Any] | None, str
         return registry.to_dict(job.type, job.payload_bytes), None
     except ConveyorError as exc:
         return None, str(exc)
+
+
+def decode_result(registry: TypeRegistry, job: Job) -> tuple[dict[str, Any] | None, str | None]:
+    """What the handler returned, as JSON-ready data, or why it cannot be shown
+    (``(None, None)`` when it returned nothing)."""
+    if job.result_type is None or job.result_bytes is None:
+        return None, None
+    try:
+        return registry.to_dict(job.result_type, job.result_bytes), None
+    except ConveyorError as exc:
+        return None, str(exc)
+
+
+@dataclass(slots=True)
+class ExplanationOut:
+    """Why a job is in its state, as the JSON API returns it."""
+
+    job_id: str
+    state: str
+    text: str
+    waiting_for: list[str]
+
+    @classmethod
+    def of(cls, e: Explanation) -> ExplanationOut:
+        return cls(e.job_id, e.state.value, e.text, list(e.waiting_for))
+
+
+@dataclass(slots=True)
+class HeldHeirOut:
+    id: str
+    why: str
+
+
+@dataclass(slots=True)
+class FamilySummaryOut:
+    """A family at a glance, as the JSON API returns it."""
+
+    root_id: str
+    members: int
+    complete: bool
+    depth: int
+    open: int
+    by_state: dict[str, int]
+    by_type: dict[str, dict[str, int]]
+    held_heirs: list[HeldHeirOut]
+
+    @classmethod
+    def of(cls, s: FamilySummary) -> FamilySummaryOut:
+        return cls(
+            root_id=s.root.id,
+            members=s.size,
+            complete=s.complete,
+            depth=s.depth,
+            open=s.open,
+            by_state={state.value: n for state, n in s.by_state.items()},
+            by_type={t: {st.value: n for st, n in c.items()} for t, c in s.by_type.items()},
+            held_heirs=[HeldHeirOut(h.job.id, h.why) for h in s.held_heirs],
+        )
 
 
 @dataclass(slots=True)
@@ -232,10 +297,11 @@ class MinuteOut:
     retried: int
     failed: int
     workers: int
+    repaired: int
 
     @classmethod
     def of(cls, m: MinuteCount) -> MinuteOut:
-        return cls(m.minute, m.succeeded, m.retried, m.failed, m.workers)
+        return cls(m.minute, m.succeeded, m.retried, m.failed, m.workers, m.repaired)
 
 
 def job_filter(

@@ -24,7 +24,6 @@ class JobState(enum.StrEnum):
 
 
 _SETTLED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-SETTLED_STATES = _SETTLED
 
 
 class When(enum.StrEnum):

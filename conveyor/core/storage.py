@@ -28,6 +28,8 @@ T = TypeVar("T")
 
 #: Children one ``Storage.children`` call returns by default.
 CHILDREN_PAGE = 500
+#: Jobs one ``Storage.family_tree`` call returns at most by default.
+FAMILY_TREE_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +393,16 @@ class Storage(Protocol):
         """One page of the jobs that count against ``job_id`` (its released children and
         the heirs released into it), in the order they were released; ``after`` is the
         previous page's opaque cursor. With ``open_only``, only those not settled."""
+        ...
+
+    async def family_tree(self, root_id: str, *, limit: int = FAMILY_TREE_LIMIT) -> list[Job]:
+        """The root and every job reachable from it through children and heirs (the
+        heirs of every member, released or not): the root first, then the oldest
+        (ids are time-ordered), at most ``limit``.
+
+        Raises:
+            JobNotFound: no such root.
+        """
         ...
 
     async def queue_stats(self) -> list[QueueStats]:

@@ -75,7 +75,9 @@ async def test_retry_a_failed_job_and_it_succeeds(
     answer = await admin.post(f"/jobs/{job_id}/retry", headers=headers)
 
     assert answer.status_code == 200
-    assert "Queued again with fresh attempts; it is now queued." in answer.text
+    assert (
+        "Queued again with fresh attempts, its family re-opened; it is now queued." in answer.text
+    )
     async with running(basic_worker(config, broken=set())):
         done = await settle(client, job_id)
     assert done.state is JobState.SUCCEEDED
@@ -165,7 +167,7 @@ async def test_bulk_without_a_selection_or_action_is_a_clear_400(admin: Client) 
     none = await admin.post("/bulk", data={"action": "retry", "scope": "selected"}, headers=headers)
     assert none.status_code == 400 and "select at least one job" in none.text
     bad = await admin.post("/bulk", data={"action": "explode"}, headers=headers)
-    assert bad.status_code == 400 and "choose cancel, retry or discard" in bad.text
+    assert bad.status_code == 400 and "choose cancel, retry, retry-failed or discard" in bad.text
 
 
 async def test_posts_without_the_page_token_are_refused(

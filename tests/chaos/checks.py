@@ -44,10 +44,21 @@ def name_of(job: conveyor.Job) -> str:
     return msg.name
 
 
-async def check(storage: Storage, journal: dict[str, Any], run: Any) -> Findings:
+async def check(
+    storage: Storage,
+    journal: dict[str, Any],
+    run: Any,
+    *,
+    before_repair: dict[str, int] | None = None,
+    failed_before_repair: frozenset[str] = frozenset(),
+) -> Findings:
     """``run`` (a ``scenario.Run``) says which families were made and which enqueues
     raised (a family whose enqueue raised may or may not be stored: either way it is
-    whole or absent)."""
+    whole or absent). After a repair (rule 8), ``before_repair`` gives each job's
+    handler starts up to it (a repaired job's attempts start again from 1), and
+    ``failed_before_repair`` the jobs that had settled failed then (each counted by
+    the per-minute counters, though it may have settled otherwise since)."""
+    earlier = before_repair or {}
     found = Findings()
     jobs = await all_jobs(storage)
     by_id = {j.id: j for j in jobs}
@@ -89,7 +100,7 @@ async def check(storage: Storage, journal: dict[str, Any], run: Any) -> Findings
             found.problem(f"job {j.id} ({name_of(j)}) is still {j.state.value}")
         # Each start needs a claim: the attempts counted, plus those a lost lease gave
         # back (a lost attempt does not count against max_attempts).
-        if len(ran) > j.attempt + j.lost_count:
+        if len(ran) - earlier.get(j.id, 0) > j.attempt + j.lost_count:
             found.problem(
                 f"job {j.id} started {len(ran)} times in {j.attempt} attempts "
                 f"and {j.lost_count} lost leases"
@@ -142,10 +153,13 @@ async def check(storage: Storage, journal: dict[str, Any], run: Any) -> Findings
     counted_ok = sum(m.succeeded for m in minutes)
     counted_failed = sum(m.failed for m in minutes)
     f["counters"] = {"succeeded": counted_ok, "failed": counted_failed}
-    if counted_ok != states.get("succeeded", 0) or counted_failed != states.get("failed", 0):
+    reopened = sum(1 for i in failed_before_repair if by_id[i].state is not JobState.FAILED)
+    failed_settles = states.get("failed", 0) + reopened
+    if counted_ok != states.get("succeeded", 0) or counted_failed != failed_settles:
         found.problem(
             f"counters say {counted_ok} succeeded / {counted_failed} failed, the jobs "
-            f"{states.get('succeeded', 0)} / {states.get('failed', 0)}"
+            f"{states.get('succeeded', 0)} / {failed_settles} (with {reopened} failed before "
+            "a repair re-opened them)"
         )
     f["lost_leases"] = sum(j.lost_count for j in jobs)
     return found

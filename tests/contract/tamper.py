@@ -64,3 +64,18 @@ async def _sql(
         values["state"] = state.value
     async with storage._engine.begin() as conn:
         await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+async def forget(config: conveyor.Config, storage: Storage, job_id: str) -> None:
+    """Delete one job's record, as if retention had pruned it alone."""
+    scheme = config.scheme
+    if scheme == "memory":
+        storage._store._s.forget(job_id)  # type: ignore[attr-defined]
+    elif scheme.startswith("redis"):
+        await storage._redis.delete("{" + config.namespace + "}:job:" + job_id)  # type: ignore[attr-defined]
+    else:
+        from sqlalchemy import delete
+
+        jobs = storage._t.jobs  # type: ignore[attr-defined]
+        async with storage._engine.begin() as conn:  # type: ignore[attr-defined]
+            await conn.execute(delete(jobs).where(jobs.c.id == job_id))

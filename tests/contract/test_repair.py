@@ -8,6 +8,7 @@ import conveyor
 from conveyor import JobState, When
 from conveyor.core.storage import JobFilter, Storage
 from tests.contract.driver import Driver, Kid
+from tests.contract.tamper import forget
 
 S, F, C = JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED
 H, Q, W = JobState.HELD, JobState.QUEUED, JobState.WAITING
@@ -269,3 +270,15 @@ async def test_retry_of_an_unknown_or_pruned_job_is_not_found(
     with pytest.raises(conveyor.JobNotFound):
         await client.retry(fam.ids["a"])
     assert (await storage.list_jobs(JobFilter())).jobs == []
+
+
+async def test_retry_refuses_a_member_whose_parent_was_pruned(
+    fam: Driver, client: conveyor.AsyncClient, config: conveyor.Config, storage: Storage
+) -> None:
+    await fam.enqueue("r")
+    await fam.run("r", Kid("a"))
+    await fam.run("a", fail=True)
+    await forget(config, storage, fam.ids["r"])
+    with pytest.raises(conveyor.InvalidState, match=f"parent {fam.ids['r']} is gone"):
+        await client.retry(fam.ids["a"])
+    assert await fam.state("a") is F

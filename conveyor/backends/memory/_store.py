@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
+from conveyor.core.errors import JobNotFound
 from conveyor.core.job import Job, JobSpec, Lease, to_datetime
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
@@ -160,6 +161,20 @@ class MemoryStore:
                 if row is not None and not (open_only and row.state.settled):
                     found.append(row.snapshot())
             return JobPage(found, str(position) if position < len(kids) else None, len(kids))
+
+    def family_tree(self, root_id: str, limit: int) -> list[Job]:
+        with self._lock:
+            s = self._s
+            if root_id not in s.rows:
+                raise JobNotFound(root_id)
+            found, seen = [root_id], {root_id}
+            for member in found:  # grows as it goes
+                for below in (*s.children.get(member, ()), *s.heirs.get(member, ())):
+                    if below in s.rows and below not in seen:
+                        seen.add(below)
+                        found.append(below)
+            oldest = [root_id, *sorted(found[1:])][:limit]
+            return [s.rows[job_id].snapshot() for job_id in oldest]
 
     def queue_stats(self) -> list[QueueStats]:
         with self._lock:

@@ -16,6 +16,7 @@ from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
     CHILDREN_PAGE,
+    FAMILY_TREE_LIMIT,
     Claimed,
     JobEvent,
     JobFilter,
@@ -140,6 +141,9 @@ class MemoryStorage:
         limit: int = CHILDREN_PAGE,
     ) -> JobPage:
         return self._store.children(job_id, open_only, after, limit)
+
+    async def family_tree(self, root_id: str, *, limit: int = FAMILY_TREE_LIMIT) -> list[Job]:
+        return self._store.family_tree(root_id, limit)
 
     async def queue_stats(self) -> list[QueueStats]:
         return self._store.queue_stats()

@@ -85,56 +85,65 @@ def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _text(fields: dict[bytes, bytes], key: bytes) -> str | None:
+    value = fields.get(key)
+    return value.decode() if value is not None else None
+
+
+def _number(fields: dict[bytes, bytes], key: bytes) -> float | None:
+    value = fields.get(key)
+    return float(value) if value is not None else None
+
+
+# The keys job_from_hash reads, unpacked into locals there: decoding claimed jobs is
+# a worker's hottest Python, and locals cost less than lookups by name.
+_KEYS = tuple(_F[name] for name in (
+    "type", "queue", "state", "priority", "attempt", "max_attempts", "timeout", "parent",
+    "predecessor", "when", "optional", "headers", "error", "run_at", "started", "finished",
+    "worker", "lost", "open", "failed_ids", "reason", "failing_child", "predecessor_state",
+    "predecessor_failed_ids", "result_type",
+))  # fmt: skip
+
+
 def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
     """Build a ``Job`` from its hash (``layout.FIELD``).
 
     Raises:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
-
-    def text(name: str) -> str | None:
-        value = fields.get(_F[name])
-        return value.decode() if value is not None else None
-
-    def number(name: str) -> float | None:
-        value = fields.get(_F[name])
-        return float(value) if value is not None else None
-
-    def integer(name: str, default: int = 0) -> int:
-        value = fields.get(_F[name])
-        return int(value) if value is not None else default
-
-    type_name = fields[_F["type"]].decode()
-    when = text("when")
-    predecessor_state = text("predecessor_state")
+    (t, q, s, pr, a, m, to, par, pred, w, o, h, e, ra, st, fin,
+     wid, lost, open_, fids, why, fc, ps, pf, rt) = _KEYS  # fmt: skip
+    type_name = fields[t].decode()
+    when = _text(fields, w)
+    predecessor_state = _text(fields, ps)
     return Job(
         id=job_id,
         type=type_name,
-        queue=text("queue") or type_name,
-        state=STATE_OF_CODE[fields[_F["state"]]],
+        queue=_text(fields, q) or type_name,
+        state=STATE_OF_CODE[fields[s]],
         payload_bytes=_chunked(fields, "payload") or b"",
-        priority=integer("priority"),
-        attempt=integer("attempt"),
-        max_attempts=integer("max_attempts", DEFAULT_MAX_ATTEMPTS),
-        timeout=number("timeout"),
-        parent_id=text("parent"),
-        predecessor_id=text("predecessor"),
+        priority=int(fields.get(pr, b"0")),
+        attempt=int(fields.get(a, b"0")),
+        max_attempts=int(fields[m]) if m in fields else DEFAULT_MAX_ATTEMPTS,
+        timeout=_number(fields, to),
+        parent_id=_text(fields, par),
+        predecessor_id=_text(fields, pred),
         when=When(when) if when else None,
-        optional=fields.get(_F["optional"]) == b"1",
-        headers=_headers(text("headers")),
-        last_error=text("error"),
+        optional=fields.get(o) == b"1",
+        headers=_headers(_text(fields, h)),
+        last_error=_text(fields, e),
         created_at=to_datetime(created_at(job_id)),
-        run_at=to_datetime(number("run_at")),
-        started_at=to_datetime(number("started")),
-        finished_at=to_datetime(number("finished")),
-        worker_id=text("worker"),
-        lost_count=integer("lost"),
-        open_children=integer("open"),
-        failed_ids=_ids(text("failed_ids")),
-        reason=text("reason"),
-        failed_child_id=text("failing_child"),
+        run_at=to_datetime(_number(fields, ra)),
+        started_at=to_datetime(_number(fields, st)),
+        finished_at=to_datetime(_number(fields, fin)),
+        worker_id=_text(fields, wid),
+        lost_count=int(fields.get(lost, b"0")),
+        open_children=int(fields.get(open_, b"0")),
+        failed_ids=_ids(_text(fields, fids)),
+        reason=_text(fields, why),
+        failed_child_id=_text(fields, fc),
         predecessor_state=JobState(predecessor_state) if predecessor_state else None,
-        predecessor_failed_ids=_ids(text("predecessor_failed_ids")),
+        predecessor_failed_ids=_ids(_text(fields, pf)),
         result_bytes=_chunked(fields, "result"),
-        result_type=text("result_type"),
+        result_type=_text(fields, rt),
     )

@@ -36,6 +36,7 @@ NAMES = (
     "workers",
     "list",
     "children",
+    "family_tree",
 )
 LIBRARY = ("constants", "transitions")
 
@@ -128,3 +129,4 @@ class Scripts:
         self.workers: AsyncScript = loaded["workers"]
         self.list: AsyncScript = loaded["list"]
         self.children: AsyncScript = loaded["children"]
+        self.family_tree: AsyncScript = loaded["family_tree"]

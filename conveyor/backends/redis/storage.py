@@ -25,6 +25,7 @@ from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
     CHILDREN_PAGE,
+    FAMILY_TREE_LIMIT,
     Claimed,
     Failure,
     HandBack,
@@ -400,6 +401,13 @@ class RedisStorage:
             for raw, fields in zip(flat[::2], flat[1::2], strict=True)
         ]
         return JobPage(found, cursor.decode() or None, total)
+
+    async def family_tree(self, root_id: str, *, limit: int = FAMILY_TREE_LIMIT) -> list[Job]:
+        flat = await self._call(self._scripts.family_tree, [root_id, limit])
+        return [
+            self._decode(raw.decode(), pairs(fields))
+            for raw, fields in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
     async def queue_stats(self) -> list[QueueStats]:
         with translated(self._url):

@@ -14,9 +14,9 @@ from typing import Any
 
 from conveyor.core.job import JobSpec
 
-# Event lines are grouped into NOTIFY payloads of at most about this many
-# bytes (the server refuses payloads of 8000 bytes or more).
-_CHUNK = 7000
+#: Event lines are grouped into NOTIFY payloads of at most about this many bytes
+#: (the server refuses payloads of 8000 bytes or more); ``SQLStorage`` does the same.
+NOTIFY_CHUNK = 7000
 
 
 def enqueue_statement(schema: str) -> str:
@@ -44,7 +44,7 @@ def enqueue_statement(schema: str) -> str:
                    id
             FROM ins
         ), chunks AS (
-            SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {_CHUNK} AS chunk
+            SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {NOTIFY_CHUNK} AS chunk
             FROM lines
         )
         SELECT pg_notify(%(wake)s, queue) FROM (SELECT DISTINCT queue FROM ins

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conveyor.core.errors import JobNotFound
 from conveyor.core.job import Job
 from conveyor.core.states import JobState
 from conveyor.core.storage import JobFilter, JobPage, MinuteCount, QueueStats, WorkerInfo
@@ -82,6 +83,34 @@ async def children(
     count = select(func.count()).select_from(jobs).where(jobs.c.parent_id == job_id)
     total = int((await conn.execute(count)).scalar_one())
     return JobPage(found, found[-1].id if len(rows) > limit else None, total)
+
+
+async def family_tree(conn: AsyncConnection, t: Tables, root_id: str, limit: int) -> list[Job]:
+    """The root and every job reachable through children and heirs, breadth first.
+
+    Raises:
+        JobNotFound: no such root.
+    """
+    jobs = t.jobs
+    # UNION, not UNION ALL: each job once, however many ways lead to it (a released
+    # heir is both its predecessor's heir and its parent's child).
+    tree = select(jobs.c.id).where(jobs.c.id == root_id).cte("tree", recursive=True)
+    tree = tree.union(
+        select(jobs.c.id).where(
+            or_(jobs.c.parent_id == tree.c.id, jobs.c.predecessor_id == tree.c.id)
+        )
+    )
+    # Ids grow with creation, and a job is created after the one that declares it.
+    stmt = (
+        select(jobs)
+        .where(jobs.c.id.in_(select(tree.c.id)))
+        .order_by(jobs.c.id != root_id, jobs.c.id)
+        .limit(limit)
+    )
+    rows = (await conn.execute(stmt)).all()
+    if not rows or rows[0].id != root_id:
+        raise JobNotFound(root_id)
+    return [job_of_row(r) for r in rows]
 
 
 async def queue_stats(conn: AsyncConnection, t: Tables) -> list[QueueStats]:

@@ -27,6 +27,7 @@ from conveyor.core.errors import (
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.storage import (
     CHILDREN_PAGE,
+    FAMILY_TREE_LIMIT,
     Claimed,
     JobEvent,
     JobFilter,
@@ -53,14 +54,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import reads, tallies, transitions
 from ._tx import Tx
 from .migrate import check, migrate
-from .pg_enqueue import enqueue_params, enqueue_statement
+from .pg_enqueue import NOTIFY_CHUNK, enqueue_params, enqueue_statement
 from .schema import build_tables
 
 log = logging.getLogger("conveyor.sql")
 T = TypeVar("T")
 
 WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
-NOTIFY_CHUNK = 7000  # bytes per NOTIFY payload (the server's limit is 8000)
 SQLITE_POLL = 0.5  # other processes' work on SQLite is found by polling this often
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
 
@@ -482,6 +482,10 @@ class SQLStorage:
         read = functools.partial(
             reads.children, t=self._t, job_id=job_id, open_only=open_only, after=after, limit=limit
         )
+        return await self._read(read)
+
+    async def family_tree(self, root_id: str, *, limit: int = FAMILY_TREE_LIMIT) -> list[Job]:
+        read = functools.partial(reads.family_tree, t=self._t, root_id=root_id, limit=limit)
         return await self._read(read)
 
     async def queue_stats(self) -> list[QueueStats]:

@@ -15,9 +15,4 @@ end
 -- Ids are UUIDv7 text (lowercase hex, dashes at fixed places), so Lua's string
 -- order agrees with ZRANGE BYLEX's byte order here.
 table.sort(ids, function(a, b) return a > b end)
-local out = {}
-for i = 1, math.min(n, #ids) do
-  out[#out + 1] = ids[i]
-  out[#out + 1] = redis.call('HGETALL', jk(ids[i]))
-end
-return out
+return with_fields(ids, n)

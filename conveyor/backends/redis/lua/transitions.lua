@@ -89,6 +89,16 @@ local function set_state(id, jtype, queue, old, new)
   redis.call('PUBLISH', P .. 'events', id .. '|' .. new .. '|' .. NOW .. '|' .. jtype .. '|' .. queue)
 end
 
+-- Read replies: each id followed by its fields, for the first `n` of `ids`.
+local function with_fields(ids, n)
+  local out = {}
+  for i = 1, math.min(n, #ids) do
+    out[#out + 1] = ids[i]
+    out[#out + 1] = redis.call('HGETALL', jk(ids[i]))
+  end
+  return out
+end
+
 local function info(id)
   local v = redis.call('HMGET', jk(id), F.type, F.queue, F.state)
   return v[1], v[2] or v[1], NAME[v[3]]
