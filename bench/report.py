@@ -316,7 +316,9 @@ def sql_summary(data: dict[str, Any], backend: str, name: str) -> dict[str, Any]
 
 ADMIN_POINTER = (
     "Admin page latency (dashboard, queue page, job page with 1,000,000 finished jobs) is "
-    "measured by `python -m bench.admin_pages`: see [ADMIN_RESULTS.md](ADMIN_RESULTS.md)."
+    "measured by `python -m bench.admin_pages`: see [ADMIN_RESULTS.md](ADMIN_RESULTS.md). "
+    "Family repair and family reads on 10,000 members are measured by "
+    "`python -m bench.repair`: see [REPAIR_RESULTS.md](REPAIR_RESULTS.md)."
 )
 D = "\u2013"  # an en dash, for ranges
 

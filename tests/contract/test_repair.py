@@ -282,3 +282,23 @@ async def test_retry_refuses_a_member_whose_parent_was_pruned(
     with pytest.raises(conveyor.InvalidState, match=f"parent {fam.ids['r']} is gone"):
         await client.retry(fam.ids["a"])
     assert await fam.state("a") is F
+
+
+async def test_an_heir_released_into_a_parent_that_stays_failed_counts_when_it_reopens(
+    fam: Driver, client: conveyor.AsyncClient
+) -> None:
+    await fam.enqueue("r")
+    await fam.run("r", Kid("x"), Kid("y"), Kid("h", when=When.SUCCEEDED))
+    await fam.run("x", fail=True)
+    await fam.run("y", fail=True)
+    await client.retry(fam.ids["x"])
+    await fam.run("x", Kid("xh", when=When.SUCCEEDED))  # its heir is released into r
+    root = await fam.job("r")
+    assert root.state is F and root.open_children == 0  # r stays failed: y still is
+    assert (await fam.job("xh")).parent_id == fam.ids["r"]
+    await fam.run("xh")
+    await client.retry(fam.ids["y"])
+    reopened = await fam.job("r")
+    assert reopened.state is W and reopened.open_children == 1  # y alone: xh has settled
+    await fam.run("y")
+    assert await fam.states("r", "h") == {"r": S, "h": Q}
