@@ -7,6 +7,7 @@ heirs, released once it and everything below it has settled.
 from .core.client import AsyncClient
 from .core.config import Backoff, Config
 from .core.context import JobContext
+from .core.control import Fail, RetryIn
 from .core.errors import (
     BackendError,
     BackendUnavailable,
@@ -46,6 +47,7 @@ __all__ = [
     "DuplicateJobId",
     "EnqueueOptions",
     "Explanation",
+    "Fail",
     "HandlerError",
     "InvalidJobOptions",
     "InvalidState",
@@ -61,6 +63,7 @@ __all__ = [
     "PayloadTooLarge",
     "PayloadTypeError",
     "Predecessor",
+    "RetryIn",
     "UnknownType",
     "UnsupportedURL",
     "When",

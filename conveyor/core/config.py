@@ -67,6 +67,26 @@ class Backoff:
         if self.base < 0 or self.factor < 1 or self.cap < 0:
             raise ConfigurationError("Backoff needs base >= 0, factor >= 1 and cap >= 0")
 
+    def to_text(self) -> str:
+        """How backends store a job's own back-off: ``base,factor,cap,jitter``."""
+        return f"{self.base!r},{self.factor!r},{self.cap!r},{int(self.jitter)}"
+
+    @classmethod
+    def from_text(cls, text: str) -> Backoff:
+        """Read ``to_text``'s form back.
+
+        Raises:
+            ConfigurationError: it is not that form (a ``ValueError``).
+        """
+        parts = text.split(",")
+        if len(parts) != 4 or parts[3] not in ("0", "1"):
+            raise ConfigurationError(f"stored back-off {text!r} is not base,factor,cap,jitter")
+        try:
+            base, factor, cap = (float(p) for p in parts[:3])
+        except ValueError:
+            raise ConfigurationError(f"stored back-off {text!r} holds a non-number") from None
+        return cls(base, factor, cap, parts[3] == "1")
+
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (counting from 1)."""
         if self.base == 0:
@@ -96,6 +116,8 @@ class Config:
         max_attempts: attempts per job unless a job says otherwise.
         max_payload_bytes: larger payloads are refused at enqueue.
         retention: how long settled jobs are kept before pruning.
+        failed_retention: how long jobs that failed are kept (longer, so they can be
+            looked at and retried).
         max_lost: expired leases a job survives before it fails as "worker lost".
         migrate: create or upgrade the schema on connect.
     """
@@ -106,6 +128,7 @@ class Config:
     max_attempts: int = 5
     max_payload_bytes: int = 1 << 20
     retention: timedelta = timedelta(hours=24)
+    failed_retention: timedelta = timedelta(days=7)
     max_lost: int = 3
     migrate: bool = True
 
@@ -121,8 +144,8 @@ class Config:
             raise ConfigurationError("max_payload_bytes must be positive")
         if self.max_lost < 0:
             raise ConfigurationError("max_lost must be 0 or more")
-        if self.retention < timedelta(0):
-            raise ConfigurationError("retention must not be negative")
+        if self.retention < timedelta(0) or self.failed_retention < timedelta(0):
+            raise ConfigurationError("retention and failed_retention must not be negative")
         if "://" not in self.url:
             raise ConfigurationError(
                 f"{mask_url(self.url)!r} is not a URL; expected e.g. redis://localhost:6379/0, "

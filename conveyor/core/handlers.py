@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from .errors import HandlerError
 
 if TYPE_CHECKING:
+    from .config import Backoff
     from .context import JobContext
 
 # A handler may return a protobuf message: the job's result (Job.result()).
@@ -30,13 +31,15 @@ class Handler:
     func: HandlerFunc
     message_type: type[Message]
     is_async: bool
+    backoff: Backoff | None = None
+    """Replaces ``Config.backoff`` for this type's retries."""
 
     @property
     def type_name(self) -> str:
         return self.message_type.DESCRIPTOR.full_name
 
     @classmethod
-    def of(cls, func: HandlerFunc) -> Handler:
+    def of(cls, func: HandlerFunc, *, backoff: Backoff | None = None) -> Handler:
         """Inspect ``func(ctx, msg: SomeMessage)``.
 
         Raises:
@@ -66,4 +69,5 @@ class Handler:
                 f"handler {name}: annotate its second parameter with a generated protobuf "
                 f"message class (e.g. msg: mail_pb2.SendEmail), not {annotation!r}"
             )
-        return cls(func, cast(type[Message], annotation), inspect.iscoroutinefunction(func))
+        message_type = cast(type[Message], annotation)
+        return cls(func, message_type, inspect.iscoroutinefunction(func), backoff)

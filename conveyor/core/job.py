@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from google.protobuf.message import Message
 
+from .config import Backoff
 from .states import JobState, When
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class JobSpec:
     predecessor_id: str | None = None
     when: When | None = None
     optional: bool = False
+    backoff: Backoff | None = None
+    """This job's own wait between attempts, instead of its handler's or the config's."""
 
     @property
     def is_heir(self) -> bool:
@@ -88,6 +91,7 @@ class Job:
     predecessor_failed_ids: tuple[str, ...] = ()
     result_bytes: bytes | None = None
     result_type: str | None = None
+    backoff: Backoff | None = None
 
     def payload(self) -> Message:
         """Decode the payload with the message class linked into this process.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypedDict, Unpack
 
-from .config import Config
+from .config import Backoff, Config
 from .errors import InvalidJobOptions
 from .ids import new_id
 from .job import Job, JobSpec, to_datetime
@@ -49,6 +49,8 @@ class EnqueueOptions(TypedDict, total=False):
         timeout: an attempt running longer counts as an error.
         priority: higher runs first within a queue (32-bit integer, default 0).
         headers: string metadata carried with the job (e.g. trace context).
+        backoff: this job's wait between attempts (default: its handler's, else
+            ``Config.backoff``).
     """
 
     queue: str | None
@@ -58,6 +60,7 @@ class EnqueueOptions(TypedDict, total=False):
     timeout: timedelta | float | None
     priority: int
     headers: Mapping[str, str] | None
+    backoff: Backoff | None
 
 
 def _seconds(value: object, name: str) -> float | None:
@@ -113,6 +116,9 @@ def build_spec(
     timeout = options.get("timeout")
     priority = options.get("priority", 0)
     headers = options.get("headers")
+    backoff = options.get("backoff")
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise InvalidJobOptions(f"backoff must be a conveyor.Backoff, got {backoff!r}")
     if delay is not None and run_at is not None:
         raise InvalidJobOptions("give delay or run_at, not both")
     when: float | None = None
@@ -166,6 +172,7 @@ def build_spec(
         predecessor_id=family.predecessor_id,
         when=family.when,
         optional=family.optional,
+        backoff=backoff,
     )
 
 
@@ -184,6 +191,7 @@ def job_of(spec: JobSpec, state: JobState) -> Job:
         predecessor_id=spec.predecessor_id,
         when=spec.when,
         optional=spec.optional,
+        backoff=spec.backoff,
         headers=dict(spec.headers),
         created_at=to_datetime(time.time()),
         run_at=to_datetime(spec.run_at),

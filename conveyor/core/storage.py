@@ -73,9 +73,11 @@ class Failure:
 
 @dataclass(frozen=True, slots=True)
 class HandBack:
-    """The job goes back unrun (shutdown): queued again, the attempt not counted."""
+    """The job goes back unrun, the attempt not counted: queued again (shutdown), or
+    scheduled at ``run_at`` (a snooze: the handler raised ``RetryIn``)."""
 
     lease: Lease
+    run_at: float | None = None
 
 
 Outcome = Success | Retry | Failure | HandBack

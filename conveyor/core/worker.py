@@ -11,17 +11,18 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from google.protobuf.message import DecodeError, Message
 
 from .backend_registry import open_storage
 from .client import AsyncClient
-from .config import Config
+from .config import Backoff, Config
 from .context import JobContext
+from .control import Fail, RetryIn
 from .errors import BackendError, ConfigurationError, HandlerError, LeaseLost, PayloadTypeError
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
@@ -120,18 +121,33 @@ class Worker:
 
     # --- registration ---------------------------------------------------------------
 
-    def handler(self, func: F) -> F:
-        """Decorator form of ``register``."""
-        self.register(func)
-        return func
+    @overload
+    def handler(self, func: F, /) -> F: ...
+    @overload
+    def handler(self, /, *, backoff: Backoff | None = None) -> Callable[[F], F]: ...
 
-    def register(self, func: HandlerFunc) -> None:
+    def handler(self, func: HandlerFunc | None = None, /, *, backoff: Backoff | None = None) -> Any:
+        """Decorator form of ``register``: ``@worker.handler`` or
+        ``@worker.handler(backoff=Backoff(base=5))``."""
+
+        def decorate(f: F) -> F:
+            self.register(f, backoff=backoff)
+            return f
+
+        return decorate if func is None else decorate(func)
+
+    def register(self, func: HandlerFunc, *, backoff: Backoff | None = None) -> None:
         """Handle jobs whose type is the annotation of ``func``'s second parameter.
+
+        ``backoff`` replaces ``Config.backoff`` for this type's retries (a job
+        enqueued with its own ``backoff`` keeps that).
 
         Raises:
             HandlerError: bad signature, or another handler already has that type.
         """
-        handler = Handler.of(func)
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise HandlerError(f"backoff must be a conveyor.Backoff, got {backoff!r}")
+        handler = Handler.of(func, backoff=backoff)
         if handler.type_name in self._handlers:
             other = self._handlers[handler.type_name].func
             raise HandlerError(
@@ -329,7 +345,8 @@ class Worker:
         job, lease = claimed.job, claimed.lease
         handler = self._handlers.get(job.type)
         if handler is None:
-            self._report(self._error(job, lease, f"no handler for type {job.type} on {self.id}"))
+            error = f"no handler for type {job.type} on {self.id}"
+            self._report(self._error(job, lease, error))
             return
         message = handler.message_type()
         try:
@@ -363,6 +380,11 @@ class Worker:
                 raise
         except LeaseLost:
             log.warning("job %s abandoned: its lease was lost", job.id)
+        except Fail as exc:
+            log.error("job %s (%s) failed for good by its handler: %s", job.id, job.type, exc)
+            self._report(Failure(lease, _storable(exc.reason)[-MAX_ERROR_CHARS:]))
+        except RetryIn as exc:
+            self._report(HandBack(lease, run_at=time.time() + exc.seconds))
         except TimeoutError as exc:
             if deadline.expired():
                 error = f"timed out after {job.timeout}s"
@@ -422,8 +444,13 @@ class Worker:
         error = _storable(error)
         if job.attempt >= job.max_attempts:
             return Failure(lease, error)
-        delay = self.config.backoff.delay(job.attempt)
+        delay = self._backoff(job).delay(job.attempt)
         return Retry(lease, error, time.time() + delay)
+
+    def _backoff(self, job: Job) -> Backoff:
+        """The job's own back-off, else its handler's, else the configuration's."""
+        handler = self._handlers.get(job.type)
+        return job.backoff or (handler and handler.backoff) or self.config.backoff
 
     # --- reporting, heartbeats and maintenance --------------------------------------
 

@@ -5,16 +5,26 @@ from __future__ import annotations
 import pytest
 
 import conveyor
-from conveyor.core import errors
+from conveyor.core import control, errors
 
 
 def _public_exceptions() -> list[type[BaseException]]:
+    """What Conveyor raises (the handler's own signals, Fail and RetryIn, left out)."""
     found = []
     for name in conveyor.__all__:
         value = getattr(conveyor, name)
         if isinstance(value, type) and issubclass(value, BaseException):
-            found.append(value)
+            if value.__module__ != control.__name__:
+                found.append(value)
     return found
+
+
+def test_handler_signals_are_not_conveyor_errors() -> None:
+    """A handler that wraps its client calls in ``except ConveyorError`` must not
+    swallow its own ``raise Fail(...)`` or ``raise RetryIn(...)``."""
+    for signal in (conveyor.Fail, conveyor.RetryIn):
+        assert not issubclass(signal, conveyor.ConveyorError)
+        assert issubclass(signal, Exception)
 
 
 def test_public_exceptions_are_found() -> None:

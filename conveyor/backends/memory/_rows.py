@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from conveyor.core.config import Backoff
 from conveyor.core.job import Job, JobSpec, to_datetime
 from conveyor.core.states import JobState, When
 
@@ -44,6 +45,7 @@ class Row:
     predecessor_failed_ids: tuple[str, ...] = ()
     result_bytes: bytes | None = None
     result_type: str | None = None
+    backoff: Backoff | None = None
 
     @classmethod
     def from_spec(
@@ -67,6 +69,7 @@ class Row:
             when=spec.when,
             optional=spec.optional,
             declared_by=declared_by,
+            backoff=spec.backoff,
         )
 
     def snapshot(self) -> Job:
@@ -98,6 +101,7 @@ class Row:
             failed_child_id=self.failed_child_id,
             predecessor_state=self.predecessor_state,
             predecessor_failed_ids=self.predecessor_failed_ids,
+            backoff=self.backoff,
             result_bytes=self.result_bytes,
             result_type=self.result_type,
         )

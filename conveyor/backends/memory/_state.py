@@ -25,6 +25,7 @@ class MemoryState:
     """Jobs, queues, families, counters, workers and descriptors of one namespace."""
 
     retention: float
+    failed_retention: float
     max_lost: int
     rows: dict[str, Row] = field(default_factory=dict)
     # Per queue, a heap of (-priority, ready sequence, id): rule 10's ready order.

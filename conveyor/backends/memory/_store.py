@@ -36,9 +36,11 @@ from ._state import COUNTER_MINUTES, Listener, MemoryState
 class MemoryStore:
     """The state of one namespace and the lock that makes its transitions atomic."""
 
-    def __init__(self, *, retention: float, max_lost: int) -> None:
+    def __init__(self, *, retention: float, failed_retention: float, max_lost: int) -> None:
         self._lock = threading.Lock()
-        self._s = MemoryState(retention=retention, max_lost=max_lost)
+        self._s = MemoryState(
+            retention=retention, failed_retention=failed_retention, max_lost=max_lost
+        )
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` (under the lock: it must not block) on every state change."""

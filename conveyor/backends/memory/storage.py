@@ -46,7 +46,9 @@ def _store_for(config: Config) -> tuple[MemoryStore, LocalSignal]:
         found = _stores.get(key)
         if found is None:
             store = MemoryStore(
-                retention=config.retention.total_seconds(), max_lost=config.max_lost
+                retention=config.retention.total_seconds(),
+                failed_retention=config.failed_retention.total_seconds(),
+                max_lost=config.max_lost,
             )
             signal = LocalSignal()
 

@@ -163,12 +163,12 @@ def fail(s: MemoryState, row: Row, error: str, now: float) -> None:
     settle(s, row, JobState.FAILED, now)
 
 
-def hand_back(s: MemoryState, row: Row, now: float) -> None:
-    """Rule 6: back to queued unrun, the attempt not counted."""
+def hand_back(s: MemoryState, row: Row, now: float, run_at: float | None = None) -> None:
+    """Rule 6: back unrun, the attempt not counted: queued, or scheduled at ``run_at``."""
     discard_declarations(s, row.id)
     s.clear_lease(row)
     row.attempt = max(row.attempt - 1, 0)
-    row.run_at = None
+    row.run_at = run_at
     release(s, row, now)
 
 
@@ -199,8 +199,8 @@ def record(s: MemoryState, outcomes: Sequence[Outcome], now: float) -> list[bool
                 retry_later(s, row, error, retry_at, now)
             case Failure(error=error):
                 fail(s, row, error, now)
-            case HandBack():
-                hand_back(s, row, now)
+            case HandBack(run_at=run_at):
+                hand_back(s, row, now, run_at)
     return accepted
 
 
@@ -462,12 +462,15 @@ def promote_due(s: MemoryState, now: float) -> int:
     return promoted
 
 
-def prune(s: MemoryState, before: float) -> int:
-    """Rule 12: forget jobs settled at or before ``before``."""
+def prune(s: MemoryState, before: float, failed_before: float) -> int:
+    """Rule 12: forget jobs settled at or before ``before``, or, for failed jobs, at or
+    before ``failed_before``."""
     old = [
         r.id
         for r in s.rows.values()
-        if r.state.settled and r.finished_at is not None and r.finished_at <= before
+        if r.state.settled
+        and r.finished_at is not None
+        and r.finished_at <= (failed_before if r.state is JobState.FAILED else before)
     ]
     for job_id in old:
         s.forget(job_id)
@@ -527,7 +530,7 @@ def maintain(s: MemoryState, now: float) -> MaintenanceReport:
             lost.append(job_id)
         else:
             recovered += 1
-    pruned = prune(s, now - s.retention)
+    pruned = prune(s, now - s.retention, now - s.failed_retention)
     repaired = reconcile(s, now, rules.RECONCILE_BATCH)
     for worker_id in [w for w, (_, until) in s.workers.items() if until <= now]:
         del s.workers[worker_id]

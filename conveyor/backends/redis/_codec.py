@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
+from conveyor.core.config import Backoff
 from conveyor.core.job import Job, JobSpec, to_datetime
 from conveyor.core.states import JobState, When
 
@@ -33,6 +34,7 @@ def spec_args(spec: JobSpec) -> list[ArgValue]:
         spec.predecessor_id or "",
         spec.when.value if spec.when else "",
         "1" if spec.optional else "",
+        spec.backoff.to_text() if spec.backoff else "",
     ]
     assert len(args) == len(SPEC_ARGS)
     return args
@@ -101,7 +103,7 @@ _KEYS = tuple(_F[name] for name in (
     "type", "queue", "state", "priority", "attempt", "max_attempts", "timeout", "parent",
     "predecessor", "when", "optional", "headers", "error", "run_at", "started", "finished",
     "worker", "lost", "open", "failed_ids", "reason", "failing_child", "predecessor_state",
-    "predecessor_failed_ids", "result_type",
+    "predecessor_failed_ids", "result_type", "backoff",
 ))  # fmt: skip
 
 
@@ -112,7 +114,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
     (t, q, s, pr, a, m, to, par, pred, w, o, h, e, ra, st, fin,
-     wid, lost, open_, fids, why, fc, ps, pf, rt) = _KEYS  # fmt: skip
+     wid, lost, open_, fids, why, fc, ps, pf, rt, bo) = _KEYS  # fmt: skip
     type_name = fields[t].decode()
     when = _text(fields, w)
     predecessor_state = _text(fields, ps)
@@ -146,4 +148,5 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         predecessor_failed_ids=_ids(_text(fields, pf)),
         result_bytes=_chunked(fields, "result"),
         result_type=_text(fields, rt),
+        backoff=Backoff.from_text(fields[bo].decode()) if bo in fields else None,
     )

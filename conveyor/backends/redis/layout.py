@@ -45,6 +45,7 @@ FIELD = {
     "predecessor_failed_ids": "pf",
     "result": "res",  # res1, res2, ... continue a result stored in pieces
     "result_type": "rt",
+    "backoff": "bo",  # the job's own back-off, as Backoff.to_text()
 }
 
 #: A job's state is one letter in its hash: it keeps a queued job's hash in a
@@ -77,10 +78,12 @@ SPEC_ARGS = (
     "predecessor",
     "when",
     "optional",
+    "backoff",
 )
 
 #: An outcome travels to ``record.lua`` as these arguments, then ``n`` specs.
-OUTCOME_ARGS = ("kind", "id", "token", "error", "retry_at", "result", "result_type", "n")
+#: ``run_at`` is a retry's time, or a snoozed hand-back's ('' for a plain one).
+OUTCOME_ARGS = ("kind", "id", "token", "error", "run_at", "result", "result_type", "n")
 
 #: The ``kind`` argument of each outcome.
 OUTCOME_KIND = {

@@ -102,6 +102,7 @@ class RedisStorage:
         self._prefix = "{" + config.namespace + "}:"
         self._keys = [self._prefix]
         self._retention = config.retention.total_seconds()
+        self._failed_retention = config.failed_retention.total_seconds()
         self._max_lost = config.max_lost
         self._scripts = Scripts(client)
 
@@ -248,9 +249,10 @@ class RedisStorage:
                 case Failure(error=error):
                     kind = OUTCOME_KIND["failure"]
                     args += [kind, lease.job_id, lease.token, error, "", "", "", 0]
-                case HandBack():
+                case HandBack(run_at=run_at):
                     kind = OUTCOME_KIND["hand_back"]
-                    args += [kind, lease.job_id, lease.token, "", "", "", "", 0]
+                    when = "" if run_at is None else repr(run_at)
+                    args += [kind, lease.job_id, lease.token, "", when, "", "", 0]
         results = await self._call(self._scripts.record, args)
         return [bool(r) for r in results]
 
@@ -276,7 +278,8 @@ class RedisStorage:
 
     async def maintain(self) -> MaintenanceReport:
         promoted, recovered, lost, pruned, repaired = await self._call(
-            self._scripts.maintain, [self._retention, self._max_lost, rules.MAINTENANCE_BATCH]
+            self._scripts.maintain,
+            [self._retention, self._failed_retention, self._max_lost, rules.MAINTENANCE_BATCH],
         )
         return MaintenanceReport(
             promoted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.core.config import Backoff
 from conveyor.core.errors import PayloadDecodeError
 from conveyor.core.job import Job, to_datetime
 from conveyor.core.states import JobState, When
@@ -65,4 +66,5 @@ def _job(row: Any) -> Job:
         predecessor_failed_ids=_ids(row.predecessor_failed_ids),
         result_bytes=bytes(row.result) if row.result is not None else None,
         result_type=row.result_type,
+        backoff=Backoff.from_text(row.backoff) if row.backoff else None,
     )

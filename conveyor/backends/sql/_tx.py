@@ -95,6 +95,7 @@ def spec_row(
         "optional": spec.optional,
         "declared_by": declared_by,
         "created_at": now,
+        "backoff": spec.backoff.to_text() if spec.backoff else None,
     }
 
 

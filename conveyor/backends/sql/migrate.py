@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SchemaMismatch(ConfigurationError):
@@ -80,6 +80,16 @@ def _results_and_repairs_v5(conn: Connection, tables: Tables) -> None:
                       "result_type TEXT"),
         tables.counters: ("repaired BIGINT NOT NULL DEFAULT 0",),
     }  # fmt: skip
+    _add_columns(conn, added)
+
+
+def _controls_v6(conn: Connection, tables: Tables) -> None:
+    """Rule 14's queue controls (a table) and a job's own back-off (a column)."""
+    tables.queues.create(conn, checkfirst=True)
+    _add_columns(conn, {tables.jobs: ("backoff TEXT",)})
+
+
+def _add_columns(conn: Connection, added: dict[Table, tuple[str, ...]]) -> None:
     for table, columns in added.items():
         present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
         for column in columns:
@@ -99,6 +109,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     3: _add_settled_counts_v3,
     4: _ready_order_v4,
     5: _results_and_repairs_v5,
+    6: _controls_v6,
 }
 
 

@@ -25,17 +25,18 @@ def enqueue_statement(schema: str) -> str:
     return f"""
         WITH ins AS (
             INSERT INTO {table} (id, type, queue, payload, state, priority, run_at,
-                                 max_attempts, timeout, headers, created_at, ready_at)
+                                 max_attempts, timeout, headers, created_at, ready_at, backoff)
             SELECT id, type, queue, payload, state, priority, run_at, max_attempts, timeout,
-                   CAST(headers AS json), CAST(%(now)s AS float8), CAST(%(now)s AS float8)
+                   CAST(headers AS json), CAST(%(now)s AS float8), CAST(%(now)s AS float8),
+                   backoff
             FROM unnest(CAST(%(ids)s AS text[]), CAST(%(types)s AS text[]),
                         CAST(%(queues)s AS text[]), CAST(%(payloads)s AS bytea[]),
                         CAST(%(states)s AS text[]),
                         CAST(%(priorities)s AS int[]), CAST(%(run_ats)s AS float8[]),
                         CAST(%(max_attempts)s AS int[]), CAST(%(timeouts)s AS float8[]),
-                        CAST(%(headers)s AS text[]))
+                        CAST(%(headers)s AS text[]), CAST(%(backoffs)s AS text[]))
                  AS t(id, type, queue, payload, state, priority, run_at, max_attempts, timeout,
-                      headers)
+                      headers, backoff)
             ON CONFLICT (id) DO NOTHING
             RETURNING id, state, type, queue
         ), lines AS (
@@ -74,4 +75,5 @@ def enqueue_params(
         "max_attempts": [s.max_attempts for s in specs],
         "timeouts": [s.timeout for s in specs],
         "headers": [json.dumps(dict(s.headers)) if s.headers else None for s in specs],
+        "backoffs": [s.backoff.to_text() if s.backoff else None for s in specs],
     }

@@ -40,6 +40,7 @@ class Tables:
     version: Table
     worker_minutes: Table
     settled_counts: Table
+    queues: Table
 
 
 def build_tables(namespace: str, *, postgres: bool) -> Tables:
@@ -85,6 +86,8 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         # What the handler returned, serialized, and its message type (rule 1).
         Column("result", LargeBinary),
         Column("result_type", Text),
+        # The job's own back-off, as Backoff.to_text() (null: its handler's or the config's).
+        Column("backoff", Text),
     )
     # The claim: the longest ready of the highest priority among a queue's queued jobs.
     Index(
@@ -174,4 +177,20 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("state", String(10), nullable=False),
         Column("n", BigInteger, nullable=False),
     )
-    return Tables(metadata, jobs, counters, workers, types, version, worker_minutes, settled_counts)
+    # Queue controls (docs/rules.md rule 14): a row only for a queue that has one.
+    # A claim locks the rows of the limited queues it takes from, so that claims
+    # racing on one queue count its running jobs and spend its tokens one at a time.
+    queues = Table(
+        f"{prefix}queues",
+        metadata,
+        Column("name", Text, primary_key=True),
+        Column("paused", Boolean, nullable=False, server_default=text("false")),
+        Column("max_running", Integer),
+        Column("rate", Integer),
+        Column("per", Float),
+        Column("tokens", Float),
+        Column("refilled_at", Float),
+    )
+    return Tables(
+        metadata, jobs, counters, workers, types, version, worker_minutes, settled_counts, queues
+    )

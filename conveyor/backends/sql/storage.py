@@ -110,6 +110,7 @@ class SQLStorage:
         self._postgres = postgres
         self._t = build_tables(config.namespace, postgres=postgres)
         self._retention = config.retention.total_seconds()
+        self._failed_retention = config.failed_retention.total_seconds()
         self._max_lost = config.max_lost
         self._signal: LocalSignal = local_signal(f"{engine.url}|{config.namespace}")
         self._write_lock = asyncio.Lock() if not postgres else None
@@ -432,7 +433,7 @@ class SQLStorage:
     async def maintain(self) -> MaintenanceReport:
         async def body(tx: Tx) -> MaintenanceReport:
             report, self._reconciled = await transitions.maintain(
-                tx, self._retention, self._max_lost, self._reconciled
+                tx, (self._retention, self._failed_retention), self._max_lost, self._reconciled
             )
             wt, wm = self._t.workers, self._t.worker_minutes
             await tx.conn.execute(delete(wt).where(wt.c.expires_at <= tx.now))

@@ -331,15 +331,17 @@ async def fail(tx: Tx, row: Rec, error: str) -> None:
     await settle(tx, row.replace(failed_ids=failed), "failed", last_error=error, failed_ids=failed)
 
 
-async def hand_back(tx: Tx, row: Rec, **values: Any) -> None:
-    """Rule 6: back to queued unrun, the attempt not counted."""
+async def hand_back(tx: Tx, row: Rec, run_at: float | None = None, **values: Any) -> None:
+    """Rule 6: back unrun, the attempt not counted: queued, or scheduled at ``run_at``."""
     jobs = tx.t.jobs
     await discard_declarations(tx, [row.id])
     await tx.conn.execute(
         update(jobs)
         .where(jobs.c.id == row.id)
         .values(
-            attempt=case((jobs.c.attempt > 0, jobs.c.attempt - 1), else_=0), run_at=None, **values
+            attempt=case((jobs.c.attempt > 0, jobs.c.attempt - 1), else_=0),
+            run_at=run_at,
+            **values,
         )
     )
     await release(tx, jobs.c.id == row.id)
@@ -377,8 +379,8 @@ async def record(tx: Tx, outcomes: Sequence[Outcome]) -> list[bool]:
                 await retry_later(tx, row, error, retry_at)
             case Failure(error=error):
                 await fail(tx, row, error)
-            case HandBack():
-                await hand_back(tx, row)
+            case HandBack(run_at=run_at):
+                await hand_back(tx, row, run_at)
     return accepted
 
 
@@ -740,12 +742,20 @@ async def promote_due(tx: Tx, limit: int) -> int:
     return len(await release(tx, jobs.c.id.in_(due.scalar_subquery())))
 
 
-async def prune(tx: Tx, before: float, limit: int) -> int:
-    """Rule 12: delete up to ``limit`` jobs settled at or before ``before``."""
+async def prune(tx: Tx, before: float, failed_before: float, limit: int) -> int:
+    """Rule 12: delete up to ``limit`` jobs settled at or before ``before``, or, for
+    failed jobs, at or before ``failed_before``."""
     jobs = tx.t.jobs
     old = (
         select(jobs.c.id)
-        .where(jobs.c.state.in_(SETTLED), jobs.c.finished_at <= before)
+        .where(
+            jobs.c.state.in_(SETTLED),
+            jobs.c.finished_at <= max(before, failed_before),
+            or_(
+                and_(jobs.c.state != "failed", jobs.c.finished_at <= before),
+                and_(jobs.c.state == "failed", jobs.c.finished_at <= failed_before),
+            ),
+        )
         .limit(limit)
     )
     gone = await tx.conn.execute(
@@ -830,7 +840,7 @@ async def reconcile(tx: Tx, limit: int, after: tuple[str, str]) -> tuple[list[st
 
 
 async def maintain(
-    tx: Tx, retention: float, max_lost: int, reconciled: tuple[str, str]
+    tx: Tx, retention: tuple[float, float], max_lost: int, reconciled: tuple[str, str]
 ) -> tuple[MaintenanceReport, tuple[str, str]]:
     """Rule 7: promote due jobs, recover expired leases, prune, reconcile, fold the
     ledger. ``reconciled`` is where the reconciler's previous slices ended; returns
@@ -853,7 +863,7 @@ async def maintain(
             lost.append(row.id)
         else:
             recovered += 1
-    pruned = await prune(tx, tx.now - retention, limit)
+    pruned = await prune(tx, tx.now - retention[0], tx.now - retention[1], limit)
     repaired, waiting_end, held_end = await reconcile(tx, rules.RECONCILE_BATCH, reconciled)
     await tallies.fold_settled(tx)
     report = MaintenanceReport(promoted, recovered, lost, pruned, repaired)

@@ -32,6 +32,7 @@ local F = {
   predecessor_failed_ids = 'pf',
   result = 'res',
   result_type = 'rt',
+  backoff = 'bo',
 }
 -- States as stored: one letter each (layout.STATE_CODE), and back.
 local CODE = {
@@ -70,15 +71,16 @@ local SPEC = {
   predecessor = 10,
   when = 11,
   optional = 12,
+  backoff = 13,
 }
-local SPEC_FIELDS = 13
+local SPEC_FIELDS = 14
 -- An outcome's arguments, by offset from its first (layout.OUTCOME_ARGS).
 local OUTCOME = {
   kind = 0,
   id = 1,
   token = 2,
   error = 3,
-  retry_at = 4,
+  run_at = 4,
   result = 5,
   result_type = 6,
   n = 7,

@@ -73,6 +73,12 @@ end
 
 -- --- plumbing: indexes, counters, events, wake-ups -----------------------------
 
+-- Settled jobs by when they settled, for retention (rule 12): failed ones apart,
+-- as they are kept longer.
+local function finished_key(state)
+  return state == 'failed' and P .. 'failed_at' or P .. 'finished'
+end
+
 -- Move a job between states; the state index, per-queue counts and event
 -- stream change with it, so they can never disagree with the job.
 local function set_state(id, jtype, queue, old, new)
@@ -80,11 +86,14 @@ local function set_state(id, jtype, queue, old, new)
   if old then
     redis.call('ZREM', P .. 'idx:' .. old, id)
     redis.call('HINCRBY', P .. 'stats', old .. ':' .. queue, -1)
-    if SETTLED[old] then redis.call('ZREM', P .. 'finished', id) end
+    if SETTLED[old] then -- both: a job that failed before failed_at existed is in finished
+      redis.call('ZREM', P .. 'finished', id)
+      redis.call('ZREM', P .. 'failed_at', id)
+    end
   end
   redis.call('ZADD', P .. 'idx:' .. new, 0, id)
   redis.call('HINCRBY', P .. 'stats', new .. ':' .. queue, 1)
-  if SETTLED[new] then redis.call('ZADD', P .. 'finished', NOW, id) end
+  if SETTLED[new] then redis.call('ZADD', finished_key(new), NOW, id) end
   -- JobEvent.to_line's format: id|state|at|type|queue (the queue may hold '|').
   redis.call('PUBLISH', P .. 'events', id .. '|' .. new .. '|' .. NOW .. '|' .. jtype .. '|' .. queue)
 end
@@ -113,6 +122,7 @@ local function forget(id)
   end
   redis.call('DEL', jk(id), P .. 'kids:' .. id, P .. 'heirs:' .. id, P .. 'staged:' .. id)
   redis.call('ZREM', P .. 'finished', id)
+  redis.call('ZREM', P .. 'failed_at', id)
 end
 
 -- Per-minute counters: the total (column), per type (column:type) and per
@@ -175,7 +185,7 @@ end
 
 -- Spec arguments stored only when they differ from the default ('' or '0').
 local OPTIONAL_SPEC_FIELDS = { 'run_at', 'timeout', 'priority', 'headers', 'parent',
-  'predecessor', 'when', 'optional' }
+  'predecessor', 'when', 'optional', 'backoff' }
 
 -- Write a job's hash from the spec at ARGV-like `args[at]`, in `state`.
 local function create(args, at, state, declarer)
@@ -392,15 +402,20 @@ function fail(id, err)
   settle(id, 'failed')
 end
 
--- Rule 6: back to queued unrun, the attempt not counted.
-local function hand_back(id)
+-- Rule 6: back unrun, the attempt not counted: queued, or scheduled at `run_at`
+-- (a snooze) when that is given and not '' (or nil).
+local function hand_back(id, run_at)
   discard_declarations(id)
   clear_lease(id)
   local key = jk(id)
   if tonumber(redis.call('HGET', key, F.attempt) or '0') > 0 then
     redis.call('HINCRBY', key, F.attempt, -1)
   end
-  redis.call('HDEL', key, F.run_at)
+  if run_at and run_at ~= '' then
+    redis.call('HSET', key, F.run_at, run_at)
+  else
+    redis.call('HDEL', key, F.run_at)
+  end
   release(id, 'running')
 end
 
@@ -431,11 +446,11 @@ local function record(args)
       if kind == KIND.success then
         succeed(id, args, first, n, args[at + OUTCOME.result], args[at + OUTCOME.result_type])
       elseif kind == KIND.retry then
-        retry_later(id, args[at + OUTCOME.error], args[at + OUTCOME.retry_at])
+        retry_later(id, args[at + OUTCOME.error], args[at + OUTCOME.run_at])
       elseif kind == KIND.failure then
         fail(id, args[at + OUTCOME.error])
       else
-        hand_back(id)
+        hand_back(id, args[at + OUTCOME.run_at])
       end
     else
       results[i] = 0
@@ -764,10 +779,16 @@ local function promote_due(limit)
 end
 
 -- Rule 12: forget up to `limit` jobs settled at or before `before`.
-local function prune(before, limit)
+local function prune(before, failed_before, limit)
   local old = redis.call('ZRANGEBYSCORE', P .. 'finished', '-inf', before, 'LIMIT', 0, limit)
   for _, id in ipairs(old) do forget(id) end
-  return #old
+  local failed = {}
+  if #old < limit then
+    failed = redis.call('ZRANGEBYSCORE', P .. 'failed_at', '-inf', failed_before,
+      'LIMIT', 0, limit - #old)
+    for _, id in ipairs(failed) do forget(id) end
+  end
+  return #old + #failed
 end
 
 -- Rule 7: one slice of the waiting jobs (their open counts re-counted) and of
@@ -830,7 +851,7 @@ end
 -- Rule 7: promote due jobs, recover expired leases, prune, reconcile, forget
 -- silent workers; each bounded. Returns { promoted, recovered, lost ids, pruned,
 -- repaired ids }.
-local function maintain(retention, max_lost, limit)
+local function maintain(retention, failed_retention, max_lost, limit)
   local promoted = promote_due(limit)
   local recovered, lost_ids = 0, {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', NOW, 'LIMIT', 0, limit)) do
@@ -844,7 +865,7 @@ local function maintain(retention, max_lost, limit)
       redis.call('ZREM', P .. 'leases', id)
     end
   end
-  local pruned = prune(NOW - retention, limit)
+  local pruned = prune(NOW - retention, NOW - failed_retention, limit)
   local repaired = reconcile(RECONCILE_BATCH)
   for _, worker in ipairs(redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW)) do
     redis.call('DEL', P .. 'w:' .. worker)
