@@ -16,6 +16,8 @@ from .core.errors import (
     DuplicateJobId,
     HandlerError,
     InvalidJobOptions,
+    InvalidLimits,
+    InvalidSchedule,
     InvalidState,
     JobNotFound,
     LeaseLost,
@@ -25,11 +27,13 @@ from .core.errors import (
     PayloadError,
     PayloadTooLarge,
     PayloadTypeError,
+    UnknownQueue,
     UnknownType,
     UnsupportedURL,
 )
 from .core.explain import Explanation
 from .core.job import Job, Predecessor
+from .core.queues import QueueControls, QueueLimits, Rate
 from .core.specs import EnqueueOptions
 from .core.states import JobState, When
 from .core.sync_client import Client
@@ -50,6 +54,8 @@ __all__ = [
     "Fail",
     "HandlerError",
     "InvalidJobOptions",
+    "InvalidLimits",
+    "InvalidSchedule",
     "InvalidState",
     "Job",
     "JobContext",
@@ -63,7 +69,11 @@ __all__ = [
     "PayloadTooLarge",
     "PayloadTypeError",
     "Predecessor",
+    "QueueControls",
+    "QueueLimits",
+    "Rate",
     "RetryIn",
+    "UnknownQueue",
     "UnknownType",
     "UnsupportedURL",
     "When",

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,8 +28,10 @@ import click
 from click.core import ParameterSource
 
 from .core.backend_registry import open_storage
+from .core.client import AsyncClient
 from .core.config import Config, mask_url
 from .core.errors import BackendUnavailable, ConfigurationError, ConveyorError, UnknownType
+from .core.queues import QueueLimits, Rate
 from .core.specs import build_spec
 from .core.states import JobState
 from .core.type_registry import TypeRegistry
@@ -437,6 +439,7 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
         workers = await storage.workers()
         totals = await storage.counters(minutes=minutes)
         per_queue = [await storage.counters(minutes=minutes, queue=q.queue) for q in queues]
+        controls = await storage.queue_controls()
     finally:
         await storage.aclose()
 
@@ -455,6 +458,9 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
             }
             for q, counts in zip(queues, per_queue, strict=True)
         ],
+        "controls": [
+            {"queue": c.queue, "paused": c.paused, "limits": c.limits.describe()} for c in controls
+        ],
         "workers": [{**w.to_dict(), "last_seen": w.last_seen} for w in workers],
         "minutes": [
             {
@@ -470,6 +476,61 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
         "per_minute": rates(totals),
         "repaired": sum(m.repaired for m in totals),
     }
+
+
+@main.group()
+def queue() -> None:
+    """Pause, resume and limit queues (docs/rules.md rule 14)."""
+
+
+@queue.command("pause")
+@click.argument("name")
+@url_option
+@namespace_option
+def queue_pause(name: str, url: str | None, namespace: str) -> None:
+    """Stop every worker claiming from queue NAME (enqueue still works)."""
+    _run(_with_client(_config(url, namespace), lambda c: c.pause(name)))
+    click.echo(f"queue {name!r} paused")
+
+
+@queue.command("resume")
+@click.argument("name")
+@url_option
+@namespace_option
+def queue_resume(name: str, url: str | None, namespace: str) -> None:
+    """Let workers claim from queue NAME again."""
+    _run(_with_client(_config(url, namespace), lambda c: c.resume(name)))
+    click.echo(f"queue {name!r} resumed")
+
+
+@queue.command("limit")
+@click.argument("name")
+@url_option
+@namespace_option
+@click.option("--max-running", type=int, default=None, help="Jobs of NAME running at once.")
+@click.option("--rate", type=int, default=None, help="Jobs claimed per --per seconds.")
+@click.option("--per", type=float, default=1.0, show_default=True, help="The rate's period.")
+def queue_limit(
+    name: str,
+    url: str | None,
+    namespace: str,
+    max_running: int | None,
+    rate: int | None,
+    per: float,
+) -> None:
+    """Set queue NAME's limits for all workers; with neither option, remove them."""
+
+    async def go(client: AsyncClient) -> QueueLimits:
+        pace = Rate(rate, per) if rate is not None else None
+        return await client.set_queue_limits(name, max_running=max_running, rate=pace)
+
+    limits = _run(_with_client(_config(url, namespace), go))
+    click.echo(f"queue {name!r}: {limits.describe()}")
+
+
+async def _with_client(config: Config, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    async with AsyncClient(config) as client:
+        return await call(client)
 
 
 def _print_stats(report: dict[str, Any], minutes: int) -> None:
@@ -490,6 +551,9 @@ def _print_stats(report: dict[str, Any], minutes: int) -> None:
         )
     if not report["queues"]:
         click.echo("(no jobs)")
+    for c in report["controls"]:
+        paused = "paused; " if c["paused"] else ""
+        click.echo(f"  {c['queue']}: {paused}{c['limits']}")
     click.echo(f"\nworkers: {len(report['workers'])}")
     for w in report["workers"]:
         queues = ",".join(w["queues"])

@@ -6,14 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from litestar import Router, get, post
+from litestar import Router, get, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from conveyor.core.explain import explain
 from conveyor.core.family import summarize
-from conveyor.core.specs import build_spec
+from conveyor.core.queues import QueueControls, QueueLimits, Rate
+from conveyor.core.specs import build_spec, validate_queue
 from conveyor.core.states import JobState
+from conveyor.core.storage import known_queue
 
 from .actions import Action, ActionResult, apply, apply_each, apply_matching
 from .state import AdminState
@@ -23,12 +25,15 @@ from .views import (
     FamilySummaryOut,
     JobOut,
     MinuteOut,
+    QueueRow,
+    ScheduleRow,
     Totals,
     WorkerOut,
     existing,
     family,
     job_filter,
     queue_rows,
+    schedule_rows,
 )
 
 API = {"conveyor_api": True}  # marks a handler for the CSRF guard's JSON rule
@@ -45,6 +50,41 @@ class QueueOut:
     name: str
     counts: dict[str, int]
     last_minute: int
+    paused: bool = False
+    limits: str = ""
+
+    @classmethod
+    def of(cls, row: QueueRow) -> QueueOut:
+        return cls(row.name, row.counts, row.last_minute, row.paused, row.limits)
+
+
+@dataclass(slots=True)
+class LimitsIn:
+    """Rule 14's limits for one queue; a missing one is no limit."""
+
+    max_running: int | None = None
+    rate: int | None = None
+    per_seconds: float = 1.0
+
+
+@dataclass(slots=True)
+class ControlsOut:
+    queue: str
+    paused: bool
+    max_running: int | None
+    rate: int | None
+    per_seconds: float | None
+
+    @classmethod
+    def of(cls, controls: QueueControls) -> ControlsOut:
+        rate = controls.limits.rate
+        return cls(
+            controls.queue,
+            controls.paused,
+            controls.limits.max_running,
+            rate.limit if rate else None,
+            rate.per if rate else None,
+        )
 
 
 @dataclass(slots=True)
@@ -135,7 +175,7 @@ def _overview_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
         rows = await queue_rows(storage, queue_stats)
         return StatsOut(
             totals=Totals.of(queue_stats).by_state,
-            queues=[QueueOut(r.name, r.counts, r.last_minute) for r in rows],
+            queues=[QueueOut.of(r) for r in rows],
             minutes=[MinuteOut.of(m) for m in await storage.counters(minutes=minutes)],
             workers=len(await storage.workers()),
         )
@@ -145,7 +185,7 @@ def _overview_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
         """Every queue with its jobs by state and its throughput in the last minute."""
         storage = await admin.storage()
         rows = await queue_rows(storage, await storage.queue_stats())
-        return [QueueOut(r.name, r.counts, r.last_minute) for r in rows]
+        return [QueueOut.of(r) for r in rows]
 
     @get("/workers", opt=API)
     async def workers() -> list[WorkerOut]:
@@ -157,7 +197,39 @@ def _overview_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
         """Message types that can be decoded and enqueued by name."""
         return (await admin.registry(fresh=True)).names()
 
-    return [stats, queues, workers, types]
+    @get("/schedules", opt=API)
+    async def schedules() -> list[ScheduleRow]:
+        """The periodic jobs the live workers enqueue, soonest first."""
+        return schedule_rows(await (await admin.storage()).workers())
+
+    @post("/queues/{queue:str}/pause", opt=API, status_code=200)
+    async def pause(queue: FromPath[str], data: JSONBody[Empty]) -> list[ControlsOut]:
+        """Stop every worker claiming from the queue (404 for a queue nothing names);
+        returns every queue's controls."""
+        storage = await admin.storage()
+        await known_queue(storage, queue)
+        await storage.pause_queue(queue, True)
+        return [ControlsOut.of(c) for c in await storage.queue_controls()]
+
+    @post("/queues/{queue:str}/resume", opt=API, status_code=200)
+    async def resume(queue: FromPath[str], data: JSONBody[Empty]) -> list[ControlsOut]:
+        """Let workers claim from the queue again; returns every queue's controls."""
+        storage = await admin.storage()
+        await known_queue(storage, queue)
+        await storage.pause_queue(queue, False)
+        return [ControlsOut.of(c) for c in await storage.queue_controls()]
+
+    @put("/queues/{queue:str}/limits", opt=API, status_code=200)
+    async def limits(queue: FromPath[str], data: JSONBody[LimitsIn]) -> list[ControlsOut]:
+        """Replace the queue's limits (422 when out of range); returns every queue's
+        controls."""
+        rate = Rate(data.rate, data.per_seconds) if data.rate is not None else None
+        wanted = QueueLimits(max_running=data.max_running, rate=rate)
+        storage = await admin.storage()
+        await storage.limit_queue(validate_queue(queue), wanted)
+        return [ControlsOut.of(c) for c in await storage.queue_controls()]
+
+    return [stats, queues, workers, types, schedules, pause, resume, limits]
 
 
 def _job_handlers(admin: AdminState) -> list[HTTPRouteHandler]:

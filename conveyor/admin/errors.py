@@ -13,9 +13,11 @@ from conveyor.core.errors import (
     BackendUnavailable,
     ConveyorError,
     InvalidJobOptions,
+    InvalidLimits,
     InvalidState,
     JobNotFound,
     PayloadError,
+    UnknownQueue,
     UnknownType,
 )
 
@@ -30,11 +32,11 @@ def status_of(exc: Exception) -> tuple[int, str]:
     match exc:
         case HTTPException():
             return exc.status_code, str(exc.detail)
-        case JobNotFound():
+        case JobNotFound() | UnknownQueue():
             return 404, str(exc)
         case InvalidState():
             return 409, str(exc)
-        case UnknownType() | PayloadError() | InvalidJobOptions():
+        case UnknownType() | PayloadError() | InvalidJobOptions() | InvalidLimits():
             return 422, str(exc)
         case BackendUnavailable():
             return 503, f"storage is unreachable: {exc}"

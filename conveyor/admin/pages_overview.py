@@ -1,18 +1,23 @@
-"""The overview pages: the dashboard, the queues and the live workers."""
+"""The overview pages: the dashboard, the queues (pausing and resuming them), the
+live workers and the schedules they run."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
+from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+from litestar.response import Redirect
 from markupsafe import Markup
 
-from conveyor.core.storage import MinuteCount
+from conveyor.core.storage import MinuteCount, known_queue
 
 from .charts import Series, line_chart
 from .pages_context import PageContext
-from .views import ORDER, Totals, queue_rows
+from .views import ORDER, Totals, queue_rows, schedule_rows
 
 
 def overview_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
@@ -57,7 +62,28 @@ def overview_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
         found = await (await admin.storage()).workers()
         return ctx.render(request, "workers.html", nav="workers", workers=found)
 
-    return [dashboard, queues, workers]
+    @get("/schedules")
+    async def schedules(request: Request) -> Response[str]:  # type: ignore[type-arg]
+        rows = schedule_rows(await (await admin.storage()).workers())
+        return ctx.render(request, "schedules.html", nav="schedules", schedules=rows)
+
+    @post("/queues/{queue:str}/{verb:str}", status_code=200)
+    async def pause_or_resume(
+        request: Request,  # type: ignore[type-arg]
+        queue: FromPath[str],
+        verb: FromPath[str],
+    ) -> Response[Any]:
+        if verb not in ("pause", "resume"):
+            raise NotFoundException(f"no queue action {verb!r}")
+        storage = await ctx.admin.storage()
+        await known_queue(storage, queue)
+        await storage.pause_queue(queue, verb == "pause")
+        if request.headers.get("hx-request") != "true":
+            return Redirect(f"{ctx.base(request)}/queues")
+        rows = await queue_rows(storage, await storage.queue_stats())
+        return ctx.render(request, "queues.html", nav="queues", queues=rows, states=ORDER)
+
+    return [dashboard, queues, workers, schedules, pause_or_resume]
 
 
 def _charts(minutes: Sequence[MinuteCount]) -> tuple[Markup, Markup]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar.exceptions import NotFoundException
 
+from conveyor.core import schedule
 from conveyor.core.errors import ConveyorError
 from conveyor.core.explain import Explanation
 from conveyor.core.family import FamilySummary
@@ -185,21 +186,68 @@ class QueueRow:
     name: str
     counts: dict[str, int]
     last_minute: int  # jobs settled or retried in the last whole minute
+    paused: bool = False
+    limits: str = ""  # rule 14's limits, in words ("" for none)
 
 
 async def queue_rows(storage: Storage, stats: Sequence[QueueStats]) -> list[QueueRow]:
+    """Every queue with jobs, and every controlled queue (even before its first job)."""
+    controls = {c.queue: c for c in await storage.queue_controls()}
+    by_name = {s.queue: s for s in stats}
     rows = []
-    for queue in stats:
-        minutes = await storage.counters(minutes=2, queue=queue.queue)
+    for name in sorted(by_name.keys() | controls.keys()):
+        queue = by_name.get(name, QueueStats(name, {}))
+        minutes = await storage.counters(minutes=2, queue=name)
         last = minutes[0]  # the last complete minute; the current one is still filling
+        control = controls.get(name)
         rows.append(
             QueueRow(
-                queue.queue,
+                name,
                 {state.value: queue.count(state) for state in ORDER},
                 last.succeeded + last.retried + last.failed,
+                paused=control is not None and control.paused,
+                limits=control.limits.describe() if control and control.limits.limited else "",
             )
         )
     return rows
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    """A periodic job as the live workers that enqueue it published it."""
+
+    name: str
+    cron: str
+    tz: str
+    type: str
+    queue: str
+    explained: str
+    next_run: datetime | None
+    workers: int
+
+
+def schedule_rows(workers: Sequence[WorkerInfo]) -> list[ScheduleRow]:
+    """Each schedule of the live workers once, sorted by when it runs next."""
+    seen: dict[str, tuple[Mapping[str, str], int]] = {}
+    for worker in workers:
+        for published in worker.schedules:
+            _, count = seen.get(published["name"], (published, 0))
+            seen[published["name"]] = (published, count + 1)
+    rows = [
+        ScheduleRow(
+            name=s["name"],
+            cron=s["cron"],
+            tz=s["tz"],
+            type=s["type"],
+            queue=s["queue"],
+            explained=schedule.explain(s["cron"]),
+            next_run=schedule.next_run(s["cron"], s["tz"]),
+            workers=count,
+        )
+        for s, count in seen.values()
+    ]
+    far = datetime.max.replace(tzinfo=UTC)
+    return sorted(rows, key=lambda r: (r.next_run or far, r.name))
 
 
 @dataclass(slots=True)

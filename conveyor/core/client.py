@@ -13,8 +13,9 @@ from .config import Config
 from .errors import BackendUnavailable, ConfigurationError, JobNotFound, PayloadTypeError
 from .explain import Explanation, explain
 from .job import Job, JobSpec
-from .specs import EnqueueOptions, build_spec, initial_state, job_of
-from .storage import Storage, TransactionalEnqueue
+from .queues import QueueControls, QueueLimits, Rate
+from .specs import EnqueueOptions, build_spec, initial_state, job_of, validate_queue
+from .storage import Storage, TransactionalEnqueue, known_queue
 
 
 class AsyncClient:
@@ -165,6 +166,50 @@ class AsyncClient:
             JobNotFound: no such job.
         """
         return await (await self.storage()).retry_failed(root_id)
+
+    async def pause(self, queue: str) -> None:
+        """Stop every worker claiming from ``queue`` (``docs/rules.md`` rule 14).
+
+        Enqueue still works, scheduled jobs still become due, and jobs already
+        running finish; ``resume`` lets workers claim again at once.
+
+        Raises:
+            UnknownQueue: no job, worker or control names ``queue``; nothing changed.
+        """
+        await self._set_paused(queue, True)
+
+    async def resume(self, queue: str) -> None:
+        """Let workers claim from a paused queue again, waking those that wait.
+
+        Raises:
+            UnknownQueue: no job, worker or control names ``queue``; nothing changed.
+        """
+        await self._set_paused(queue, False)
+
+    async def _set_paused(self, queue: str, paused: bool) -> None:
+        storage = await self.storage()
+        await known_queue(storage, validate_queue(queue))
+        await storage.pause_queue(queue, paused)
+
+    async def set_queue_limits(
+        self, queue: str, *, max_running: int | None = None, rate: Rate | None = None
+    ) -> QueueLimits:
+        """Limit what all workers together take from ``queue`` (rule 14): at most
+        ``max_running`` of its jobs running at once, claimed at most at ``rate``
+        (e.g. ``Rate(50, per=1.0)``). ``None`` removes a limit; the call replaces
+        both. Queues need not exist yet: limits may be set before the first job.
+
+        Raises:
+            InvalidLimits: a limit out of range; nothing changed.
+            InvalidJobOptions: a queue name that cannot be one.
+        """
+        limits = QueueLimits(max_running=max_running, rate=rate)
+        await (await self.storage()).limit_queue(validate_queue(queue), limits)
+        return limits
+
+    async def queue_controls(self) -> list[QueueControls]:
+        """Every paused or limited queue and its controls."""
+        return await (await self.storage()).queue_controls()
 
     async def explain(self, job_id: str) -> Explanation:
         """Why the job is in its state: ``.text`` for people, ``.waiting_for`` the ids it

@@ -27,6 +27,25 @@ class InvalidJobOptions(ConfigurationError):
     """An enqueue option is out of range or contradicts another."""
 
 
+class InvalidLimits(ConfigurationError):
+    """A queue limit is out of range (``QueueLimits``, ``Rate``)."""
+
+
+class InvalidSchedule(ConfigurationError):
+    """A periodic job's cron expression, time zone or options are wrong."""
+
+
+class UnknownQueue(ConveyorError, LookupError):
+    """No job, worker or control has ever named this queue."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(
+            f"no queue named {queue!r}: no job is in it, no worker listens on it and it "
+            "has no controls (check the name, or the namespace)"
+        )
+        self.queue = queue
+
+
 class HandlerError(ConfigurationError, TypeError):
     """A handler cannot be registered (no protobuf annotation, or a duplicate type)."""
 

@@ -25,6 +25,7 @@ TRANSITIONS = (
     "holds",
     "discard_declarations",
     "enqueue",
+    "allowance",
     "claim",
     "stage",
     "renew",
@@ -43,11 +44,17 @@ TRANSITIONS = (
     "retry",
     "retry_failed",
     "discard",
+    "pause_queue",
+    "limit_queue",
     "promote_due",
     "prune",
     "reconcile",
     "maintain",
 )
+
+#: Rule 14: seconds before a claim looks again at a queue whose ``max_running`` holds
+#: back ready jobs (a rate's next token is waited for exactly).
+LIMIT_POLL = 0.05
 
 #: Rule 11: a family's ``failed_ids`` keeps this many ids at most.
 MAX_FAILED_IDS = 1000

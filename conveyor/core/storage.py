@@ -18,7 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from . import rules
+from .errors import UnknownQueue
 from .job import Job, JobSpec, Lease
+from .queues import QueueControls, QueueLimits
 from .states import JobState
 
 if TYPE_CHECKING:
@@ -97,6 +99,8 @@ class WorkerInfo:
     running: int = 0
     """Jobs the worker reported running (handlers in progress) at its last heartbeat
     (``docs/rules.md`` rule 13)."""
+    schedules: tuple[Mapping[str, str], ...] = ()
+    """The periodic jobs it enqueues (``Schedule.describe``): name, cron, tz, type, queue."""
 
     def to_dict(self) -> dict[str, Any]:
         """The registration as JSON-compatible data (``last_seen`` is the storage's own)."""
@@ -108,6 +112,7 @@ class WorkerInfo:
             "concurrency": self.concurrency,
             "started_at": self.started_at,
             "running": self.running,
+            "schedules": [dict(s) for s in self.schedules],
         }
 
     @classmethod
@@ -121,6 +126,7 @@ class WorkerInfo:
             started_at=data["started_at"],
             last_seen=last_seen,
             running=data["running"],
+            schedules=tuple(data.get("schedules", ())),
         )
 
 
@@ -242,6 +248,22 @@ def check_outcomes(outcomes: Sequence[Outcome]) -> None:
     for outcome in outcomes:
         if isinstance(outcome, Success) and outcome.declarations:
             rules.check_declarations(outcome.declarations, outcome.lease.job_id)
+
+
+async def known_queue(storage: Storage, queue: str) -> None:
+    """Check that something names ``queue``: a job in it, a live worker on it, or a
+    control of it.
+
+    Raises:
+        UnknownQueue: nothing does (a typo, or another namespace).
+    """
+    if any(s.queue == queue for s in await storage.queue_stats()):
+        return
+    if any(c.queue == queue for c in await storage.queue_controls()):
+        return
+    if any(queue in w.queues for w in await storage.workers()):
+        return
+    raise UnknownQueue(queue)
 
 
 async def take_or_hand_back(
@@ -366,6 +388,20 @@ class Storage(Protocol):
             JobNotFound: no such job.
             InvalidState: it has not settled.
         """
+        ...
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        """Pause a queue (claims skip it; enqueue, promotion and running jobs go on)
+        or resume it, waking workers that wait for its work (``docs/rules.md`` rule 14)."""
+        ...
+
+    async def limit_queue(self, queue: str, limits: QueueLimits) -> None:
+        """Replace a queue's limits, which every worker's claim obeys (rule 14); a new
+        rate starts with a full bucket. ``QueueLimits()`` removes them."""
+        ...
+
+    async def queue_controls(self) -> list[QueueControls]:
+        """Every queue that is paused or limited, sorted by name."""
         ...
 
     # --- inspecting ----------------------------------------------------------

@@ -11,6 +11,7 @@ from .client import AsyncClient
 from .config import Config
 from .explain import Explanation
 from .job import Job
+from .queues import QueueControls, QueueLimits, Rate
 from .specs import EnqueueOptions
 
 
@@ -77,6 +78,24 @@ class Client:
     def retry_failed(self, root_id: str) -> list[Job]:
         """See ``AsyncClient.retry_failed``."""
         return portal.run(self._async.retry_failed(root_id))
+
+    def pause(self, queue: str) -> None:
+        """See ``AsyncClient.pause``."""
+        portal.run(self._async.pause(queue))
+
+    def resume(self, queue: str) -> None:
+        """See ``AsyncClient.resume``."""
+        portal.run(self._async.resume(queue))
+
+    def set_queue_limits(
+        self, queue: str, *, max_running: int | None = None, rate: Rate | None = None
+    ) -> QueueLimits:
+        """See ``AsyncClient.set_queue_limits``."""
+        return portal.run(self._async.set_queue_limits(queue, max_running=max_running, rate=rate))
+
+    def queue_controls(self) -> list[QueueControls]:
+        """See ``AsyncClient.queue_controls``."""
+        return portal.run(self._async.queue_controls())
 
     def explain(self, job_id: str) -> Explanation:
         """See ``AsyncClient.explain``."""

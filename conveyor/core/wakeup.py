@@ -79,6 +79,12 @@ def local_signal(key: str) -> LocalSignal:
         return found
 
 
+def earliest(*times: float | None) -> float | None:
+    """The earliest of the times given, ``None`` when none is."""
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
 async def wait_for_work(
     signal: LocalSignal,
     take: Callable[[], Awaitable[list[T]]],

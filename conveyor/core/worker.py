@@ -11,10 +11,10 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
-from typing import Any, TypeVar, overload
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any, TypeVar, Unpack, overload
 
 from google.protobuf.message import DecodeError, Message
 
@@ -23,12 +23,21 @@ from .client import AsyncClient
 from .config import Backoff, Config
 from .context import JobContext
 from .control import Fail, RetryIn
-from .errors import BackendError, ConfigurationError, HandlerError, LeaseLost, PayloadTypeError
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    HandlerError,
+    InvalidSchedule,
+    LeaseLost,
+    PayloadTypeError,
+)
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
 from .payloads import encode_payload
-from .specs import validate_queue
+from .queues import QueueLimits
+from .schedule import MAX_BACKFILL, Schedule, check_cron, default_name, zone
+from .specs import EnqueueOptions, build_spec, validate_queue
 from .storage import Claimed, Failure, HandBack, Outcome, Retry, Storage, Success, WorkerInfo
 from .type_registry import descriptor_set
 
@@ -60,6 +69,8 @@ class Worker:
         maintenance_interval: seconds between maintenance steps (promote due
             jobs, recover expired leases, prune).
         stage_batch: declarations buffered per job before they are staged.
+        limits: queue limits to set when the worker starts (``QueueLimits`` by queue
+            name); they hold for every worker, as ``AsyncClient.set_queue_limits``.
         storage: an opened storage to use instead of ``config.url`` (stays yours to close).
 
     A finished job keeps its lease, renewed by the heartbeat, until storage has
@@ -81,6 +92,7 @@ class Worker:
         claim_wait: float = 1.0,
         maintenance_interval: float = 1.0,
         stage_batch: int = 1000,
+        limits: Mapping[str, QueueLimits] | None = None,
         storage: Storage | None = None,
     ) -> None:
         if concurrency < 1:
@@ -102,7 +114,15 @@ class Worker:
                 raise ConfigurationError("queues must be a non-empty list of queue names")
             queues = [validate_queue(q) for q in queues]
         self._queues = list(queues) if queues is not None else None
+        self._limits = dict(limits or {})
+        for queue, queue_limits in self._limits.items():
+            validate_queue(queue)
+            if not isinstance(queue_limits, QueueLimits):
+                raise ConfigurationError(
+                    f"limits for {queue!r} must be a conveyor.QueueLimits, got {queue_limits!r}"
+                )
         self._handlers: dict[str, Handler] = {}
+        self._schedules: dict[str, Schedule] = {}
         self._middleware: list[Middleware] = []
         self._given_storage = storage
         self._storage: Storage | None = None
@@ -155,6 +175,58 @@ class Worker:
                 f"({getattr(other, '__qualname__', other)}); one handler per type"
             )
         self._handlers[handler.type_name] = handler
+
+    def schedule(
+        self,
+        cron: str,
+        message: object,
+        *,
+        tz: str | tzinfo = "UTC",
+        name: str | None = None,
+        backfill: timedelta | None = None,
+        **options: Unpack[EnqueueOptions],
+    ) -> Schedule:
+        """Enqueue ``message`` at every tick of ``cron`` while this worker runs.
+
+        Run the same schedule on as many workers as you like: each tick makes one
+        job (its id comes from ``name`` and the tick). Ticks missed while no worker
+        ran are skipped; ``backfill=timedelta(hours=1)`` enqueues those of the last
+        hour when a worker starts. ``options`` are ``enqueue``'s, except ``delay``
+        and ``run_at``: a tick's job runs at its tick.
+
+        Args:
+            cron: five fields (minute hour day month weekday), or six with seconds
+                first; ``@daily``-style names are not read.
+            tz: the IANA zone the expression is read in (daylight saving included).
+            name: the schedule's identity across workers and deployments; by default
+                its type, expression, zone and a hash of its payload and queue.
+
+        Raises:
+            InvalidSchedule: a bad expression, zone, backfill or option, or a name
+                already used on this worker.
+            PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad message or options.
+        """
+        where = zone(tz)
+        check_cron(cron, where)
+        if "delay" in options or "run_at" in options:
+            raise InvalidSchedule("a schedule's jobs run at their tick: no delay or run_at")
+        if backfill is not None and not (
+            isinstance(backfill, timedelta) and timedelta(0) < backfill <= MAX_BACKFILL
+        ):
+            raise InvalidSchedule(f"backfill must be a timedelta of up to 7 days, got {backfill!r}")
+        spec = build_spec(self.config, message, **options)
+        name = default_name(spec, cron, where) if name is None else name
+        if not isinstance(name, str) or not name:
+            raise InvalidSchedule("a schedule's name must be a non-empty string")
+        if name in self._schedules:
+            raise InvalidSchedule(f"this worker already has a schedule named {name!r}")
+        self._schedules[name] = schedule = Schedule(name, cron, where, spec, backfill)
+        return schedule
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """The periodic jobs this worker enqueues."""
+        return list(self._schedules.values())
 
     def use(self, middleware: Middleware) -> None:
         """Wrap every handler call: ``async def mw(ctx, msg, call_next): await call_next()``.
@@ -216,12 +288,18 @@ class Worker:
             await storage.publish_types(
                 {h.type_name: descriptor_set(h.message_type) for h in self._handlers.values()}
             )
+            for queue, queue_limits in self._limits.items():
+                await storage.limit_queue(queue, queue_limits)
             await self._register(storage)
             helpers = [
                 asyncio.create_task(self._report_outcomes(storage), name="conveyor-outcomes"),
                 asyncio.create_task(self._heartbeat(storage), name="conveyor-heartbeat"),
                 asyncio.create_task(self._maintain(storage), name="conveyor-maintenance"),
             ]
+            if self._schedules:
+                helpers.append(
+                    asyncio.create_task(self._run_schedules(storage), name="conveyor-schedules")
+                )
             log.info("worker %s started on queues %s", self.id, self.queues)
             await self._claim_loop(storage)
         finally:
@@ -512,6 +590,7 @@ class Worker:
             concurrency=self.concurrency,
             started_at=time.time(),
             running=len(self._tasks),
+            schedules=tuple(s.describe() for s in self._schedules.values()),
         )
         await storage.register_worker(info, ttl=self.lease)
 
@@ -545,6 +624,39 @@ class Worker:
                 if entry is not None and entry[1] == stale:
                     self._lost.add(stale.job_id)
                     entry[0].cancel()
+
+    async def _run_schedules(self, storage: Storage) -> None:
+        """Enqueue each schedule's ticks as they come (and its backfill at start)."""
+        now = datetime.now(UTC)
+        due: dict[str, datetime] = {}
+        for schedule in self._schedules.values():
+            for tick in schedule.missed(now):
+                await self._enqueue_tick(storage, schedule, tick)
+            due[schedule.name] = schedule.next_tick(now)
+        while True:
+            name = min(due, key=due.__getitem__)
+            if await self._pause(max(0.0, due[name].timestamp() - time.time())):
+                return
+            schedule = self._schedules[name]
+            await self._enqueue_tick(storage, schedule, due[name])
+            due[name] = schedule.next_tick(max(due[name], datetime.now(UTC)))
+
+    async def _enqueue_tick(self, storage: Storage, schedule: Schedule, tick: datetime) -> None:
+        """Enqueue one tick's job; retried while storage is down, for up to a minute."""
+        pause = 0.05
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await storage.enqueue([schedule.job_at(tick)])
+                return
+            except BackendError as exc:
+                _cancel_if_cancelling()
+                if time.monotonic() > deadline or self._closing.is_set():
+                    log.error("schedule %r: the tick of %s is lost: %s", schedule.name, tick, exc)
+                    return
+                log.warning("schedule %r: enqueue failed, retrying: %s", schedule.name, exc)
+                await self._pause(pause)
+                pause = min(pause * 2, 5.0)
 
     async def _maintain(self, storage: Storage) -> None:
         while not await self._pause(self.maintenance_interval):

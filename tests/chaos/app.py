@@ -33,6 +33,8 @@ config = conveyor.Config(
     max_lost=1000,  # the test kills often; "worker lost" is not what it is about
     retention=timedelta(seconds=float(os.environ.get("CHAOS_RETENTION", "86400"))),
 )
+# Rule 14 under fire: at most this many Step jobs running across the fleet (0: no limit).
+MAX_RUNNING = int(os.environ.get("CHAOS_MAX_RUNNING", "0"))
 worker = conveyor.Worker(
     config,
     concurrency=int(os.environ.get("CHAOS_CONCURRENCY", "16")),
@@ -40,6 +42,9 @@ worker = conveyor.Worker(
     claim_wait=0.2,
     maintenance_interval=0.2,
     shutdown_timeout=2.0,
+    limits={Step.DESCRIPTOR.full_name: conveyor.QueueLimits(max_running=MAX_RUNNING)}
+    if MAX_RUNNING
+    else None,
 )
 
 _fd: int | None = None

@@ -38,6 +38,7 @@ class Run:
     families: dict[str, int] = field(default_factory=dict)  # tag -> jobs in it
     roots: list[str] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)  # tags whose enqueue raised
+    peak_running: int = 0  # the most jobs seen running at once (sampled)
 
 
 async def patiently(what: Callable[[], Awaitable[Any]], limit: float = 60.0) -> Any:
@@ -52,10 +53,14 @@ async def patiently(what: Callable[[], Awaitable[Any]], limit: float = 60.0) -> 
             await asyncio.sleep(0.2)
 
 
-async def open_jobs(client: conveyor.AsyncClient) -> int:
-    """Jobs not settled yet, in every queue (held heirs included)."""
+async def open_jobs(client: conveyor.AsyncClient, run: Run | None = None) -> int:
+    """Jobs not settled yet, in every queue (held heirs included); notes the most
+    seen running at once."""
     storage = await client.storage()
     stats = await patiently(storage.queue_stats)
+    if run is not None:
+        running = sum(q.count(conveyor.JobState.RUNNING) for q in stats)
+        run.peak_running = max(run.peak_running, running)
     return sum(n for q in stats for state, n in q.counts.items() if state not in SETTLED)
 
 
@@ -82,13 +87,15 @@ async def run_scenario(
     fault: Fault,
     seed: int,
     heal: Callable[[], Awaitable[None]] | None = None,
+    max_running: int = 0,
 ) -> dict[str, Any]:
     """Run the fleet under ``fault`` for ``seconds``; returns the figures, and raises
-    with every problem the checks found."""
+    with every problem the checks found. With ``max_running``, the workers limit their
+    queue to it (rule 14), and more running at once, sampled all along, is a problem."""
     rng = random.Random(seed)
     run = Run(name, seed, seconds)
     config = conveyor.Config(url=url, namespace=namespace)
-    fleet = Fleet(url, namespace, folder)
+    fleet = Fleet(url, namespace, folder, CHAOS_MAX_RUNNING=str(max_running))
     async with conveyor.AsyncClient(config) as client:
         await client.storage()  # the schema exists before three workers race to make it
         fleet.start()
@@ -112,11 +119,13 @@ async def run_scenario(
                     kind = await fault(rng, fleet)
                     run.faults[kind] = run.faults.get(kind, 0) + 1
                     next_fault = time.monotonic() + rng.uniform(1, 3)
+                if max_running:
+                    await open_jobs(client, run)
                 await asyncio.sleep(0.05)
             if heal is not None:
                 await heal()
             stop = time.monotonic() + SETTLE_WITHIN
-            while await open_jobs(client):
+            while await open_jobs(client, run):
                 fleet.check_alive()
                 assert time.monotonic() < stop, f"families not settled {SETTLE_WITHIN:.0f} s after"
                 await asyncio.sleep(0.5)
@@ -133,12 +142,16 @@ async def run_scenario(
         "worker_starts": fleet.starts,
         "workers_forced_at_stop": len(fleet.forced),
         "enqueues_uncertain": len(run.uncertain),
+        "max_running": max_running,
+        "peak_running": run.peak_running,
         **findings.figures,
     }
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / f"{name}.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     assert not findings.problems, "\n".join(findings.problems)
+    if max_running:
+        assert run.peak_running <= max_running, f"{run.peak_running} running, limit {max_running}"
     assert not fleet.forced, f"workers {fleet.forced} ignored SIGTERM"
     assert sum(run.faults.values()) >= seconds / 3 - 1, "fewer faults than planned"
     assert figures["families_settled"] == figures["families"] >= len(run.roots)

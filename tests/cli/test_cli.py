@@ -234,3 +234,48 @@ def test_enqueue_json_that_is_not_json(sqlite_cli_url: str) -> None:
     )
     assert result.exit_code == 1
     assert "does not match conveyor.examples.BasicJob" in result.output
+
+
+def test_queue_pause_resume_and_limit(sqlite_cli_url: str) -> None:
+    config = conveyor.Config(url=sqlite_cli_url)
+    with conveyor.Client(config) as client:
+        client.enqueue(BasicJob(name="x"), queue="mail")
+    runner = CliRunner()
+    url = ["--url", sqlite_cli_url]
+    paused = runner.invoke(main, ["queue", "pause", "mail", *url])
+    assert (paused.exit_code, paused.output) == (0, "queue 'mail' paused\n")
+    limited = runner.invoke(
+        main, ["queue", "limit", "mail", *url, "--max-running", "3", "--rate", "10", "--per", "2"]
+    )
+    assert (limited.exit_code, limited.output) == (0, "queue 'mail': max 3 running, 10 per 2s\n")
+    table = runner.invoke(main, ["stats", *url])
+    assert "  mail: paused; max 3 running, 10 per 2s" in table.output.splitlines()
+    report = json.loads(runner.invoke(main, ["stats", *url, "--json"]).output)
+    assert report["controls"] == [
+        {"queue": "mail", "paused": True, "limits": "max 3 running, 10 per 2s"}
+    ]
+    resumed = runner.invoke(main, ["queue", "resume", "mail", *url])
+    assert (resumed.exit_code, resumed.output) == (0, "queue 'mail' resumed\n")
+    cleared = runner.invoke(main, ["queue", "limit", "mail", *url])
+    assert cleared.output == "queue 'mail': no limits\n"
+    with conveyor.Client(config) as client:
+        assert client.queue_controls() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["queue", "pause", "nowhere"], 1, "no queue named 'nowhere'"),
+        (["queue", "limit", "mail", "--max-running", "-1"], 2, "max_running must be a positive"),
+        (["queue", "limit", "mail", "--rate", "5", "--per", "0"], 2, "rate period must be over 0"),
+    ],
+)
+def test_bad_queue_commands_say_what_is_wrong(
+    sqlite_cli_url: str, args: list[str], code: int, message: str
+) -> None:
+    result = CliRunner().invoke(main, [*args, "--url", sqlite_cli_url])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    with conveyor.Client(conveyor.Config(url=sqlite_cli_url)) as client:
+        assert client.queue_controls() == []

@@ -71,7 +71,15 @@ def stored_bytes(url: str, namespace: str, compact: bool = False) -> int:
         if compact:
             for (table,) in tables:
                 conn.execute(f"VACUUM {table}")
-            conn.execute(f'REINDEX SCHEMA "{namespace}"')
+                # Table by table, again if it deadlocks with a worker's claim (which reads
+                # the queue controls, then writes jobs): the server aborts one of the two.
+                for attempt in range(5):
+                    try:
+                        conn.execute(f"REINDEX TABLE {table}")
+                        break
+                    except psycopg.errors.DeadlockDetected:
+                        if attempt == 4:
+                            raise
         row = conn.execute(
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "

@@ -13,9 +13,9 @@ def _public_exceptions() -> list[type[BaseException]]:
     found = []
     for name in conveyor.__all__:
         value = getattr(conveyor, name)
-        if isinstance(value, type) and issubclass(value, BaseException):
-            if value.__module__ != control.__name__:
-                found.append(value)
+        is_error = isinstance(value, type) and issubclass(value, BaseException)
+        if is_error and value.__module__ != control.__name__:
+            found.append(value)
     return found
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.core import rules, storage
+from conveyor.core import queues, rules, storage
 
 ROOT = Path(__file__).resolve().parents[2]
 RULEBOOK = ROOT / "docs" / "rules.md"
@@ -23,7 +23,12 @@ EXECUTORS = {
     "sql": BACKENDS / "sql" / "transitions.py",
     "redis": BACKENDS / "redis" / "lua" / "transitions.lua",
 }
-CORE = {"rules": rules, "JobEvent": storage.JobEvent, "WorkerInfo": storage.WorkerInfo}
+CORE = {
+    "rules": rules,
+    "queues": queues,
+    "JobEvent": storage.JobEvent,
+    "WorkerInfo": storage.WorkerInfo,
+}
 
 
 def _defined(path: Path) -> list[str]:
@@ -52,7 +57,7 @@ def _rules() -> dict[int, list[str]]:
 
 def test_every_rule_names_its_code() -> None:
     found = _rules()
-    assert sorted(found) == list(range(1, 14))
+    assert sorted(found) == list(range(1, 15))
     assert all(found[n] for n in found)
 
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from conveyor.core.queues import QueueControls
 from conveyor.core.storage import JobEvent, WorkerInfo
 
 from ._rows import Row
@@ -42,6 +43,9 @@ class MemoryState:
     listeners: list[Listener] = field(default_factory=list)
     seq: int = 0
     token: int = 0
+    # Rule 14: each controlled queue's controls, and its rate's bucket (tokens, when).
+    controls: dict[str, QueueControls] = field(default_factory=dict)
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Where the reconciler's last slice ended, per kind (rule 7).
     reconciled_waiting: str = ""
     reconciled_held: str = ""

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from conveyor.core.errors import JobNotFound
 from conveyor.core.job import Job, JobSpec, Lease, to_datetime
+from conveyor.core.queues import QueueControls, QueueLimits
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
     Claimed,
@@ -62,7 +63,7 @@ class MemoryStore:
 
     def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float
-    ) -> list[Claimed]:
+    ) -> tuple[list[Claimed], float | None]:
         with self._lock:
             return transitions.claim(self._s, worker_id, queues, limit, lease, time.time())
 
@@ -101,6 +102,18 @@ class MemoryStore:
     def discard(self, job_id: str) -> Job:
         with self._lock:
             return transitions.discard(self._s, job_id)
+
+    def pause_queue(self, queue: str, paused: bool) -> None:
+        with self._lock:
+            transitions.pause_queue(self._s, queue, paused)
+
+    def limit_queue(self, queue: str, limits: QueueLimits) -> None:
+        with self._lock:
+            transitions.limit_queue(self._s, queue, limits, time.time())
+
+    def queue_controls(self) -> list[QueueControls]:
+        with self._lock:
+            return [self._s.controls[q] for q in sorted(self._s.controls)]
 
     # --- workers -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from conveyor.core.config import Config
 from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.queues import QueueControls, QueueLimits
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
     CHILDREN_PAGE,
@@ -27,7 +28,7 @@ from conveyor.core.storage import (
     QueueStats,
     WorkerInfo,
 )
-from conveyor.core.wakeup import LocalSignal, stream, wait_for_work
+from conveyor.core.wakeup import LocalSignal, earliest, stream, wait_for_work
 
 from ._store import MemoryStore
 
@@ -85,11 +86,15 @@ class MemoryStorage:
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
     ) -> list[Claimed]:
+        look_again: float | None = None
+
         async def take() -> list[Claimed]:
-            return self._store.claim(worker_id, queues, limit, lease)
+            nonlocal look_again
+            claimed, look_again = self._store.claim(worker_id, queues, limit, lease)
+            return claimed
 
         async def next_due() -> float | None:
-            return self._store.next_due()
+            return earliest(self._store.next_due(), look_again)
 
         return await wait_for_work(self._signal, take, next_due, wait)
 
@@ -122,6 +127,17 @@ class MemoryStorage:
 
     async def discard(self, job_id: str) -> Job:
         return self._store.discard(job_id)
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        self._store.pause_queue(queue, paused)
+        self._signal.wake()
+
+    async def limit_queue(self, queue: str, limits: QueueLimits) -> None:
+        self._store.limit_queue(queue, limits)
+        self._signal.wake()
+
+    async def queue_controls(self) -> list[QueueControls]:
+        return self._store.queue_controls()
 
     async def get(self, job_id: str) -> Job | None:
         return self._store.get(job_id)

@@ -8,11 +8,15 @@ the Redis (``lua/transitions.lua``) and SQL (``sql/transitions.py``) executors.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from conveyor.core import rules
 from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost
 from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.queues import QueueControls, QueueLimits, next_token_in, refilled
+from conveyor.core.queues import allowance as queue_allowance
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
     Claimed,
@@ -74,21 +78,56 @@ def enqueue(s: MemoryState, specs: Sequence[JobSpec], now: float) -> None:
             release(s, row, now)
 
 
+def allowance(
+    s: MemoryState, queues: Sequence[str], now: float
+) -> tuple[dict[str, int | None], float | None]:
+    """Rule 14: how many jobs a claim may take from each queue (``None``: no limit), and
+    when to look again at a queue with ready jobs that its limits hold back."""
+    allowed: dict[str, int | None] = {}
+    look_again: float | None = None
+    for queue in queues:
+        controls = s.controls.get(queue)
+        if controls is None:
+            allowed[queue] = None
+            continue
+        limits = controls.limits
+        running = 0
+        if limits.max_running is not None:
+            running = sum(s.rows[j].queue == queue for j in s.running)
+        tokens = None
+        if limits.rate is not None:
+            tokens = refilled(*s.buckets[queue], limits.rate, now)
+        allowed[queue] = n = queue_allowance(controls.paused, limits.max_running, running, tokens)
+        if n == 0 and not controls.paused and s.ready.get(queue):
+            wait = rules.LIMIT_POLL
+            if limits.rate is not None and tokens is not None and tokens < 1:
+                wait = next_token_in(tokens, limits.rate)
+            look_again = min(look_again or math.inf, now + wait)
+    return allowed, look_again
+
+
 def claim(
     s: MemoryState, worker_id: str, queues: Sequence[str], limit: int, lease: float, now: float
-) -> list[Claimed]:
-    """Rule 6 and 10: up to ``limit`` queued jobs, highest priority first, then ready order."""
+) -> tuple[list[Claimed], float | None]:
+    """Rules 6, 10 and 14: up to ``limit`` queued jobs, highest priority first, then ready
+    order, within each queue's limits; and when to look again at a held-back queue."""
     promote_due(s, now)
     claimed: list[Claimed] = []
-    heaps = [s.ready[q] for q in dict.fromkeys(queues) if s.ready.get(q)]
+    allowed, look_again = allowance(s, queues, now)
+    taken: dict[str, int] = {}
+    heaps = {q: s.ready[q] for q in dict.fromkeys(queues) if s.ready.get(q) and allowed[q] != 0}
     while len(claimed) < limit and heaps:
-        best = min(heaps, key=lambda h: h[0])
+        queue = min(heaps, key=lambda q: heaps[q][0])
+        best = heaps[queue]
         _, _, job_id = heapq.heappop(best)
         if not best:
-            heaps.remove(best)
+            del heaps[queue]
         row = s.rows.get(job_id)
         if row is None or row.state is not JobState.QUEUED:
             continue  # a stale entry: cancelled, or queued again further back
+        taken[queue] = taken.get(queue, 0) + 1
+        if taken[queue] == allowed[queue]:
+            heaps.pop(queue, None)
         s.token += 1
         row.state = JobState.RUNNING
         row.attempt += 1
@@ -99,7 +138,13 @@ def claim(
         s.running.add(row.id)
         s.emit(row, now)
         claimed.append(Claimed(row.snapshot(), Lease(row.id, row.lease_token)))
-    return claimed
+    for queue, n in taken.items():
+        controls = s.controls.get(queue)
+        if controls is not None and controls.limits.rate is not None:
+            tokens, clock = s.buckets[queue]
+            tokens = refilled(tokens, clock, controls.limits.rate, now)
+            s.buckets[queue] = (tokens - n, max(now, clock))  # a clock set back stays put
+    return claimed, look_again
 
 
 def stage(s: MemoryState, lease: Lease, specs: Sequence[JobSpec], now: float) -> None:
@@ -445,6 +490,30 @@ def discard(s: MemoryState, job_id: str) -> Job:
     for member in doomed:
         s.forget(member)
     return job
+
+
+def pause_queue(s: MemoryState, queue: str, paused: bool) -> None:
+    """Rule 14: a paused queue is not claimed from; resuming it wakes workers."""
+    controls = s.controls.get(queue, QueueControls(queue))
+    _store_controls(s, replace(controls, paused=paused))
+
+
+def limit_queue(s: MemoryState, queue: str, limits: QueueLimits, now: float) -> None:
+    """Rule 14: replace a queue's limits; a new rate starts with a full bucket."""
+    controls = s.controls.get(queue, QueueControls(queue))
+    _store_controls(s, replace(controls, limits=limits))
+    if limits.rate is None:
+        s.buckets.pop(queue, None)
+    elif limits.rate != controls.limits.rate:
+        s.buckets[queue] = (float(limits.rate.limit), now)
+
+
+def _store_controls(s: MemoryState, controls: QueueControls) -> None:
+    """Keep a queue's controls while it is paused or limited, else forget them."""
+    if controls.paused or controls.limits.limited:
+        s.controls[controls.queue] = controls
+    else:
+        s.controls.pop(controls.queue, None)
 
 
 def promote_due(s: MemoryState, now: float) -> int:

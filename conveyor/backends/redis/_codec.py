@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from conveyor.core.config import Backoff
 from conveyor.core.job import Job, JobSpec, to_datetime
+from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.states import JobState, When
 
 from .layout import DEFAULT_MAX_ATTEMPTS, FIELD, SPEC_ARGS, STATE_CODE
@@ -45,6 +46,17 @@ def specs_args(specs: Iterable[JobSpec]) -> list[ArgValue]:
     for spec in specs:
         out.extend(spec_args(spec))
     return out
+
+
+def controls_from_field(queue: str, value: bytes) -> QueueControls:
+    """A queue's controls from its ``ctl`` field (``layout.CONTROLS_FIELDS``).
+
+    Raises:
+        ValueError: the field is not in that form.
+    """
+    paused, max_running, rate, per = value.decode().split("|")
+    limit = Rate(int(rate), float(per)) if rate else None
+    return QueueControls(queue, paused == "1", QueueLimits(int(max_running or 0) or None, limit))
 
 
 def created_at(job_id: str) -> float | None:

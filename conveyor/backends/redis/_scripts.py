@@ -32,6 +32,7 @@ NAMES = (
     "retry",
     "retry_failed",
     "discard",
+    "queue_controls",
     "maintain",
     "workers",
     "list",
@@ -125,6 +126,7 @@ class Scripts:
         self.retry: AsyncScript = loaded["retry"]
         self.retry_failed: AsyncScript = loaded["retry_failed"]
         self.discard: AsyncScript = loaded["discard"]
+        self.queue_controls: AsyncScript = loaded["queue_controls"]
         self.maintain: AsyncScript = loaded["maintain"]
         self.workers: AsyncScript = loaded["workers"]
         self.list: AsyncScript = loaded["list"]

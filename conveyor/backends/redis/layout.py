@@ -103,6 +103,10 @@ ERROR = {
     "lease_lost": "CONVEYOR_LEASE_LOST",
 }
 
+#: Rule 14: a queue's controls, a field of the ``ctl`` hash named after the queue:
+#: ``paused|max_running|rate|per`` (paused '1' or '0'; '' for no limit).
+CONTROLS_FIELDS = ("paused", "max_running", "rate", "per")
+
 LUA_CONSTANTS = Path(__file__).parent / "lua" / "constants.lua"
 
 
@@ -153,6 +157,7 @@ def render_constants() -> str:
         f"local ANCESTOR_SETTLED = {_lua_value(rules.ANCESTOR_SETTLED)}",
         f"local FAMILY_PRUNED = {_lua_value(rules.FAMILY_PRUNED)}",
         f"local RECONCILE_BATCH = {_lua_value(rules.RECONCILE_BATCH)}",
+        f"local LIMIT_POLL = {rules.LIMIT_POLL!r}",
         "",
     ]
     return "\n".join(lines)

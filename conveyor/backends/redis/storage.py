@@ -22,6 +22,7 @@ from conveyor.core.errors import (
     PayloadDecodeError,
 )
 from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.queues import QueueControls, QueueLimits
 from conveyor.core.states import JobState
 from conveyor.core.storage import (
     CHILDREN_PAGE,
@@ -51,7 +52,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the Redis backend needs redis-py: pip install 'conveyor-jobs[redis]'"
     ) from exc
 
-from ._codec import ArgValue, job_from_hash, pairs, specs_args
+from ._codec import ArgValue, controls_from_field, job_from_hash, pairs, specs_args
 from ._errors import translated
 from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
@@ -303,6 +304,27 @@ class RedisStorage:
 
     async def discard(self, job_id: str) -> Job:
         return await self._steer(self._scripts.discard, job_id, [job_id])
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        await self._call(self._scripts.queue_controls, ["pause", queue, int(paused)])
+
+    async def limit_queue(self, queue: str, limits: QueueLimits) -> None:
+        rate = limits.rate
+        args: list[ArgValue] = ["limit", queue, limits.max_running or ""]
+        args += [rate.limit, repr(rate.per)] if rate else ["", ""]
+        await self._call(self._scripts.queue_controls, args)
+
+    async def queue_controls(self) -> list[QueueControls]:
+        with translated(self._url):
+            stored = cast(Fields, await self._redis.hgetall(self._key("ctl")))
+        found = []
+        for raw_queue, value in stored.items():
+            queue = raw_queue.decode()
+            try:
+                found.append(controls_from_field(queue, value))
+            except ValueError:
+                log.error("queue %s has controls Conveyor did not write: %r", queue, value)
+        return sorted(found, key=lambda c: c.queue)
 
     async def _steer(self, script: Any, job_id: str, args: list[ArgValue]) -> Job:
         """Run a steering script; it answers with the job's fields (or a typed error)."""

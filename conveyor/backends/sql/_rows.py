@@ -7,6 +7,7 @@ from typing import Any
 from conveyor.core.config import Backoff
 from conveyor.core.errors import PayloadDecodeError
 from conveyor.core.job import Job, to_datetime
+from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.states import JobState, When
 
 
@@ -26,6 +27,12 @@ def job_of_row(row: Any) -> Job:
         raise PayloadDecodeError(
             f"job {row.id} in the database is not a valid Conveyor job: {exc!r}"
         ) from exc
+
+
+def queue_controls_of(row: Any) -> QueueControls:
+    """A ``QueueControls`` from a row of the queues table."""
+    rate = Rate(row.rate, row.per) if row.rate is not None else None
+    return QueueControls(row.name, bool(row.paused), QueueLimits(row.max_running, rate))
 
 
 def _headers(value: Any) -> dict[str, str]:

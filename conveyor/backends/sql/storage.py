@@ -25,6 +25,7 @@ from conveyor.core.errors import (
     MissingExtra,
 )
 from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.queues import QueueControls, QueueLimits
 from conveyor.core.storage import (
     CHILDREN_PAGE,
     FAMILY_TREE_LIMIT,
@@ -39,7 +40,7 @@ from conveyor.core.storage import (
     WorkerInfo,
     take_or_hand_back,
 )
-from conveyor.core.wakeup import LocalSignal, local_signal, stream, wait_for_work
+from conveyor.core.wakeup import LocalSignal, earliest, local_signal, stream, wait_for_work
 
 try:
     from sqlalchemy import delete, event, func, select, update
@@ -52,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import reads, tallies, transitions
+from ._rows import queue_controls_of
 from ._tx import Tx
 from .migrate import check, migrate
 from .pg_enqueue import NOTIFY_CHUNK, enqueue_params, enqueue_statement
@@ -357,22 +359,26 @@ class SQLStorage:
             # so a job enqueued before that is not missed.
             self._listener = asyncio.create_task(self._listen(), name="conveyor-listen")
 
-        async def body(tx: Tx) -> tuple[list[Claimed], None]:
+        async def body(tx: Tx) -> tuple[list[Claimed], float | None]:
             # Promoting due jobs costs a statement; a few times a second is plenty
             # (maintenance promotes too, and a waiting claim wakes when one is due).
             promote = tx.now - self._promoted_at >= PROMOTE_EVERY
             if promote:
                 self._promoted_at = tx.now
-            return await transitions.claim(
-                tx, worker_id, queues, limit, lease, promote=promote
-            ), None
+            return await transitions.claim(tx, worker_id, queues, limit, lease, promote=promote)
+
+        look_again: float | None = None  # rule 14: a queue its limits hold back
 
         async def take() -> list[Claimed]:
-            claimed, _ = await take_or_hand_back(self._tx(body), self)
+            nonlocal look_again
+            claimed, look_again = await take_or_hand_back(self._tx(body), self)
             return claimed
 
+        async def next_due() -> float | None:
+            return earliest(await self._next_due(), look_again)
+
         poll = None if self._postgres else SQLITE_POLL
-        return await wait_for_work(self._signal, take, self._next_due, wait, poll)
+        return await wait_for_work(self._signal, take, next_due, wait, poll)
 
     async def _next_due(self) -> float | None:
         jobs = self._t.jobs
@@ -398,6 +404,21 @@ class SQLStorage:
             return []
         held = await self._tx(functools.partial(transitions.renew, leases=leases, lease=lease))
         return [lease_ for lease_ in leases if lease_.job_id not in held]
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        await self._tx(functools.partial(transitions.pause_queue, queue=queue, paused=paused))
+
+    async def limit_queue(self, queue: str, limits: QueueLimits) -> None:
+        await self._tx(functools.partial(transitions.limit_queue, queue=queue, limits=limits))
+
+    async def queue_controls(self) -> list[QueueControls]:
+        q = self._t.queues
+
+        async def body(conn: AsyncConnection) -> list[QueueControls]:
+            rows = (await conn.execute(select(q).order_by(q.c.name))).all()
+            return [queue_controls_of(row) for row in rows]
+
+        return await self._read(body)
 
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         wt = self._t.workers

@@ -14,15 +14,20 @@ thousand children) are single set-based statements.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, tuple_, update
 
 from conveyor.core import rules
 from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost, PayloadDecodeError
 from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.queues import QueueLimits, Rate, next_token_in, refilled
+from conveyor.core.queues import allowance as queue_allowance
 from conveyor.core.states import JobState, When
 from conveyor.core.storage import (
     Claimed,
@@ -146,15 +151,71 @@ async def enqueue(tx: Tx, specs: Sequence[JobSpec]) -> None:
     await release(tx, and_(jobs.c.id.in_([spec.id for spec in specs]), jobs.c.state == "held"))
 
 
-async def claim(
-    tx: Tx, worker_id: str, queues: Sequence[str], limit: int, lease: float, *, promote: bool
-) -> list[Claimed]:
-    """Rule 6 and 10: up to ``limit`` queued jobs, highest priority first, then ready order."""
+@dataclass
+class Allowance:
+    """Rule 14 for one claim: what it may take from each controlled queue (a queue
+    not named has no limit), the rates whose tokens it spends, and when to look again
+    at a queue whose limits hold back ready jobs."""
+
+    allowed: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, tuple[Rate, float, float]] = field(default_factory=dict)
+    """By queue: its rate, its tokens now, and the bucket's clock (never set back)."""
+    look_again: float | None = None
+
+
+async def allowance(tx: Tx, queues: Sequence[str]) -> Allowance:
+    """Rule 14: read (and, for limited queues, lock) the claimed queues' controls."""
+    q, jobs = tx.t.queues, tx.t.jobs
+    rows = (await tx.conn.execute(select(q).where(q.c.name.in_(list(queues))))).all()
+    limited = [r.name for r in rows if r.max_running is not None or r.rate is not None]
+    if limited and tx.postgres:
+        # Claims racing on a limited queue take its row in turn; each then counts the
+        # running jobs the previous one committed (a fresh snapshot per statement).
+        locked = select(q).where(q.c.name.in_(limited)).order_by(q.c.name).with_for_update()
+        rows = [r for r in rows if r.name not in limited]
+        rows += (await tx.conn.execute(locked)).all()
+        # The claim happens now that it holds the queues, not when the transaction
+        # began: a bucket's clock must not go back behind the claim before it.
+        tx.now = max(tx.now, time.time())
+    capped = [r.name for r in rows if r.max_running is not None and not r.paused]
+    running: dict[str, int] = {}
+    if capped:
+        counted = (
+            select(jobs.c.queue, func.count())
+            .where(jobs.c.state == "running", jobs.c.queue.in_(capped))
+            .group_by(jobs.c.queue)
+        )
+        running = {row[0]: row[1] for row in (await tx.conn.execute(counted)).all()}
+    found = Allowance()
+    for row in rows:
+        rate = Rate(row.rate, row.per) if row.rate is not None else None
+        tokens = None
+        if rate is not None:
+            tokens = refilled(row.tokens, row.refilled_at, rate, tx.now)
+            found.rates[row.name] = (rate, tokens, max(tx.now, row.refilled_at))
+        n = queue_allowance(row.paused, row.max_running, running.get(row.name, 0), tokens)
+        if n is None:
+            continue
+        found.allowed[row.name] = n
+        if n == 0 and not row.paused and await _has_ready(tx, row.name):
+            wait = rules.LIMIT_POLL
+            if rate is not None and tokens is not None and tokens < 1:
+                wait = next_token_in(tokens, rate)
+            found.look_again = min(found.look_again or math.inf, tx.now + wait)
+    return found
+
+
+async def _has_ready(tx: Tx, queue: str) -> bool:
     jobs = tx.t.jobs
-    if promote:
-        await promote_due(tx, rules.MAINTENANCE_BATCH)
+    stmt = select(jobs.c.id).where(jobs.c.state == "queued", jobs.c.queue == queue).limit(1)
+    return (await tx.conn.execute(stmt)).first() is not None
+
+
+def _pick(tx: Tx, queues: Sequence[str], limit: int) -> Any:
+    """The ids of the first ``limit`` ready jobs of ``queues`` in rule 10's order."""
+    jobs = tx.t.jobs
     pick = (
-        select(jobs.c.id)
+        select(jobs.c.id, jobs.c.priority, jobs.c.ready_at)
         .where(jobs.c.state == "queued", jobs.c.queue.in_(list(queues)))
         .order_by(jobs.c.priority.desc(), jobs.c.ready_at, jobs.c.id)
         .limit(limit)
@@ -162,9 +223,37 @@ async def claim(
     if tx.postgres:
         # Concurrent workers skip each other's rows instead of waiting on them.
         pick = pick.with_for_update(skip_locked=True)
+    return pick
+
+
+async def claim(
+    tx: Tx, worker_id: str, queues: Sequence[str], limit: int, lease: float, *, promote: bool
+) -> tuple[list[Claimed], float | None]:
+    """Rules 6, 10 and 14: up to ``limit`` queued jobs, highest priority first, then
+    ready order, within each queue's limits; and when to look again at a held-back queue."""
+    jobs = tx.t.jobs
+    if promote:
+        await promote_due(tx, rules.MAINTENANCE_BATCH)
+    found = await allowance(tx, queues)
+    free = [q for q in queues if q not in found.allowed]
+    if len(free) == len(queues):  # no controls: one statement picks and claims
+        chosen: Any = _pick(tx, queues, limit).with_only_columns(jobs.c.id).scalar_subquery()
+    else:
+        # Candidates from the free queues together and from each limited queue up to
+        # its allowance, merged in rule 10's order: the first ``limit`` are claimed.
+        candidates: list[Any] = []
+        if free:
+            candidates += (await tx.conn.execute(_pick(tx, free, limit))).all()
+        for queue, n in found.allowed.items():
+            if n > 0:
+                candidates += (await tx.conn.execute(_pick(tx, [queue], min(n, limit)))).all()
+        candidates.sort(key=lambda r: (-r.priority, r.ready_at or 0.0, r.id))
+        chosen = [r.id for r in candidates[:limit]]
+        if not chosen:
+            return [], found.look_again
     stmt = (
         update(jobs)
-        .where(jobs.c.id.in_(pick.scalar_subquery()))
+        .where(jobs.c.id.in_(chosen))
         .values(
             state="running",
             attempt=jobs.c.attempt + 1,
@@ -190,7 +279,19 @@ async def claim(
             await fail(tx, Rec(row._mapping), error)
             continue
         claimed.append(Claimed(job, Lease(row.id, row.lease_token)))
-    return claimed
+    await _spend(tx, found, rows)
+    return claimed, found.look_again
+
+
+async def _spend(tx: Tx, found: Allowance, rows: Sequence[Any]) -> None:
+    """Rule 14: take a token for each job claimed from a rate-limited queue."""
+    q = tx.t.queues
+    for queue, (_, tokens, clock) in found.rates.items():
+        taken = sum(row.queue == queue for row in rows)
+        if taken:
+            await tx.conn.execute(
+                update(q).where(q.c.name == queue).values(tokens=tokens - taken, refilled_at=clock)
+            )
 
 
 async def stage(tx: Tx, lease: Lease, specs: Sequence[JobSpec]) -> None:
@@ -726,6 +827,51 @@ async def discard(tx: Tx, job_id: str) -> Job:
     )
     tallies.unsettle_deleted(tx, gone.all())
     return job
+
+
+async def pause_queue(tx: Tx, queue: str, paused: bool) -> None:
+    """Rule 14: a paused queue is not claimed from; resuming it wakes workers."""
+    q = tx.t.queues
+    stmt = tallies.upsert(tx.postgres)(q).values(name=queue, paused=paused)
+    await tx.conn.execute(
+        stmt.on_conflict_do_update(index_elements=["name"], set_={"paused": paused})
+    )
+    await _forget_uncontrolled(tx, queue)
+    if not paused:
+        tx.wakes.add(queue)
+
+
+async def limit_queue(tx: Tx, queue: str, limits: QueueLimits) -> None:
+    """Rule 14: replace a queue's limits; a new rate starts with a full bucket."""
+    q = tx.t.queues
+    rate = limits.rate
+    old = (await tx.conn.execute(select(q).where(q.c.name == queue).with_for_update())).first()
+    values: dict[str, Any] = {
+        "max_running": limits.max_running,
+        "rate": rate.limit if rate else None,
+        "per": rate.per if rate else None,
+    }
+    if rate is None:
+        values.update(tokens=None, refilled_at=None)
+    elif old is None or (old.rate, old.per) != (rate.limit, rate.per):
+        values.update(tokens=float(rate.limit), refilled_at=tx.now)
+    stmt = tallies.upsert(tx.postgres)(q).values(name=queue, **values)
+    await tx.conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=values))
+    await _forget_uncontrolled(tx, queue)
+    tx.wakes.add(queue)
+
+
+async def _forget_uncontrolled(tx: Tx, queue: str) -> None:
+    """Keep a queue's row while it is paused or limited, else delete it."""
+    q = tx.t.queues
+    await tx.conn.execute(
+        delete(q).where(
+            q.c.name == queue,
+            q.c.paused.is_(False),
+            q.c.max_running.is_(None),
+            q.c.rate.is_(None),
+        )
+    )
 
 
 async def promote_due(tx: Tx, limit: int) -> int:

@@ -101,3 +101,4 @@ local NEVER_RELEASED = 'it is an heir that never ran; one cancelled by its condi
 local ANCESTOR_SETTLED = 'ancestor %s is %s: repair re-opens only families that failed'
 local FAMILY_PRUNED = 'its family was pruned: parent %s is gone'
 local RECONCILE_BATCH = 100
+local LIMIT_POLL = 0.05

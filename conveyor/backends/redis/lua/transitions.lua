@@ -270,10 +270,73 @@ local function enqueue(args, at)
   end
 end
 
--- Rules 6 and 10: up to `limit` queued jobs, highest priority first, then the
+-- Rule 14: a queue's controls, stored in the ctl hash as 'paused|max_running|rate|per'
+-- (paused '1' or '0'; '' for no limit), and its bucket as 'tokens|refilled at'.
+local function read_controls(text)
+  local paused, max_running, rate, per = string.match(text or '0|||', '^([01])|(%d*)|(%d*)|([^|]*)$')
+  return paused == '1', tonumber(max_running), tonumber(rate), tonumber(per)
+end
+
+local function write_controls(queue, paused, max_running, rate, per)
+  if not paused and not max_running and not rate then
+    redis.call('HDEL', P .. 'ctl', queue)
+  else
+    redis.call('HSET', P .. 'ctl', queue, table.concat({ paused and '1' or '0',
+      max_running or '', rate or '', per or '' }, '|'))
+  end
+end
+
+-- The bucket's tokens now, and its clock (never set back).
+local function bucket_tokens(queue, rate, per)
+  local b = redis.call('HGET', P .. 'bucket', queue)
+  if not b then return rate, NOW end
+  local tokens, at = string.match(b, '^([^|]*)|(.*)$')
+  at = tonumber(at)
+  return math.min(rate, tonumber(tokens) + math.max(0, NOW - at) * rate / per), math.max(NOW, at)
+end
+
+-- Rule 14: per queue, how many jobs a claim may take (false: no limit), the tokens
+-- each rate-limited queue holds now, and when to look again at a queue whose
+-- limits hold back ready jobs (nil: none).
+local function allowance(queues)
+  local allowed, tokens_of, clock_of, look_again = {}, {}, {}, nil
+  local stored = redis.call('HMGET', P .. 'ctl', unpack(queues))
+  for i, queue in ipairs(queues) do
+    allowed[queue] = false
+    if stored[i] then
+      local paused, max_running, rate, per = read_controls(stored[i])
+      local n = false
+      if paused then
+        n = 0
+      else
+        if max_running then
+          local running = tonumber(redis.call('HGET', P .. 'stats', 'running:' .. queue) or '0')
+          n = math.max(0, max_running - running)
+        end
+        if rate then
+          tokens_of[queue], clock_of[queue] = bucket_tokens(queue, rate, per)
+          local whole = math.floor(tokens_of[queue] + 1e-9)
+          if n == false or whole < n then n = whole end
+        end
+      end
+      allowed[queue] = n
+      if n == 0 and not paused and redis.call('EXISTS', P .. 'qp:' .. queue) == 1 then
+        local wait = LIMIT_POLL
+        local tokens = tokens_of[queue]
+        if tokens and tokens < 1 then wait = (1 - tokens) * per / rate end
+        if not look_again or NOW + wait < look_again then look_again = NOW + wait end
+      end
+    end
+  end
+  return allowed, tokens_of, clock_of, look_again
+end
+
+-- Rules 6, 10 and 14: up to `limit` queued jobs, highest priority first, then the
 -- order they became ready, over `queues` (the caller rotates them, so that no
--- queue starves). Returns { {id, fields}... }.
+-- queue starves), within each queue's limits. Returns { {id, fields}... } and
+-- when to look again at a queue its limits hold back (nil: none).
 local function claim(worker, lease, limit, queues)
+  local allowed, tokens_of, clock_of, look_again = allowance(queues)
   local levels = {}
   for qi, queue in ipairs(queues) do
     for _, pr in ipairs(redis.call('ZRANGE', P .. 'qp:' .. queue, 0, -1)) do
@@ -288,9 +351,12 @@ local function claim(worker, lease, limit, queues)
   for _, level in ipairs(levels) do
     if #claimed >= limit then break end
     local queue, pr = level[3], level[4]
+    local room = allowed[queue]
     local list = P .. 'q:' .. pr .. ':' .. queue
-    while #claimed < limit do
-      local ids = redis.call('LPOP', list, limit - #claimed)
+    while #claimed < limit and (not room or (taken[queue] or 0) < room) do
+      local want = limit - #claimed
+      if room then want = math.min(want, room - (taken[queue] or 0)) end
+      local ids = redis.call('LPOP', list, want)
       if not ids then
         redis.call('ZREM', P .. 'qp:' .. queue, pr)
         break
@@ -318,16 +384,24 @@ local function claim(worker, lease, limit, queues)
       end
     end
   end
-  -- Wake tokens: consume one per job taken; with nothing left ready, any left are stale.
+  for queue, tokens in pairs(tokens_of) do
+    if taken[queue] then
+      -- %.17g: `..` keeps 14 digits, which would round NOW off by up to 50 µs a claim
+      redis.call('HSET', P .. 'bucket', queue,
+        string.format('%.17g|%.17g', tokens - taken[queue], clock_of[queue]))
+    end
+  end
+  -- Wake tokens: consume one per job taken; with nothing left ready, any left are
+  -- stale, and a queue its limits hold back is looked at again at `look_again`.
   for _, queue in ipairs(queues) do
     local wake = P .. 'wake:' .. queue
-    if redis.call('EXISTS', P .. 'qp:' .. queue) == 0 then
+    if redis.call('EXISTS', P .. 'qp:' .. queue) == 0 or allowed[queue] == 0 then
       redis.call('DEL', wake)
     elseif taken[queue] then
       redis.call('LPOP', wake, taken[queue])
     end
   end
-  return claimed
+  return claimed, look_again
 end
 
 -- Rule 1: store a running attempt's declarations, held. False: the lease is gone.
@@ -765,6 +839,27 @@ local function discard(id)
 end
 
 -- Rules 7 and 10: scheduled jobs whose time has come join the back of their queue.
+-- Rule 14: a paused queue is not claimed from; resuming it wakes workers.
+local function pause_queue(queue, paused)
+  local _, max_running, rate, per = read_controls(redis.call('HGET', P .. 'ctl', queue))
+  write_controls(queue, paused, max_running, rate, per)
+  if not paused and redis.call('EXISTS', P .. 'qp:' .. queue) == 1 then
+    wakes[queue] = WAKE_TOKENS
+  end
+end
+
+-- Rule 14: replace a queue's limits (nil: none); a new rate starts with a full bucket.
+local function limit_queue(queue, max_running, rate, per)
+  local paused, _, old_rate, old_per = read_controls(redis.call('HGET', P .. 'ctl', queue))
+  write_controls(queue, paused, max_running, rate, per)
+  if not rate then
+    redis.call('HDEL', P .. 'bucket', queue)
+  elseif rate ~= old_rate or per ~= old_per then
+    redis.call('HSET', P .. 'bucket', queue, string.format('%d|%.17g', rate, NOW))
+  end
+  if redis.call('EXISTS', P .. 'qp:' .. queue) == 1 then wakes[queue] = WAKE_TOKENS end
+end
+
 local function promote_due(limit)
   local due = redis.call('ZRANGEBYSCORE', P .. 'sched', '-inf', NOW, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
