@@ -34,6 +34,7 @@ class AsyncClient:
         self.config = config or Config()
         self._storage = storage
         self._owns_storage = storage is None
+        self._opening = asyncio.Lock()  # concurrent first calls open one storage, not several
 
     async def connect(self) -> Self:
         """Open the storage now (otherwise the first call opens it)."""
@@ -43,7 +44,9 @@ class AsyncClient:
     async def storage(self) -> Storage:
         """The underlying storage, opened on first use."""
         if self._storage is None:
-            self._storage = await open_storage(self.config)
+            async with self._opening:
+                if self._storage is None:
+                    self._storage = await open_storage(self.config)
         return self._storage
 
     async def aclose(self) -> None:
@@ -87,8 +90,8 @@ class AsyncClient:
             BackendUnavailable: storage could not be reached.
         """
         spec = build_spec(self.config, message, **options)
-        await self._enqueue([spec], connection)
-        return job_of(spec, initial_state(spec))
+        [job] = await self._enqueue([spec], connection)
+        return job
 
     async def enqueue_many(
         self,
@@ -113,21 +116,29 @@ class AsyncClient:
                 f"{type(messages).__name__}; use enqueue for one message"
             )
         specs = [build_spec(self.config, message, **options) for message in messages]
-        if specs:
-            await self._enqueue(specs, connection)
-        return [job_of(spec, initial_state(spec)) for spec in specs]
+        return await self._enqueue(specs, connection) if specs else []
 
-    async def _enqueue(self, specs: list[JobSpec], connection: Any) -> None:
+    async def _enqueue(self, specs: list[JobSpec], connection: Any) -> list[Job]:
+        """Store the specs; the jobs as created, or the holders of keys that were held."""
         storage = await self.storage()
         if connection is None:
-            await storage.enqueue(specs)
+            ids = await storage.enqueue(specs)
         elif isinstance(storage, TransactionalEnqueue):
-            await storage.enqueue_in(connection, specs)
+            ids = await storage.enqueue_in(connection, specs)
         else:
             raise ConfigurationError(
                 "enqueue(connection=...) joins a PostgreSQL transaction; the "
                 f"{self.config.scheme} backend has none"
             )
+        jobs = [job_of(spec, initial_state(spec)) for spec in specs]
+        held = {held_by for spec, held_by in zip(specs, ids, strict=True) if held_by != spec.id}
+        holders = {job_id: await storage.get(job_id) for job_id in held}
+        for i, (job, held_by) in enumerate(zip(jobs, ids, strict=True)):
+            if held_by != job.id:
+                # Rule 15: the key's holder stands for it (as it was, if pruned meanwhile).
+                holder = holders.get(held_by) or job.replace(id=held_by)
+                jobs[i] = holder.replace(duplicate=True)
+        return jobs
 
     async def get(self, job_id: str) -> Job | None:
         """The job's current state, or ``None`` if there is no such job."""

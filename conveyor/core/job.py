@@ -45,6 +45,9 @@ class JobSpec:
     optional: bool = False
     backoff: Backoff | None = None
     """This job's own wait between attempts, instead of its handler's or the config's."""
+    key: str | None = None
+    """A unique key in its queue (rule 15), held until it settles and ``key_ttl`` after."""
+    key_ttl: float | None = None
 
     @property
     def is_heir(self) -> bool:
@@ -92,6 +95,9 @@ class Job:
     result_bytes: bytes | None = None
     result_type: str | None = None
     backoff: Backoff | None = None
+    key: str | None = None
+    duplicate: bool = False
+    """Set on what ``enqueue`` returns when the key was held: this is the holder."""
 
     def payload(self) -> Message:
         """Decode the payload with the message class linked into this process.

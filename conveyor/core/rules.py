@@ -24,6 +24,8 @@ TRANSITIONS = (
     "release",
     "holds",
     "discard_declarations",
+    "take_key",
+    "free_key",
     "enqueue",
     "allowance",
     "claim",

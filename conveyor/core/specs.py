@@ -21,6 +21,8 @@ from .payloads import encode_payload
 from .states import JobState, When
 
 MAX_QUEUE_NAME = 255
+#: Unique keys are at most this many bytes (UTF-8).
+MAX_KEY = 256
 # Far enough for any real schedule, near enough that every time stays a valid datetime.
 MAX_DELAY_SECONDS = 100 * 365 * 86400.0
 
@@ -51,6 +53,10 @@ class EnqueueOptions(TypedDict, total=False):
         headers: string metadata carried with the job (e.g. trace context).
         backoff: this job's wait between attempts (default: its handler's, else
             ``Config.backoff``).
+        key: a unique key in the job's queue (1-256 bytes): while a job holding it
+            has not settled, enqueue answers with that job instead of a new one
+            (top-level jobs only; ``docs/rules.md`` rule 15).
+        key_ttl: how long the key stays held after its job settles (default 0).
     """
 
     queue: str | None
@@ -61,6 +67,8 @@ class EnqueueOptions(TypedDict, total=False):
     priority: int
     headers: Mapping[str, str] | None
     backoff: Backoff | None
+    key: str | None
+    key_ttl: timedelta | float | None
 
 
 def _seconds(value: object, name: str) -> float | None:
@@ -81,6 +89,20 @@ def _seconds(value: object, name: str) -> float | None:
             f"seconds, got {value!r}"
         )
     return seconds
+
+
+def _key(key: object, ttl: object, family: Family) -> tuple[str | None, float | None]:
+    if key is None:
+        if ttl is not None:
+            raise InvalidJobOptions("key_ttl needs a key")
+        return None, None
+    if not isinstance(key, str) or not 1 <= len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY:
+        raise InvalidJobOptions(f"key must be 1-{MAX_KEY} bytes of text, got {key!r:.80}")
+    if family is not TOP_LEVEL:
+        raise InvalidJobOptions(
+            "key is for top-level jobs (enqueue, enqueue_many), not declarations"
+        )
+    return key, _seconds(ttl, "key_ttl")
 
 
 def validate_queue(queue: str) -> str:
@@ -117,6 +139,7 @@ def build_spec(
     priority = options.get("priority", 0)
     headers = options.get("headers")
     backoff = options.get("backoff")
+    key, key_ttl = _key(options.get("key"), options.get("key_ttl"), family)
     if backoff is not None and not isinstance(backoff, Backoff):
         raise InvalidJobOptions(f"backoff must be a conveyor.Backoff, got {backoff!r}")
     if delay is not None and run_at is not None:
@@ -173,6 +196,8 @@ def build_spec(
         when=family.when,
         optional=family.optional,
         backoff=backoff,
+        key=key,
+        key_ttl=key_ttl,
     )
 
 
@@ -192,6 +217,7 @@ def job_of(spec: JobSpec, state: JobState) -> Job:
         when=spec.when,
         optional=spec.optional,
         backoff=spec.backoff,
+        key=spec.key,
         headers=dict(spec.headers),
         created_at=to_datetime(time.time()),
         run_at=to_datetime(spec.run_at),

@@ -293,10 +293,12 @@ class Storage(Protocol):
 
     # --- producing and working -------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> list[str]:
         """Create top-level jobs, queued (or scheduled when ``run_at`` is later), atomically.
 
-        Ids that exist already are skipped (rule 9 of ``docs/rules.md``).
+        Ids that exist already are skipped (rule 9 of ``docs/rules.md``), and so is a
+        job whose key another job holds (rule 15). Returns, per spec, the id of the
+        job that stands for it: its own, or the key's holder.
 
         Raises:
             DuplicateJobId: an id appears twice in ``jobs``; nothing was stored.
@@ -482,9 +484,9 @@ class Storage(Protocol):
 class TransactionalEnqueue(Protocol):
     """A backend that can enqueue inside the caller's own database transaction."""
 
-    async def enqueue_in(self, connection: Any, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue_in(self, connection: Any, jobs: Sequence[JobSpec]) -> list[str]:
         """Enqueue ``jobs`` on ``connection``, the caller's open transaction: they
-        exist if and only if it commits.
+        exist if and only if it commits. Returns what ``Storage.enqueue`` returns.
 
         Raises:
             ConfigurationError: ``connection`` is not one this backend can join.

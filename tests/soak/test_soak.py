@@ -89,6 +89,19 @@ def stored_bytes(url: str, namespace: str, compact: bool = False) -> int:
     return int(row[0]) if row else 0
 
 
+def snapshot_holders(url: str) -> list[str]:
+    """Other sessions of the database with a snapshot open (they hold VACUUM back)."""
+    if url.startswith("redis"):
+        return []
+    with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT application_name, state, left(query, 80) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_xmin IS NOT NULL"
+        ).fetchall()
+    return [" | ".join(str(v) for v in row) for row in rows]
+
+
 async def settled_families(client: conveyor.AsyncClient, roots: list[str]) -> list[str]:
     done = []
     for root in roots:
@@ -143,6 +156,14 @@ async def test_memory_and_storage_return_to_their_level(
             figures["final_rss"] = fleet.rss()
             figures["final_stored_raw"] = stored_bytes(server_url, namespace)
             figures["final_stored"] = stored_bytes(server_url, namespace, True)
+            for _ in range(6):
+                # VACUUM cannot reclaim rows another session's snapshot may still see;
+                # give such a session (autovacuum, a slow client) time to end, and name it.
+                if figures["final_stored"] <= 1.10 * figures["baseline_stored"]:  # type: ignore[operator]
+                    break
+                figures["horizon_held_by"] = snapshot_holders(server_url)
+                await asyncio.sleep(5)
+                figures["final_stored"] = stored_bytes(server_url, namespace, True)
         finally:
             fleet.stop()
     figures["jobs"] = families * FAMILY_JOBS

@@ -46,6 +46,8 @@ class Row:
     result_bytes: bytes | None = None
     result_type: str | None = None
     backoff: Backoff | None = None
+    key: str | None = None
+    key_ttl: float | None = None
 
     @classmethod
     def from_spec(
@@ -70,6 +72,8 @@ class Row:
             optional=spec.optional,
             declared_by=declared_by,
             backoff=spec.backoff,
+            key=spec.key,
+            key_ttl=spec.key_ttl,
         )
 
     def snapshot(self) -> Job:
@@ -102,6 +106,7 @@ class Row:
             predecessor_state=self.predecessor_state,
             predecessor_failed_ids=self.predecessor_failed_ids,
             backoff=self.backoff,
+            key=self.key,
             result_bytes=self.result_bytes,
             result_type=self.result_type,
         )

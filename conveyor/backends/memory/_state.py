@@ -45,6 +45,8 @@ class MemoryState:
     token: int = 0
     # Rule 14: each controlled queue's controls, and its rate's bucket (tokens, when).
     controls: dict[str, QueueControls] = field(default_factory=dict)
+    # Rule 15: (queue, key) -> the holder's id, and when the key expires (None: open).
+    keys: dict[tuple[str, str], tuple[str, float | None]] = field(default_factory=dict)
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Where the reconciler's last slice ended, per kind (rule 7).
     reconciled_waiting: str = ""
@@ -89,6 +91,10 @@ class MemoryState:
     def forget(self, job_id: str) -> None:
         """Drop a settled job's row and its place in the family indexes."""
         row = self.rows.pop(job_id, None)
+        if row is not None and row.key is not None:
+            slot = (row.queue, row.key)
+            if self.keys.get(slot, ("",))[0] == job_id:  # rule 15: pruned frees its key
+                del self.keys[slot]
         self.children.pop(job_id, None)
         self.heirs.pop(job_id, None)
         if row is not None and row.parent_id and row.parent_id in self.children:

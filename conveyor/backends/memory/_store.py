@@ -57,9 +57,9 @@ class MemoryStore:
 
     # --- transitions -----------------------------------------------------------------
 
-    def enqueue(self, specs: Sequence[JobSpec]) -> None:
+    def enqueue(self, specs: Sequence[JobSpec]) -> list[str]:
         with self._lock:
-            transitions.enqueue(self._s, specs, time.time())
+            return transitions.enqueue(self._s, specs, time.time())
 
     def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float

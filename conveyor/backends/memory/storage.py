@@ -80,8 +80,8 @@ class MemoryStorage:
         """The storage shared by everything in this process with the same URL and namespace."""
         return cls(*_store_for(config))
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
-        self._store.enqueue(jobs)
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> list[str]:
+        return self._store.enqueue(jobs)
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float

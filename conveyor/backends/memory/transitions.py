@@ -68,14 +68,44 @@ def _insert_held(s: MemoryState, declarer: Row, specs: Sequence[JobSpec], now: f
         staged.append(row.id)
 
 
-def enqueue(s: MemoryState, specs: Sequence[JobSpec], now: float) -> None:
-    """Rule 9: create top-level jobs; ids that exist already are skipped."""
+def take_key(s: MemoryState, spec: JobSpec, now: float) -> str:
+    """Rule 15: the id of the job holding the spec's key, the spec's own if it takes it."""
+    assert spec.key is not None
+    slot = (spec.queue, spec.key)
+    holder, expires = s.keys.get(slot, (None, None))
+    if holder is not None and holder in s.rows and (expires is None or expires > now):
+        return holder
+    s.keys[slot] = (spec.id, None)
+    return spec.id
+
+
+def free_key(s: MemoryState, row: Row, now: float) -> None:
+    """Rule 15: a holder that settles keeps its key ``key_ttl`` longer, then frees it."""
+    slot = (row.queue, row.key or "")
+    if row.key is not None and s.keys.get(slot, ("",))[0] == row.id:
+        if row.key_ttl:
+            s.keys[slot] = (row.id, now + row.key_ttl)
+        else:
+            del s.keys[slot]
+
+
+def enqueue(s: MemoryState, specs: Sequence[JobSpec], now: float) -> list[str]:
+    """Rules 9 and 15: create top-level jobs; ids that exist already are skipped, and so
+    are jobs whose key is held. Returns the id standing for each spec."""
     rules.check_new_jobs(specs)
+    ids: list[str] = []
     for spec in specs:
+        if spec.id not in s.rows and spec.key is not None:
+            holder = take_key(s, spec, now)
+            if holder != spec.id:
+                ids.append(holder)
+                continue
+        ids.append(spec.id)
         if spec.id not in s.rows:
             row = Row.from_spec(spec, JobState.HELD, s.next_seq(), now)
             s.rows[row.id] = row
             release(s, row, now)
+    return ids
 
 
 def allowance(
@@ -261,6 +291,7 @@ def settle(s: MemoryState, row: Row, state: JobState, now: float) -> None:
         elif state is JobState.FAILED:
             s.count(current, FAILED, now)
         s.emit(current, now)
+        free_key(s, current, now)
         release_heirs(s, current, state, now)
         parent = s.rows.get(current.parent_id) if current.parent_id else None
         if parent is None:

@@ -36,6 +36,8 @@ def spec_args(spec: JobSpec) -> list[ArgValue]:
         spec.when.value if spec.when else "",
         "1" if spec.optional else "",
         spec.backoff.to_text() if spec.backoff else "",
+        spec.key if spec.key is not None else "",
+        repr(spec.key_ttl) if spec.key_ttl else "",
     ]
     assert len(args) == len(SPEC_ARGS)
     return args
@@ -115,7 +117,7 @@ _KEYS = tuple(_F[name] for name in (
     "type", "queue", "state", "priority", "attempt", "max_attempts", "timeout", "parent",
     "predecessor", "when", "optional", "headers", "error", "run_at", "started", "finished",
     "worker", "lost", "open", "failed_ids", "reason", "failing_child", "predecessor_state",
-    "predecessor_failed_ids", "result_type", "backoff",
+    "predecessor_failed_ids", "result_type", "backoff", "key",
 ))  # fmt: skip
 
 
@@ -126,7 +128,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
     (t, q, s, pr, a, m, to, par, pred, w, o, h, e, ra, st, fin,
-     wid, lost, open_, fids, why, fc, ps, pf, rt, bo) = _KEYS  # fmt: skip
+     wid, lost, open_, fids, why, fc, ps, pf, rt, bo, k) = _KEYS  # fmt: skip
     type_name = fields[t].decode()
     when = _text(fields, w)
     predecessor_state = _text(fields, ps)
@@ -161,4 +163,5 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         result_bytes=_chunked(fields, "result"),
         result_type=_text(fields, rt),
         backoff=Backoff.from_text(fields[bo].decode()) if bo in fields else None,
+        key=_text(fields, k),
     )

@@ -46,6 +46,8 @@ FIELD = {
     "result": "res",  # res1, res2, ... continue a result stored in pieces
     "result_type": "rt",
     "backoff": "bo",  # the job's own back-off, as Backoff.to_text()
+    "key": "k",  # a unique key in its queue (rule 15)
+    "key_ttl": "kt",  # seconds the key stays held after the job settles
 }
 
 #: A job's state is one letter in its hash: it keeps a queued job's hash in a
@@ -79,6 +81,8 @@ SPEC_ARGS = (
     "when",
     "optional",
     "backoff",
+    "key",
+    "key_ttl",
 )
 
 #: An outcome travels to ``record.lua`` as these arguments, then ``n`` specs.

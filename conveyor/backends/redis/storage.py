@@ -171,10 +171,15 @@ class RedisStorage:
 
     # --- producing and working ----------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> list[str]:
         rules.check_new_jobs(jobs)
-        if jobs:
-            await self._call(self._scripts.enqueue, [len(jobs), *specs_args(jobs)])
+        if not jobs:
+            return []
+        held = await self._call(self._scripts.enqueue, [len(jobs), *specs_args(jobs)])
+        ids = [job.id for job in jobs]
+        for index, holder in zip(held[::2], held[1::2], strict=True):
+            ids[index] = holder.decode()
+        return ids
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float

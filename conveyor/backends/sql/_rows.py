@@ -74,4 +74,5 @@ def _job(row: Any) -> Job:
         result_bytes=bytes(row.result) if row.result is not None else None,
         result_type=row.result_type,
         backoff=Backoff.from_text(row.backoff) if row.backoff else None,
+        key=row.unique_key,
     )

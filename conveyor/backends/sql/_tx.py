@@ -96,6 +96,8 @@ def spec_row(
         "declared_by": declared_by,
         "created_at": now,
         "backoff": spec.backoff.to_text() if spec.backoff else None,
+        "unique_key": spec.key,
+        "key_ttl": spec.key_ttl,
     }
 
 

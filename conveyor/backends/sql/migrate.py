@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class SchemaMismatch(ConfigurationError):
@@ -89,6 +89,12 @@ def _controls_v6(conn: Connection, tables: Tables) -> None:
     _add_columns(conn, {tables.jobs: ("backoff TEXT",)})
 
 
+def _unique_keys_v7(conn: Connection, tables: Tables) -> None:
+    """Rule 15's unique keys: a table of holders, and two job columns."""
+    tables.job_keys.create(conn, checkfirst=True)
+    _add_columns(conn, {tables.jobs: ("unique_key TEXT", "key_ttl FLOAT")})
+
+
 def _add_columns(conn: Connection, added: dict[Table, tuple[str, ...]]) -> None:
     for table, columns in added.items():
         present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
@@ -110,6 +116,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     4: _ready_order_v4,
     5: _results_and_repairs_v5,
     6: _controls_v6,
+    7: _unique_keys_v7,
 }
 
 

@@ -41,6 +41,7 @@ class Tables:
     worker_minutes: Table
     settled_counts: Table
     queues: Table
+    job_keys: Table
 
 
 def build_tables(namespace: str, *, postgres: bool) -> Tables:
@@ -88,6 +89,9 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("result_type", Text),
         # The job's own back-off, as Backoff.to_text() (null: its handler's or the config's).
         Column("backoff", Text),
+        # Rule 15: a top-level job's unique key in its queue, and how long it outlives it.
+        Column("unique_key", Text),
+        Column("key_ttl", Float),
     )
     # The claim: the longest ready of the highest priority among a queue's queued jobs.
     Index(
@@ -191,6 +195,25 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("tokens", Float),
         Column("refilled_at", Float),
     )
+    # Rule 15: who holds each (queue, key); ``expires_at`` is null while the holder is
+    # open, and when it settled plus its key_ttl after (maintenance deletes the expired).
+    job_keys = Table(
+        f"{prefix}job_keys",
+        metadata,
+        Column("queue", Text, primary_key=True),
+        Column("key", Text, primary_key=True),
+        Column("job_id", String(36), nullable=False),
+        Column("expires_at", Float, index=True),
+    )
     return Tables(
-        metadata, jobs, counters, workers, types, version, worker_minutes, settled_counts, queues
+        metadata,
+        jobs,
+        counters,
+        workers,
+        types,
+        version,
+        worker_minutes,
+        settled_counts,
+        queues,
+        job_keys,
     )

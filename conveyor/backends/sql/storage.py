@@ -273,16 +273,17 @@ class SQLStorage:
 
     # --- producing and working ----------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue(self, jobs: Sequence[JobSpec]) -> list[str]:
         rules.check_new_jobs(jobs)
         if not jobs:
-            return
-        if self._postgres:
+            return []
+        if self._postgres and not any(job.key is not None for job in jobs):
             await self._pg_enqueue(jobs)
-        else:
-            await self._tx(functools.partial(transitions.enqueue, specs=jobs))
+            return [job.id for job in jobs]
+        # Unique keys (rule 15) take a few statements: one transaction.
+        return await self._tx(functools.partial(transitions.enqueue, specs=jobs))
 
-    async def enqueue_in(self, connection: Any, jobs: Sequence[JobSpec]) -> None:
+    async def enqueue_in(self, connection: Any, jobs: Sequence[JobSpec]) -> list[str]:
         """Enqueue in the caller's transaction (PostgreSQL): the jobs exist if and only if
         it commits, and workers are woken by a NOTIFY delivered on that commit.
 
@@ -301,13 +302,22 @@ class SQLStorage:
             )
         rules.check_new_jobs(jobs)
         if not jobs:
-            return
+            return []
+        if any(job.key is not None for job in jobs):
+            # Unique keys (rule 15): the transitions, in the caller's transaction; the
+            # NOTIFY is delivered when it commits.
+            with self._translated():
+                tx = Tx(connection, self._t, time.time(), True)
+                ids = await transitions.enqueue(tx, jobs)
+                await self._notify(connection, tx)
+            return ids
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         try:
             await driver.execute(*self._enqueue_statement(jobs))
         except psycopg.Error as exc:
             raise self._driver_error(exc) from exc
+        return [job.id for job in jobs]
 
     def _enqueue_statement(self, jobs: Sequence[JobSpec]) -> tuple[str, dict[str, Any]]:
         params = enqueue_params(

@@ -143,12 +143,62 @@ async def discard_declarations(tx: Tx, declarers: Sequence[str]) -> None:
         )
 
 
-async def enqueue(tx: Tx, specs: Sequence[JobSpec]) -> None:
-    """Rule 9: create top-level jobs; ids that exist already are skipped."""
+async def take_key(tx: Tx, spec: JobSpec, batch: set[str]) -> str:
+    """Rule 15: the id of the job holding the spec's key, the spec's own if it takes it.
+    ``batch`` holds the ids that took keys earlier in this batch (not inserted yet)."""
+    k, jobs = tx.t.job_keys, tx.t.jobs
+    new = {"queue": spec.queue, "key": spec.key, "job_id": spec.id, "expires_at": None}
+    stmt = tallies.upsert(tx.postgres)(k).values(new).on_conflict_do_nothing()
+    if (await tx.conn.execute(stmt)).rowcount == 1:
+        return spec.id
+    slot = and_(k.c.queue == spec.queue, k.c.key == spec.key)
+    held = select(k.c.job_id, k.c.expires_at).where(slot)
+    if tx.postgres:  # racing enqueues of one key take its row in turn
+        held = held.with_for_update()
+    row = (await tx.conn.execute(held)).one()
+    alive = row.expires_at is None or row.expires_at > tx.now
+    if alive and (
+        row.job_id in batch
+        or await tx.conn.scalar(select(jobs.c.id).where(jobs.c.id == row.job_id))
+    ):
+        return str(row.job_id)
+    await tx.conn.execute(update(k).where(slot).values(job_id=spec.id, expires_at=None))
+    return spec.id
+
+
+async def free_key(tx: Tx, row: Rec) -> None:
+    """Rule 15: a holder that settles keeps its key ``key_ttl`` longer, then frees it."""
+    if getattr(row, "unique_key", None) is None:
+        return
+    k = tx.t.job_keys
+    mine = and_(k.c.queue == row.queue, k.c.key == row.unique_key, k.c.job_id == row.id)
+    if row.key_ttl:
+        await tx.conn.execute(update(k).where(mine).values(expires_at=tx.now + row.key_ttl))
+    else:
+        await tx.conn.execute(delete(k).where(mine))
+
+
+async def enqueue(tx: Tx, specs: Sequence[JobSpec]) -> list[str]:
+    """Rules 9 and 15: create top-level jobs; ids that exist already are skipped, and so
+    are jobs whose key is held. Returns the id standing for each spec."""
     rules.check_new_jobs(specs)
-    await _insert(tx, [spec_row(spec, "held", tx.now) for spec in specs])
     jobs = tx.t.jobs
-    await release(tx, and_(jobs.c.id.in_([spec.id for spec in specs]), jobs.c.state == "held"))
+    ids = [spec.id for spec in specs]
+    keyed = [i for i, spec in enumerate(specs) if spec.key is not None]
+    if keyed:
+        present = await tx.conn.execute(
+            select(jobs.c.id).where(jobs.c.id.in_([specs[i].id for i in keyed]))
+        )
+        existing = set(present.scalars().all())
+        taken: set[str] = set()
+        for i in keyed:
+            if specs[i].id not in existing:
+                ids[i] = await take_key(tx, specs[i], taken)
+                taken.add(ids[i])
+    fresh = [spec for spec, held_by in zip(specs, ids, strict=True) if held_by == spec.id]
+    await _insert(tx, [spec_row(spec, "held", tx.now) for spec in fresh])
+    await release(tx, and_(jobs.c.id.in_([spec.id for spec in fresh]), jobs.c.state == "held"))
+    return ids
 
 
 @dataclass
@@ -387,6 +437,8 @@ async def _succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
         tx.count(leaf, SUCCEEDED)
         if leaf.parent_id is not None:
             by_parent[leaf.parent_id].append(leaf)
+        else:
+            await free_key(tx, leaf)  # as settle does (rule 15)
     # Each parent once per batch: a fan-out of thousands costs one update per batch.
     # Lock them all first, in id order (no deadlocks), but read each again just
     # before use: settling one parent may walk up into another in this list.
@@ -498,6 +550,7 @@ async def settle(tx: Tx, row: Rec, state: str, **values: Any) -> None:
             tx.count(current, FAILED)
         released = await release_heirs(tx, current, state)
         if current.parent_id is None:
+            await free_key(tx, current)  # only top-level jobs have keys
             return
         parent = (await _lock(tx, [current.parent_id])).get(current.parent_id)
         if parent is None:
@@ -1010,6 +1063,9 @@ async def maintain(
         else:
             recovered += 1
     pruned = await prune(tx, tx.now - retention[0], tx.now - retention[1], limit)
+    k = tx.t.job_keys
+    expired = select(k.c.queue, k.c.key).where(k.c.expires_at <= tx.now).limit(limit)
+    await tx.conn.execute(delete(k).where(tuple_(k.c.queue, k.c.key).in_(expired)))
     repaired, waiting_end, held_end = await reconcile(tx, rules.RECONCILE_BATCH, reconciled)
     await tallies.fold_settled(tx)
     report = MaintenanceReport(promoted, recovered, lost, pruned, repaired)

@@ -33,6 +33,8 @@ local F = {
   result = 'res',
   result_type = 'rt',
   backoff = 'bo',
+  key = 'k',
+  key_ttl = 'kt',
 }
 -- States as stored: one letter each (layout.STATE_CODE), and back.
 local CODE = {
@@ -72,8 +74,10 @@ local SPEC = {
   when = 11,
   optional = 12,
   backoff = 13,
+  key = 14,
+  key_ttl = 15,
 }
-local SPEC_FIELDS = 14
+local SPEC_FIELDS = 16
 -- An outcome's arguments, by offset from its first (layout.OUTCOME_ARGS).
 local OUTCOME = {
   kind = 0,

@@ -1,5 +1,15 @@
--- Rule 9: create top-level jobs, queued or scheduled. ARGV: n, then n job specs.
+-- Rules 9 and 15: create top-level jobs, queued or scheduled. ARGV: n, then n job
+-- specs. Returns { index (from 0), holder id }... for each spec whose key was held:
+-- only those, so that a large batch's reply stays small.
 local n = tonumber(ARGV[1])
-for i = 0, n - 1 do enqueue(ARGV, 2 + i * SPEC_FIELDS) end
+local held = {}
+for i = 0, n - 1 do
+  local at = 2 + i * SPEC_FIELDS
+  local id = enqueue(ARGV, at)
+  if id ~= ARGV[at + SPEC.id] then
+    held[#held + 1] = i
+    held[#held + 1] = id
+  end
+end
 flush_wakes()
-return n
+return held

@@ -113,9 +113,19 @@ local function info(id)
   return v[1], v[2] or v[1], NAME[v[3]]
 end
 
+-- Rule 15: the key naming a queue's unique key ('uk:<queue length>:<queue>:<key>', so
+-- that no queue and key pair can spell another's).
+local function unique_key(queue, key)
+  return P .. 'uk:' .. #queue .. ':' .. queue .. ':' .. key
+end
+
 -- Delete a settled job and its indexes (retention, or discard from the admin).
 local function forget(id)
   local _, queue, state = info(id)
+  local key = redis.call('HGET', jk(id), F.key)
+  if key and redis.call('GET', unique_key(queue, key)) == id then
+    redis.call('DEL', unique_key(queue, key)) -- rule 15: a pruned holder frees its key
+  end
   if state then
     redis.call('ZREM', P .. 'idx:' .. state, id)
     redis.call('HINCRBY', P .. 'stats', state .. ':' .. queue, -1)
@@ -185,7 +195,7 @@ end
 
 -- Spec arguments stored only when they differ from the default ('' or '0').
 local OPTIONAL_SPEC_FIELDS = { 'run_at', 'timeout', 'priority', 'headers', 'parent',
-  'predecessor', 'when', 'optional', 'backoff' }
+  'predecessor', 'when', 'optional', 'backoff', 'key', 'key_ttl' }
 
 -- Write a job's hash from the spec at ARGV-like `args[at]`, in `state`.
 local function create(args, at, state, declarer)
@@ -261,13 +271,42 @@ local function discard_declarations(id)
   redis.call('DEL', key)
 end
 
--- Rule 9: create the top-level job at `args[at]`; an id that exists is skipped.
+-- Rule 15: the id of the job holding `key` in `queue`; `id`'s own when it takes it.
+local function take_key(queue, key, id)
+  local name = unique_key(queue, key)
+  local holder = redis.call('GET', name)
+  if holder and redis.call('EXISTS', jk(holder)) == 1 then return holder end
+  redis.call('SET', name, id)
+  return id
+end
+
+-- Rule 15: a holder that settles keeps its key `key_ttl` longer, then frees it.
+local function free_key(id, queue)
+  local v = redis.call('HMGET', jk(id), F.key, F.key_ttl)
+  if not v[1] then return end
+  local name = unique_key(queue, v[1])
+  if redis.call('GET', name) ~= id then return end
+  local ttl = tonumber(v[2] or '0')
+  if ttl > 0 then
+    redis.call('PEXPIRE', name, math.max(1, math.floor(ttl * 1000)))
+  else
+    redis.call('DEL', name)
+  end
+end
+
+-- Rules 9 and 15: create the top-level job at `args[at]`; an id that exists is
+-- skipped, and so is a job whose key another holds. Returns the id standing for it.
 local function enqueue(args, at)
   local id = args[at + SPEC.id]
-  if redis.call('EXISTS', jk(id)) == 0 then
-    create(args, at, 'held', nil)
-    release(id, 'held')
+  if redis.call('EXISTS', jk(id)) == 1 then return id end
+  local key = args[at + SPEC.key]
+  if key ~= '' then
+    local holder = take_key(args[at + SPEC.queue], key, id)
+    if holder ~= id then return holder end
   end
+  create(args, at, 'held', nil)
+  release(id, 'held')
+  return id
 end
 
 -- Rule 14: a queue's controls, stored in the ctl hash as 'paused|max_running|rate|per'
@@ -545,6 +584,7 @@ function settle(id, state)
     redis.call('HSET', key, F.finished, NOW)
     clear_lease(cur)
     set_state(cur, jtype, queue, old, state)
+    if not parent then free_key(cur, queue) end -- only top-level jobs have keys
     if state == 'succeeded' then count(jtype, queue, 's')
     elseif state == 'failed' then count(jtype, queue, 'f') end
     release_heirs(cur, state, parent, optional, fids)
