@@ -6,7 +6,7 @@ and the counters add up (docs/rules.md rules 6 and 7).
 The workers share a limit of 20 running jobs (rule 14), sampled all along: never
 more may run, kills included.
 
-``CHAOS_SECONDS`` sets how long the killing goes on (40 in CI; ``nox -s chaos`` runs
+``CHAOS_SECONDS`` sets how long the killing goes on (30 in CI; ``nox -s chaos`` runs
 600); ``CHAOS_SEED`` replays a run. Figures go to ``test-output/chaos/``.
 """
 
@@ -24,7 +24,7 @@ from .scenario import run_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-SECONDS = float(os.environ.get("CHAOS_SECONDS", "40"))
+SECONDS = float(os.environ.get("CHAOS_SECONDS", "30"))
 #: Rule 14 under the kills: three workers of 16 slots share 20 (CHAOS_MAX_RUNNING=0: none).
 MAX_RUNNING = int(os.environ.get("CHAOS_MAX_RUNNING", "20"))
 
