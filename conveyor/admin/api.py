@@ -15,7 +15,7 @@ from conveyor.core.family import summarize
 from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.specs import build_spec, validate_queue
 from conveyor.core.states import JobState
-from conveyor.core.storage import known_queue
+from conveyor.core.storage import set_paused
 
 from .actions import Action, ActionResult, apply, apply_each, apply_matching
 from .state import AdminState
@@ -207,16 +207,14 @@ def _overview_handlers(admin: AdminState) -> list[HTTPRouteHandler]:
         """Stop every worker claiming from the queue (404 for a queue nothing names);
         returns every queue's controls."""
         storage = await admin.storage()
-        await known_queue(storage, queue)
-        await storage.pause_queue(queue, True)
+        await set_paused(storage, queue, True)
         return [ControlsOut.of(c) for c in await storage.queue_controls()]
 
     @post("/queues/{queue:str}/resume", opt=API, status_code=200)
     async def resume(queue: FromPath[str], data: JSONBody[Empty]) -> list[ControlsOut]:
         """Let workers claim from the queue again; returns every queue's controls."""
         storage = await admin.storage()
-        await known_queue(storage, queue)
-        await storage.pause_queue(queue, False)
+        await set_paused(storage, queue, False)
         return [ControlsOut.of(c) for c in await storage.queue_controls()]
 
     @put("/queues/{queue:str}/limits", opt=API, status_code=200)

@@ -13,7 +13,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 from markupsafe import Markup
 
-from conveyor.core.storage import MinuteCount, known_queue
+from conveyor.core.storage import MinuteCount, set_paused
 
 from .charts import Series, line_chart
 from .pages_context import PageContext
@@ -76,8 +76,7 @@ def overview_pages(ctx: PageContext) -> list[HTTPRouteHandler]:
         if verb not in ("pause", "resume"):
             raise NotFoundException(f"no queue action {verb!r}")
         storage = await ctx.admin.storage()
-        await known_queue(storage, queue)
-        await storage.pause_queue(queue, verb == "pause")
+        await set_paused(storage, queue, verb == "pause")
         if request.headers.get("hx-request") != "true":
             return Redirect(f"{ctx.base(request)}/queues")
         rows = await queue_rows(storage, await storage.queue_stats())

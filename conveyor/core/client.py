@@ -15,7 +15,7 @@ from .explain import Explanation, explain
 from .job import Job, JobSpec
 from .queues import QueueControls, QueueLimits, Rate
 from .specs import EnqueueOptions, build_spec, initial_state, job_of, validate_queue
-from .storage import Storage, TransactionalEnqueue, known_queue
+from .storage import Storage, TransactionalEnqueue, set_paused
 
 
 class AsyncClient:
@@ -198,9 +198,7 @@ class AsyncClient:
         await self._set_paused(queue, False)
 
     async def _set_paused(self, queue: str, paused: bool) -> None:
-        storage = await self.storage()
-        await known_queue(storage, validate_queue(queue))
-        await storage.pause_queue(queue, paused)
+        await set_paused(await self.storage(), validate_queue(queue), paused)
 
     async def set_queue_limits(
         self, queue: str, *, max_running: int | None = None, rate: Rate | None = None

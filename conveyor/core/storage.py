@@ -266,6 +266,16 @@ async def known_queue(storage: Storage, queue: str) -> None:
     raise UnknownQueue(queue)
 
 
+async def set_paused(storage: Storage, queue: str, paused: bool) -> None:
+    """Pause or resume a queue that something names (rule 14).
+
+    Raises:
+        UnknownQueue: nothing names it; nothing changed.
+    """
+    await known_queue(storage, queue)
+    await storage.pause_queue(queue, paused)
+
+
 async def take_or_hand_back(
     take: Awaitable[tuple[list[Claimed], T]], storage: Storage
 ) -> tuple[list[Claimed], T]:
