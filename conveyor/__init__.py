@@ -4,6 +4,7 @@ A running job can declare children, released when its handler succeeds, and
 heirs, released once it and everything below it has settled.
 """
 
+from .core.cancellation import Cancellation
 from .core.client import AsyncClient
 from .core.config import Backoff, Config
 from .core.context import JobContext
@@ -17,6 +18,7 @@ from .core.errors import (
     HandlerError,
     InvalidJobOptions,
     InvalidLimits,
+    InvalidProgress,
     InvalidSchedule,
     InvalidState,
     JobNotFound,
@@ -33,6 +35,8 @@ from .core.errors import (
 )
 from .core.explain import Explanation
 from .core.job import Job, Predecessor
+from .core.plan import Member, PlannedFamily
+from .core.progress import Progress
 from .core.queues import QueueControls, QueueLimits, Rate
 from .core.specs import EnqueueOptions
 from .core.states import JobState, When
@@ -44,6 +48,7 @@ __all__ = [
     "Backoff",
     "BackendError",
     "BackendUnavailable",
+    "Cancellation",
     "Client",
     "Config",
     "ConfigurationError",
@@ -55,6 +60,7 @@ __all__ = [
     "HandlerError",
     "InvalidJobOptions",
     "InvalidLimits",
+    "InvalidProgress",
     "InvalidSchedule",
     "InvalidState",
     "Job",
@@ -62,13 +68,16 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "LeaseLost",
+    "Member",
     "MissingExtra",
     "NotInJob",
     "PayloadDecodeError",
     "PayloadError",
     "PayloadTooLarge",
     "PayloadTypeError",
+    "PlannedFamily",
     "Predecessor",
+    "Progress",
     "QueueControls",
     "QueueLimits",
     "Rate",

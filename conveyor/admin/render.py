@@ -14,6 +14,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import Request, Response
 from litestar.enums import MediaType
 
+from conveyor.core.plan import decode_plan
+
 from . import csrf
 
 environment = Environment(
@@ -71,8 +73,22 @@ def short_id(job_id: str) -> str:
     return f"{job_id[:8]}…{job_id[-4:]}" if len(job_id) > 14 else job_id
 
 
+def planned(plan: bytes | None) -> str:
+    """What a producer declared for a job (``enqueue_family``), in words."""
+    if not plan:
+        return ""
+    try:
+        members = decode_plan(plan)
+    except ValueError:
+        return "unreadable"
+    heirs = sum(1 for m in members if m.predecessor_id is not None)
+    kids = len(members) - heirs
+    return f"{kids} child{'ren' if kids != 1 else ''}, {heirs} heir{'s' if heirs != 1 else ''}"
+
+
 environment.filters.update(
     ago=ago,
+    planned=planned,
     stamp=stamp,
     duration=duration,
     epoch_ago=epoch_ago,

@@ -14,12 +14,27 @@ from conveyor.core.errors import ConveyorError
 from conveyor.core.explain import Explanation
 from conveyor.core.family import FamilySummary
 from conveyor.core.job import Job
+from conveyor.core.progress import Progress
 from conveyor.core.states import JobState
 from conveyor.core.storage import JobFilter, MinuteCount, QueueStats, Storage, WorkerInfo
 from conveyor.core.type_registry import TypeRegistry
 
 FAMILY_ROWS = 200  # members shown per level of a family tree
 ORDER = list(JobState)
+
+
+@dataclass(slots=True)
+class ProgressOut:
+    """The last progress a job's handler reported (``ctx.progress``)."""
+
+    fraction: float
+    note: str | None
+    attempt: int
+    at: datetime
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressOut:
+        return cls(progress.fraction, progress.note, progress.attempt, progress.at)
 
 
 @dataclass(slots=True)
@@ -52,6 +67,7 @@ class JobOut:
     result_type: str | None = None
     result: dict[str, Any] | None = None
     result_error: str | None = None
+    progress: ProgressOut | None = None
 
     @classmethod
     def of(cls, job: Job, registry: TypeRegistry | None = None) -> JobOut:
@@ -78,6 +94,7 @@ class JobOut:
             started_at=job.started_at,
             finished_at=job.finished_at,
             result_type=job.result_type,
+            progress=ProgressOut.of(job.progress) if job.progress else None,
         )
         if registry is not None:
             out.payload, out.payload_error = decode(registry, job)

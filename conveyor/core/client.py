@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -13,6 +14,7 @@ from .config import Config
 from .errors import BackendUnavailable, ConfigurationError, JobNotFound, PayloadTypeError
 from .explain import Explanation, explain
 from .job import Job, JobSpec
+from .plan import PlannedFamily, build_family
 from .queues import QueueControls, QueueLimits, Rate
 from .specs import EnqueueOptions, build_spec, initial_state, job_of, validate_queue
 from .storage import Storage, TransactionalEnqueue, set_paused
@@ -117,6 +119,43 @@ class AsyncClient:
             )
         specs = [build_spec(self.config, message, **options) for message in messages]
         return await self._enqueue(specs, connection) if specs else []
+
+    async def enqueue_family(
+        self,
+        root: object,
+        *,
+        children: Sequence[object] = (),
+        heirs: Sequence[object] = (),
+        connection: Any = None,
+        **options: Unpack[EnqueueOptions],
+    ) -> PlannedFamily:
+        """Enqueue a job with the children and heirs it declares, and theirs, at once.
+
+        ``children`` and ``heirs`` hold messages, or ``conveyor.Member``s that give a
+        member its options and its own children and heirs. The family is accounted
+        exactly as if each job had declared its members while it ran
+        (``enqueue_child``/``enqueue_heir``): the root runs first; its children are
+        released when it succeeds and its heirs when its family has settled, and so
+        on down. The whole tree is stored with the root in one atomic enqueue; each
+        job's worker stages its members at the start of every attempt, so a failed
+        attempt's members are discarded and the next attempt's are the same jobs
+        (same ids). ``options`` are the root's (a ``key`` too).
+
+        Returns:
+            The family: the root as stored, and every member with its final id
+            (``held``; in storage once its declarer's attempt starts).
+
+        Raises:
+            InvalidJobOptions: a bad option, a ``key`` on a member, or more than
+                ``conveyor.core.plan.MAX_PLANNED`` members.
+            PayloadTypeError, PayloadTooLarge: a message cannot be a payload.
+            BackendUnavailable: storage could not be reached. Nothing is stored on error.
+        """
+        spec, family = build_family(self.config, root, children, heirs, options)
+        [job] = await self._enqueue([spec], connection)
+        if job.duplicate:  # rule 15: the key's holder stands for the whole family
+            return PlannedFamily(job)
+        return replace(family, job=job)
 
     async def _enqueue(self, specs: list[JobSpec], connection: Any) -> list[Job]:
         """Store the specs; the jobs as created, or the holders of keys that were held."""

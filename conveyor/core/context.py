@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
-from .errors import NotInJob
+from .cancellation import Cancellation
+from .errors import BackendError, LeaseLost, NotInJob
 from .job import Job, JobSpec, Lease, Predecessor
+from .progress import check_progress
 from .specs import EnqueueOptions, Family, build_spec, job_of
 from .states import JobState, When
 
@@ -16,7 +19,10 @@ if TYPE_CHECKING:
     from .client import AsyncClient
     from .storage import JobPage
 
+log = logging.getLogger("conveyor.worker")
+
 Stager = Callable[[Lease, Sequence[JobSpec]], Coroutine[Any, Any, None]]
+Reporter = Callable[[Lease, float, str | None], Coroutine[Any, Any, None]]
 
 
 class JobContext:
@@ -29,6 +35,9 @@ class JobContext:
     job with a million children keeps the worker's memory bounded; a sync
     handler waits for each batch, an async handler's batches are written in
     the background whenever it awaits (``await ctx.flush()`` waits for them).
+
+    ``cancelled`` is set when the attempt should stop (``Cancellation``), and
+    ``progress`` reports how far it has got.
     """
 
     def __init__(
@@ -40,6 +49,7 @@ class JobContext:
         stage: Stager,
         stage_batch: int,
         loop: asyncio.AbstractEventLoop,
+        report: Reporter,
     ) -> None:
         self.job = job
         self.client = client
@@ -53,6 +63,10 @@ class JobContext:
         self._open = True
         self.peak_buffered = 0
         """The most declarations held in memory at once (for tests and tuning)."""
+        self.cancelled = Cancellation(loop)
+        self._report = report
+        self._progress_next: tuple[float, str | None] | None = None
+        self._progress_task: asyncio.Task[None] | None = None
 
     @property
     def predecessor(self) -> Predecessor | None:
@@ -103,6 +117,42 @@ class JobContext:
         family = Family(predecessor_id=self.job.id, when=When(when))
         return self._declare(message, family, options)
 
+    def progress(self, fraction: float, note: str | None = None) -> None:
+        """Report how far the attempt has got: ``fraction`` from 0 to 1, and a note.
+
+        Returns at once, from a sync or an async handler: the report is written in
+        the background, and reports made faster than storage takes them are merged
+        (the latest wins). The last one is stored before the attempt's outcome.
+        ``client.get(job_id).progress`` and the admin's job page show it.
+
+        Raises:
+            InvalidProgress: ``fraction`` is not from 0 to 1, or ``note`` is not a
+                string of at most 1000 characters.
+            NotInJob: the attempt is over.
+        """
+        report = check_progress(fraction, note)
+        self._check_open()
+        self._progress_next = report
+        if threading.get_ident() == self._loop_thread:
+            self._write_progress_soon()
+        else:
+            self._loop.call_soon_threadsafe(self._write_progress_soon)
+
+    def _write_progress_soon(self) -> None:
+        if self._progress_task is None or self._progress_task.done():
+            self._progress_task = self._loop.create_task(self._write_progress())
+
+    async def _write_progress(self) -> None:
+        while self._progress_next is not None:
+            (fraction, note), self._progress_next = self._progress_next, None
+            try:
+                await self._report(self._lease, fraction, note)
+            except LeaseLost:
+                return  # the attempt is over for storage; the worker learns it apart
+            except BackendError as exc:
+                log.warning("progress of job %s not stored: %s", self.job.id, exc)
+                return
+
     async def flush(self) -> None:
         """Stage buffered declarations now and wait until every batch is stored.
 
@@ -144,11 +194,21 @@ class JobContext:
             await asyncio.gather(*list(self._staging))
 
     async def _finish(self) -> list[JobSpec]:
-        """End the attempt successfully: wait for staging, return what is left to send."""
+        """End the attempt successfully: wait for staging and the last progress report,
+        return what is left to send."""
         await self._drain()
+        await self._last_progress()
         self._open = False
         rest, self._buffer = self._buffer, []
         return rest
+
+    async def _last_progress(self) -> None:
+        """Wait until the last progress report is stored (before the attempt's outcome,
+        so that a failed job shows how far it got)."""
+        if self._progress_next is not None:
+            self._write_progress_soon()
+        if self._progress_task is not None:
+            await self._progress_task
 
     async def _close(self) -> None:
         """End the attempt: later declarations raise; staging in flight is let finish.

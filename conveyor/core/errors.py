@@ -35,6 +35,10 @@ class InvalidSchedule(ConfigurationError):
     """A periodic job's cron expression, time zone or options are wrong."""
 
 
+class InvalidProgress(ConveyorError, ValueError):
+    """``ctx.progress`` was given a fraction outside 0..1 or a note that is not a short string."""
+
+
 class UnknownQueue(ConveyorError, LookupError):
     """No job, worker or control has ever named this queue."""
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from google.protobuf.message import Message
 
 from .config import Backoff
+from .progress import Progress
 from .states import JobState, When
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ class JobSpec:
     key: str | None = None
     """A unique key in its queue (rule 15), held until it settles and ``key_ttl`` after."""
     key_ttl: float | None = None
+    plan: bytes | None = None
+    """The children and heirs a producer declared for it (``core/plan.py``): its
+    worker stages them at the start of every attempt, as if its handler had."""
 
     @property
     def is_heir(self) -> bool:
@@ -96,6 +100,10 @@ class Job:
     result_type: str | None = None
     backoff: Backoff | None = None
     key: str | None = None
+    plan: bytes | None = None
+    """The members its producer declared (``enqueue_family``), staged by each attempt."""
+    progress: Progress | None = None
+    """The last progress its handler reported (``ctx.progress``), by whichever attempt."""
     duplicate: bool = False
     """Set on what ``enqueue`` returns when the key was held: this is the holder."""
 

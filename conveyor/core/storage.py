@@ -348,6 +348,23 @@ class Storage(Protocol):
         """Extend leases by ``lease`` seconds; returns the ones no longer held."""
         ...
 
+    async def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
+        """Store how far a running attempt has got (``Job.progress``), stamped with
+        storage's clock and the attempt's number.
+
+        Raises:
+            LeaseLost: the lease is stale; nothing was stored.
+        """
+        ...
+
+    def interrupts(self) -> AsyncIterator[Lease]:
+        """The leases of running attempts as they are cancelled (``docs/rules.md`` rule
+        12), from the moment of subscription, so that their workers stop them at once.
+
+        Best effort: a worker that misses one finds the lease gone at its next heartbeat.
+        """
+        ...
+
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         """Record or refresh a worker; it disappears ``ttl`` seconds after its last refresh."""
         ...

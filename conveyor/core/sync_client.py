@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Self, Unpack
 
@@ -11,6 +11,7 @@ from .client import AsyncClient
 from .config import Config
 from .explain import Explanation
 from .job import Job
+from .plan import PlannedFamily
 from .queues import QueueControls, QueueLimits, Rate
 from .specs import EnqueueOptions
 
@@ -62,6 +63,18 @@ class Client:
     ) -> list[Job]:
         """See ``AsyncClient.enqueue_many``."""
         return portal.run(self._async.enqueue_many(list(messages), **options))
+
+    def enqueue_family(
+        self,
+        root: object,
+        *,
+        children: Sequence[object] = (),
+        heirs: Sequence[object] = (),
+        **options: Unpack[EnqueueOptions],
+    ) -> PlannedFamily:
+        """See ``AsyncClient.enqueue_family``."""
+        family = self._async.enqueue_family(root, children=children, heirs=heirs, **options)
+        return portal.run(family)
 
     def get(self, job_id: str) -> Job | None:
         """See ``AsyncClient.get``."""

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, Unpack, overload
 from google.protobuf.message import DecodeError, Message
 
 from .backend_registry import open_storage
+from .cancellation import Cancellation
 from .client import AsyncClient
 from .config import Backoff, Config
 from .context import JobContext
@@ -35,6 +36,7 @@ from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
 from .payloads import encode_payload
+from .plan import decode_plan
 from .queues import QueueLimits
 from .schedule import MAX_BACKFILL, Schedule, check_cron, default_name, zone
 from .specs import EnqueueOptions, build_spec, validate_queue
@@ -130,6 +132,9 @@ class Worker:
         self._closing = asyncio.Event()
         self._stop_now = False
         self._tasks: dict[str, tuple[asyncio.Task[None], Lease]] = {}
+        # Running handlers' stop flags, and whether cancelling their task stops them.
+        self._flags: dict[str, tuple[Cancellation, bool]] = {}
+        # Jobs whose attempt storage has ended (cancelled, lease lost): outcomes dropped.
         self._lost: set[str] = set()
         self._slot_free = asyncio.Event()
         self._outcomes: list[Outcome] = []
@@ -138,6 +143,7 @@ class Worker:
         self._outcome_ready = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._running_loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     # --- registration ---------------------------------------------------------------
 
@@ -300,6 +306,10 @@ class Worker:
                 helpers.append(
                     asyncio.create_task(self._run_schedules(storage), name="conveyor-schedules")
                 )
+            # Not a helper: it leaves as soon as no job runs (it only listens).
+            self._watcher = asyncio.create_task(
+                self._watch_interrupts(storage), name="conveyor-interrupts"
+            )
             log.info("worker %s started on queues %s", self.id, self.queues)
             await self._claim_loop(storage)
         finally:
@@ -325,7 +335,8 @@ class Worker:
         if self._stopping.is_set():
             log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
             self._stop_now = True
-            for task, _ in list(self._tasks.values()):
+            for job_id, (task, _) in list(self._tasks.items()):
+                self._tell_stop(job_id, "the worker is stopping")
                 task.cancel()
         else:
             log.info("%s: finishing running jobs, then stopping", signal.Signals(sig).name)
@@ -383,6 +394,7 @@ class Worker:
 
         def done(_: asyncio.Task[None]) -> None:
             self._tasks.pop(claimed.job.id, None)
+            self._flags.pop(claimed.job.id, None)
             self._lost.discard(claimed.job.id)
             self._slot_free.set()
 
@@ -396,9 +408,15 @@ class Worker:
             if late:
                 log.warning("handing back %d jobs still running at shutdown", len(late))
                 self._stop_now = True
-                for task in late:
-                    task.cancel()
+                for job_id, (task, _) in list(self._tasks.items()):
+                    if task in late:
+                        self._tell_stop(job_id, "the worker is stopping")
+                        task.cancel()
                 await asyncio.wait(late)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.wait({self._watcher})
+            self._watcher = None
         self._outcome_ready.set()
         if helpers:
             # The outcome reporter exits once every outcome is reported; the
@@ -443,39 +461,60 @@ class Worker:
             stage=self._storage.stage,
             stage_batch=self.stage_batch,
             loop=self._running_loop,
+            report=self._storage.progress,
         )
+        self._flags[job.id] = (ctx.cancelled, handler.is_async)
         try:
             async with asyncio.timeout(job.timeout) as deadline:
+                if job.plan:
+                    await self._stage_plan(job, lease)
                 returned = await self._call(handler, ctx, message)
                 result = self._result(job, returned)
                 rest = await ctx._finish()
         except asyncio.CancelledError:
             if job.id in self._lost:
-                log.warning("job %s abandoned: its lease was lost", job.id)
+                log.warning("job %s stopped: %s", job.id, ctx.cancelled.reason)
             elif self._stop_now:
                 self._report(HandBack(lease))
             else:
                 raise
         except LeaseLost:
             log.warning("job %s abandoned: its lease was lost", job.id)
-        except Fail as exc:
-            log.error("job %s (%s) failed for good by its handler: %s", job.id, job.type, exc)
-            self._report(Failure(lease, _storable(exc.reason)[-MAX_ERROR_CHARS:]))
-        except RetryIn as exc:
-            self._report(HandBack(lease, run_at=time.time() + exc.seconds))
-        except TimeoutError as exc:
-            if deadline.expired():
-                error = f"timed out after {job.timeout}s"
-                log.warning("job %s (%s) %s", job.id, job.type, error)
-                self._report(self._error(job, lease, error))
-            else:
-                self._report(self._failed_with(job, lease, exc))
         except Exception as exc:
-            self._report(self._failed_with(job, lease, exc))
+            if job.id in self._lost:  # a sync handler told to stop raised on its way out
+                log.warning("job %s stopped: %s (raised %r)", job.id, ctx.cancelled.reason, exc)
+            else:
+                await ctx._last_progress()
+                self._report(self._raised(job, lease, exc, timed_out=deadline.expired()))
         else:
-            self._report(Success(lease, rest, *result))
+            if job.id in self._lost:  # a sync handler told to stop returned
+                log.warning("job %s stopped: %s", job.id, ctx.cancelled.reason)
+            else:
+                self._report(Success(lease, rest, *result))
         finally:
             await ctx._close()
+
+    async def _stage_plan(self, job: Job, lease: Lease) -> None:
+        """Stage the members its producer declared (``enqueue_family``), as its handler
+        would; members an earlier call of this attempt staged are skipped (rule 9)."""
+        assert self._storage is not None
+        assert job.plan is not None
+        members = decode_plan(job.plan)
+        for start in range(0, len(members), self.stage_batch):
+            await self._storage.stage(lease, members[start : start + self.stage_batch])
+
+    def _raised(self, job: Job, lease: Lease, exc: Exception, *, timed_out: bool) -> Outcome:
+        """The outcome of a handler that raised ``exc`` (rules 2, 3 and 6)."""
+        if isinstance(exc, Fail):
+            log.error("job %s (%s) failed for good by its handler: %s", job.id, job.type, exc)
+            return Failure(lease, _storable(exc.reason)[-MAX_ERROR_CHARS:])
+        if isinstance(exc, RetryIn):
+            return HandBack(lease, run_at=time.time() + exc.seconds)
+        if isinstance(exc, TimeoutError) and timed_out:
+            error = f"timed out after {job.timeout}s"
+            log.warning("job %s (%s) %s", job.id, job.type, error)
+            return self._error(job, lease, error)
+        return self._failed_with(job, lease, exc)
 
     async def _call(self, handler: Handler, ctx: JobContext, message: Message) -> object:
         """Run the handler inside the middleware; returns what the handler returned
@@ -620,10 +659,38 @@ class Worker:
             for stale in lost:
                 if stale.job_id in self._unsettled:
                     continue  # recorded meanwhile, or refused when its outcome lands
-                entry = self._tasks.get(stale.job_id)
-                if entry is not None and entry[1] == stale:
-                    self._lost.add(stale.job_id)
-                    entry[0].cancel()
+                self._interrupt(stale, "its lease was lost")
+
+    async def _watch_interrupts(self, storage: Storage) -> None:
+        """Stop running attempts as soon as storage says they were cancelled."""
+        pause = 0.05
+        while True:
+            try:
+                async for lease in storage.interrupts():
+                    self._interrupt(lease, "the job was cancelled")
+                    pause = 0.05
+            except BackendError as exc:
+                _cancel_if_cancelling()
+                log.warning("listening for cancellations failed, retrying: %s", exc)
+            await asyncio.sleep(pause)  # the stream ended or failed: subscribe again
+            pause = min(pause * 2, 5.0)
+
+    def _interrupt(self, lease: Lease, reason: str) -> None:
+        """Storage ended this attempt: drop its outcome and tell its handler to stop."""
+        entry = self._tasks.get(lease.job_id)
+        if entry is None or entry[1] != lease or lease.job_id in self._lost:
+            return
+        self._lost.add(lease.job_id)
+        if self._tell_stop(lease.job_id, reason):
+            entry[0].cancel()
+
+    def _tell_stop(self, job_id: str, reason: str) -> bool:
+        """Set the job's ``ctx.cancelled``; True when cancelling its task stops it (an
+        async handler: a sync one runs on in its thread until it returns)."""
+        flag, is_async = self._flags.get(job_id, (None, True))
+        if flag is not None:
+            flag._set(reason)
+        return is_async
 
     async def _run_schedules(self, storage: Storage) -> None:
         """Enqueue each schedule's ticks as they come (and its backfill at start)."""

@@ -8,6 +8,7 @@ Each run writes its figures to ``test-output/chaos/<name>.json`` and prints them
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor._proto.examples.shop_pb2 import Step
+from conveyor.core.storage import JobFilter
 
 from .app import read_journal
 from .checks import SETTLED, check
@@ -39,6 +42,57 @@ class Run:
     roots: list[str] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)  # tags whose enqueue raised
     peak_running: int = 0  # the most jobs seen running at once (sampled)
+    # Rule 15: per key, (enqueue returned at, job id) of each enqueue that took it.
+    key_takes: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    duplicates: int = 0
+    keyed_enqueues: int = 0
+    peak_key_holders: int = 0  # the most open jobs seen with one key at once (sampled)
+
+
+KEYED_SLEEP = 0.3  # seconds a keyed job runs: long enough for enqueues to find it held
+
+
+async def enqueue_keyed(client: conveyor.AsyncClient, run: Run, keys: int) -> None:
+    """One job with one of ``keys`` unique keys (rule 15); a family of one, when stored."""
+    tag, key = f"k{run.keyed_enqueues}", f"slot-{run.keyed_enqueues % keys}"
+    run.keyed_enqueues += 1
+    step = Step(name=f"{tag}/root", sleep_seconds=KEYED_SLEEP)
+    run.families[tag] = 1
+    try:
+        job = await client.enqueue(step, key=key)
+    except conveyor.BackendUnavailable:
+        run.uncertain.append(tag)  # the check keeps it if it was stored
+        return
+    if job.duplicate:
+        run.families.pop(tag)
+        run.duplicates += 1
+        return
+    run.roots.append(job.id)
+    run.key_takes.setdefault(key, []).append((time.time(), job.id))
+
+
+async def key_holders(client: conveyor.AsyncClient, run: Run) -> None:
+    """Notes the most open jobs seen holding one key at once."""
+    storage = await client.storage()
+    held: dict[str, set[str]] = {}
+    for state in (conveyor.JobState.QUEUED, conveyor.JobState.RUNNING):
+        page = await patiently(lambda s=state: storage.list_jobs(JobFilter(state=s), limit=1000))
+        for job in page.jobs:
+            if job.key is not None:  # by id: a job may be read queued, then running
+                held.setdefault(job.key, set()).add(job.id)
+    run.peak_key_holders = max([run.peak_key_holders, *map(len, held.values())])
+
+
+def keys_held_twice(run: Run, finished: dict[str, float | None]) -> list[str]:
+    """Rule 15 over the whole run: each job that took a key did so after the one before
+    it had settled (its ``finished_at`` is before the later enqueue returned)."""
+    problems = []
+    for key, takes in run.key_takes.items():
+        for (_, earlier), (returned, later) in itertools.pairwise(takes):
+            settled = finished.get(earlier)
+            if settled is None or settled > returned:
+                problems.append(f"key {key}: {later} took it while {earlier} held it")
+    return problems
 
 
 async def patiently(what: Callable[[], Awaitable[Any]], limit: float = 60.0) -> Any:
@@ -88,10 +142,13 @@ async def run_scenario(
     seed: int,
     heal: Callable[[], Awaitable[None]] | None = None,
     max_running: int = 0,
+    keys: int = 0,
 ) -> dict[str, Any]:
     """Run the fleet under ``fault`` for ``seconds``; returns the figures, and raises
     with every problem the checks found. With ``max_running``, the workers limit their
-    queue to it (rule 14), and more running at once, sampled all along, is a problem."""
+    queue to it (rule 14), and more running at once, sampled all along, is a problem.
+    With ``keys``, jobs with that many unique keys (rule 15) are enqueued all along too,
+    and a key held by two jobs at once is a problem."""
     rng = random.Random(seed)
     run = Run(name, seed, seconds)
     config = conveyor.Config(url=url, namespace=namespace)
@@ -121,6 +178,9 @@ async def run_scenario(
                     next_fault = time.monotonic() + rng.uniform(1, 3)
                 if max_running:
                     await open_jobs(client, run)
+                if keys and now < began + seconds * 0.7:
+                    await enqueue_keyed(client, run, keys)
+                    await key_holders(client, run)
                 await asyncio.sleep(0.05)
             if heal is not None:
                 await heal()
@@ -133,6 +193,14 @@ async def run_scenario(
             fleet.stop()
         storage = await client.storage()
         findings = await check(storage, read_journal(str(fleet.journal)), run)
+        taken = [job_id for takes in run.key_takes.values() for _, job_id in takes]
+        finished = {
+            job_id: job.finished_at.timestamp() if job and job.finished_at else None
+            for job_id in taken
+            for job in [await storage.get(job_id)]
+        }
+        for problem in keys_held_twice(run, finished):
+            findings.problem(problem)
     figures = {
         "scenario": name,
         "backend": url.split(":", 1)[0].split("+", 1)[0],
@@ -144,6 +212,10 @@ async def run_scenario(
         "enqueues_uncertain": len(run.uncertain),
         "max_running": max_running,
         "peak_running": run.peak_running,
+        "keys": keys,
+        "keyed_jobs": len(taken),
+        "keyed_duplicates": run.duplicates,
+        "peak_key_holders": run.peak_key_holders,
         **findings.figures,
     }
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -152,6 +224,9 @@ async def run_scenario(
     assert not findings.problems, "\n".join(findings.problems)
     if max_running:
         assert run.peak_running <= max_running, f"{run.peak_running} running, limit {max_running}"
+    if keys:
+        assert run.peak_key_holders <= 1, f"{run.peak_key_holders} open jobs held one key"
+        assert run.duplicates > 0 and len(taken) > keys, "the keys were never contended"
     assert not fleet.forced, f"workers {fleet.forced} ignored SIGTERM"
     assert sum(run.faults.values()) >= seconds / 3 - 1, "fewer faults than planned"
     assert figures["families_settled"] == figures["families"] >= len(run.roots)

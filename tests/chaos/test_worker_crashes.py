@@ -4,7 +4,8 @@ lost, no family is stranded, every heir ran when (and only when) its condition h
 and the counters add up (docs/rules.md rules 6 and 7).
 
 The workers share a limit of 20 running jobs (rule 14), sampled all along: never
-more may run, kills included.
+more may run, kills included. Jobs with four unique keys (rule 15) are enqueued all
+along too: no key may ever be held by two jobs at once.
 
 ``CHAOS_SECONDS`` sets how long the killing goes on (30 in CI; ``nox -s chaos`` runs
 600); ``CHAOS_SEED`` replays a run. Figures go to ``test-output/chaos/``.
@@ -27,6 +28,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "30"))
 #: Rule 14 under the kills: three workers of 16 slots share 20 (CHAOS_MAX_RUNNING=0: none).
 MAX_RUNNING = int(os.environ.get("CHAOS_MAX_RUNNING", "20"))
+#: Rule 15 under the kills: jobs with this many unique keys enqueued all along (0: none).
+KEYS = int(os.environ.get("CHAOS_KEYS", "4"))
 
 
 async def kill_a_worker(rng: random.Random, fleet: Fleet) -> str:
@@ -48,6 +51,7 @@ async def test_families_survive_workers_killed_at_random(
         fault=kill_a_worker,
         seed=seed,
         max_running=MAX_RUNNING,
+        keys=KEYS,
     )
     assert figures["worker_starts"] == 3 + figures["faults"]["SIGKILL"]
     assert figures["states"].get("succeeded", 0) > 0

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 import conveyor
-from conveyor import JobState
+from conveyor import JobState, When
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import JobFilter, Storage
 from tests.support import basic_worker, running, settle
@@ -115,16 +115,66 @@ async def test_bad_keys_are_refused_and_nothing_stored(
     assert await count_jobs(storage) == 0
 
 
-async def test_a_running_job_cannot_declare_a_keyed_child(
+async def test_declarations_take_their_keys_when_released(
+    config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    """Rule 15 for declarations: a child takes its key when its declarer succeeds, an heir
+    when it is released; one whose key is held then settles cancelled as a duplicate,
+    optional, and its family does not wait for the holder."""
+    blocker = asyncio.Event()
+    worker = conveyor.Worker(config, queues=["parents", "keyed"], claim_wait=0.2)
+
+    @worker.handler
+    async def run(ctx: conveyor.JobContext, msg: BasicJob) -> None:
+        if msg.name == "holder":
+            await blocker.wait()
+        elif msg.name == "parent":
+            ctx.enqueue_child(BasicJob(name="c1"), queue="keyed", key="a")
+            ctx.enqueue_child(BasicJob(name="c2"), queue="keyed", key="a")
+            ctx.enqueue_child(BasicJob(name="c3"), queue="keyed", key="b")
+            ctx.enqueue_heir(BasicJob(name="h1"), queue="keyed", key="b")
+            ctx.enqueue_heir(BasicJob(name="h2"), queue="keyed", key="z", when=When.SETTLED)
+
+    async with running(worker):
+        holder = await client.enqueue(BasicJob(name="holder"), queue="keyed", key="b")
+        parent = await client.enqueue(BasicJob(name="parent"), queue="parents")
+        done = await settle(client, parent.id)
+        tree = {j.payload().name: j for j in await storage.family_tree(parent.id)}  # type: ignore[attr-defined]
+        for name in ("h1", "h2"):
+            await settle(client, tree[name].id)
+        tree = {j.payload().name: j for j in await storage.family_tree(parent.id)}  # type: ignore[attr-defined]
+        still = await client.get(holder.id)
+        blocker.set()
+    assert done.state is JobState.SUCCEEDED  # the duplicates failed nothing
+    c1, c2, c3, h1, h2 = (tree[n] for n in ("c1", "c2", "c3", "h1", "h2"))
+    assert c1.state is JobState.SUCCEEDED and c1.key == "a"
+    assert (c2.state, c2.reason, c2.optional) == (
+        JobState.CANCELLED,
+        f"duplicate: key a held by {c1.id}",
+        True,
+    )
+    assert (c3.state, c3.reason) == (JobState.CANCELLED, f"duplicate: key b held by {holder.id}")
+    assert c2.attempt == c3.attempt == 0  # they never ran
+    assert (h1.state, h1.reason) == (JobState.CANCELLED, f"duplicate: key b held by {holder.id}")
+    assert h2.state is JobState.SUCCEEDED  # key z was free
+    assert still is not None and still.state is JobState.RUNNING  # not waited for
+    # c1 settled: its key is free again.
+    again = await client.enqueue(BasicJob(name="again"), queue="keyed", key="a")
+    assert not again.duplicate
+
+
+async def test_a_keyed_child_of_a_failed_attempt_takes_no_key(
     config: conveyor.Config, client: conveyor.AsyncClient
 ) -> None:
-    worker = conveyor.Worker(config, claim_wait=0.2)
+    worker = conveyor.Worker(config, queues=["parents"], claim_wait=0.2)
 
     @worker.handler
     async def parent(ctx: conveyor.JobContext, msg: BasicJob) -> None:
-        with pytest.raises(conveyor.InvalidJobOptions, match="top-level"):
-            ctx.enqueue_child(BasicJob(name="child"), key="k")
+        ctx.enqueue_child(BasicJob(name="child"), queue="keyed", key="k")
+        raise RuntimeError("the attempt fails: its declarations are discarded (rule 2)")
 
     async with running(worker):
-        done = await settle(client, (await client.enqueue(BasicJob(name="p"))).id)
-    assert done.state is JobState.SUCCEEDED and done.open_children == 0
+        failed = await settle(client, (await client.enqueue(BasicJob(), queue="parents", max_attempts=1)).id)
+    assert failed.state is JobState.FAILED
+    fresh = await client.enqueue(BasicJob(name="top"), queue="keyed", key="k")
+    assert not fresh.duplicate

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from conveyor.core.config import Backoff
 from conveyor.core.job import Job, JobSpec, to_datetime
+from conveyor.core.progress import Progress
 from conveyor.core.states import JobState, When
 
 
@@ -48,6 +49,8 @@ class Row:
     backoff: Backoff | None = None
     key: str | None = None
     key_ttl: float | None = None
+    progress: Progress | None = None
+    plan: bytes | None = None
 
     @classmethod
     def from_spec(
@@ -74,6 +77,7 @@ class Row:
             backoff=spec.backoff,
             key=spec.key,
             key_ttl=spec.key_ttl,
+            plan=spec.plan,
         )
 
     def snapshot(self) -> Job:
@@ -107,6 +111,8 @@ class Row:
             predecessor_failed_ids=self.predecessor_failed_ids,
             backoff=self.backoff,
             key=self.key,
+            progress=self.progress,
+            plan=self.plan,
             result_bytes=self.result_bytes,
             result_type=self.result_type,
         )

@@ -11,12 +11,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from conveyor.core.job import Lease
 from conveyor.core.queues import QueueControls
 from conveyor.core.storage import JobEvent, WorkerInfo
 
 from ._rows import Row
 
 Listener = Callable[[JobEvent], None]
+InterruptListener = Callable[[Lease], None]
 COUNTER_MINUTES = 24 * 60
 SUCCEEDED, RETRIED, FAILED, REPAIRED = 0, 1, 2, 3  # columns of the per-minute counters
 
@@ -41,6 +43,7 @@ class MemoryState:
     workers: dict[str, tuple[WorkerInfo, float]] = field(default_factory=dict)
     descriptors: dict[str, bytes] = field(default_factory=dict)
     listeners: list[Listener] = field(default_factory=list)
+    interrupt_listeners: list[InterruptListener] = field(default_factory=list)
     seq: int = 0
     token: int = 0
     # Rule 14: each controlled queue's controls, and its rate's bucket (tokens, when).

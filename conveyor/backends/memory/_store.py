@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from conveyor.core.errors import JobNotFound
 from conveyor.core.job import Job, JobSpec, Lease, to_datetime
@@ -31,7 +32,9 @@ from conveyor.core.storage import (
 )
 
 from . import transitions
-from ._state import COUNTER_MINUTES, Listener, MemoryState
+from ._state import COUNTER_MINUTES, InterruptListener, Listener, MemoryState
+
+L = TypeVar("L")
 
 
 class MemoryStore:
@@ -45,13 +48,21 @@ class MemoryStore:
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` (under the lock: it must not block) on every state change."""
+        return self._subscribe(self._s.listeners, listener)
+
+    def listen_interrupts(self, listener: InterruptListener) -> Callable[[], None]:
+        """Call ``listener`` (under the lock) with each running attempt's lease as it
+        is cancelled."""
+        return self._subscribe(self._s.interrupt_listeners, listener)
+
+    def _subscribe(self, listeners: list[L], listener: L) -> Callable[[], None]:
         with self._lock:
-            self._s.listeners.append(listener)
+            listeners.append(listener)
 
         def unlisten() -> None:
             with self._lock:
-                if listener in self._s.listeners:
-                    self._s.listeners.remove(listener)
+                if listener in listeners:
+                    listeners.remove(listener)
 
         return unlisten
 
@@ -82,6 +93,10 @@ class MemoryStore:
     def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
         with self._lock:
             return transitions.renew(self._s, leases, lease, time.time())
+
+    def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
+        with self._lock:
+            transitions.progress(self._s, lease, fraction, note, time.time())
 
     def maintain(self) -> MaintenanceReport:
         with self._lock:

@@ -107,6 +107,13 @@ class MemoryStorage:
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
         return self._store.renew(leases, lease)
 
+    async def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
+        self._store.progress(lease, fraction, note)
+
+    async def interrupts(self) -> AsyncIterator[Lease]:
+        async for lease in stream(self._store.listen_interrupts):
+            yield lease
+
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         self._store.register_worker(info, ttl)
 

@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from conveyor.core import rules
 from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost
-from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.job import Job, JobSpec, Lease, to_datetime
+from conveyor.core.progress import Progress
 from conveyor.core.queues import QueueControls, QueueLimits, next_token_in, refilled
 from conveyor.core.queues import allowance as queue_allowance
 from conveyor.core.states import JobState
@@ -198,6 +199,16 @@ def renew(s: MemoryState, leases: Sequence[Lease], lease: float, now: float) -> 
     return lost
 
 
+def progress(s: MemoryState, lease: Lease, fraction: float, note: str | None, now: float) -> None:
+    """Rule 6: store a running attempt's progress under its lease."""
+    row = holds(s, lease)
+    if row is None:
+        raise LeaseLost(lease.job_id)
+    at = to_datetime(now)
+    assert at is not None
+    row.progress = Progress(fraction, note, row.attempt, at)
+
+
 def succeed(s: MemoryState, row: Row, success: Success, now: float) -> None:
     """Rule 1: release the attempt's children with its success; heirs stay held."""
     _insert_held(s, row, success.declarations, now)
@@ -344,6 +355,13 @@ def close_child(s: MemoryState, parent: Row, child: Row, state: JobState) -> Job
     return rules.settles_as(parent.failed_child_id)
 
 
+def interrupt(s: MemoryState, row: Row) -> None:
+    """Rule 12: tell the worker of a running attempt that was cancelled, at once."""
+    held = Lease(row.id, row.lease_token)
+    for listener in list(s.interrupt_listeners):
+        listener(held)
+
+
 def cancel(s: MemoryState, job_id: str, reason: str, now: float) -> Job:
     """Rule 3 and 12: cancel an open job and every open member below it."""
     row = _get(s, job_id)
@@ -365,12 +383,16 @@ def cancel(s: MemoryState, job_id: str, reason: str, now: float) -> Job:
         s.emit(row, now)
         return row.snapshot()
     for member in _open_below(s, row):
+        if member.state is JobState.RUNNING:
+            interrupt(s, member)
         member.state = JobState.CANCELLED
         member.finished_at = now
         member.reason = rules.ancestor_cancelled(job_id)
         s.clear_lease(member)
         discard_declarations(s, member.id)
         s.emit(member, now)
+    if row.state is JobState.RUNNING:
+        interrupt(s, row)
     discard_declarations(s, row.id)
     row.reason = reason
     settle(s, row, JobState.CANCELLED, now)

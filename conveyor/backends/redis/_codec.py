@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from conveyor.core.config import Backoff
 from conveyor.core.job import Job, JobSpec, to_datetime
+from conveyor.core.progress import Progress
 from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.states import JobState, When
 
@@ -38,6 +39,7 @@ def spec_args(spec: JobSpec) -> list[ArgValue]:
         spec.backoff.to_text() if spec.backoff else "",
         spec.key if spec.key is not None else "",
         repr(spec.key_ttl) if spec.key_ttl else "",
+        spec.plan or "",
     ]
     assert len(args) == len(SPEC_ARGS)
     return args
@@ -117,7 +119,7 @@ _KEYS = tuple(_F[name] for name in (
     "type", "queue", "state", "priority", "attempt", "max_attempts", "timeout", "parent",
     "predecessor", "when", "optional", "headers", "error", "run_at", "started", "finished",
     "worker", "lost", "open", "failed_ids", "reason", "failing_child", "predecessor_state",
-    "predecessor_failed_ids", "result_type", "backoff", "key",
+    "predecessor_failed_ids", "result_type", "backoff", "key", "progress", "plan",
 ))  # fmt: skip
 
 
@@ -128,7 +130,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
     (t, q, s, pr, a, m, to, par, pred, w, o, h, e, ra, st, fin,
-     wid, lost, open_, fids, why, fc, ps, pf, rt, bo, k) = _KEYS  # fmt: skip
+     wid, lost, open_, fids, why, fc, ps, pf, rt, bo, k, prog, plan) = _KEYS  # fmt: skip
     type_name = fields[t].decode()
     when = _text(fields, w)
     predecessor_state = _text(fields, ps)
@@ -164,4 +166,6 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         result_type=_text(fields, rt),
         backoff=Backoff.from_text(fields[bo].decode()) if bo in fields else None,
         key=_text(fields, k),
+        progress=Progress.from_text(fields[prog].decode()) if prog in fields else None,
+        plan=fields.get(plan),
     )

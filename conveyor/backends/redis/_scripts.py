@@ -27,6 +27,7 @@ NAMES = (
     "claim",
     "stage",
     "renew",
+    "progress",
     "record",
     "cancel",
     "retry",
@@ -121,6 +122,7 @@ class Scripts:
         self.claim: AsyncScript = loaded["claim"]
         self.stage: AsyncScript = loaded["stage"]
         self.renew: AsyncScript = loaded["renew"]
+        self.progress: AsyncScript = loaded["progress"]
         self.record: AsyncScript = loaded["record"]
         self.cancel: AsyncScript = loaded["cancel"]
         self.retry: AsyncScript = loaded["retry"]

@@ -48,6 +48,8 @@ FIELD = {
     "backoff": "bo",  # the job's own back-off, as Backoff.to_text()
     "key": "k",  # a unique key in its queue (rule 15)
     "key_ttl": "kt",  # seconds the key stays held after the job settles
+    "progress": "prog",  # the last progress reported, as Progress.to_text()
+    "plan": "plan",  # members a producer declared for it (core/plan.py), staged per attempt
 }
 
 #: A job's state is one letter in its hash: it keeps a queued job's hash in a
@@ -83,6 +85,7 @@ SPEC_ARGS = (
     "backoff",
     "key",
     "key_ttl",
+    "plan",
 )
 
 #: An outcome travels to ``record.lua`` as these arguments, then ``n`` specs.

@@ -271,6 +271,15 @@ class RedisStorage:
         lost = {raw.decode() for raw in await self._call(self._scripts.renew, args)}
         return [held for held in leases if held.job_id in lost]
 
+    async def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
+        args: list[ArgValue] = [lease.job_id, lease.token, repr(fraction), note or ""]
+        await self._call(self._scripts.progress, args)  # LeaseLost when the lease is gone
+
+    async def interrupts(self) -> AsyncIterator[Lease]:
+        async for data in self._subscribe("cancels"):
+            job_id, _, token = data.decode().partition(" ")
+            yield Lease(job_id, int(token))
+
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         payload = json.dumps(info.to_dict())
         await self._call(self._scripts.workers, ["register", info.id, payload, ttl])
@@ -486,16 +495,21 @@ class RedisStorage:
         ]
 
     async def events(self) -> AsyncIterator[JobEvent]:
+        async for data in self._subscribe("events"):
+            yield JobEvent.from_line(data.decode(errors="replace"))
+
+    async def _subscribe(self, channel: str) -> AsyncIterator[bytes]:
+        """Messages published on one of the namespace's channels, from now on."""
         pubsub = self._redis.pubsub()
         with translated(self._url):
-            await pubsub.subscribe(self._key("events"))
+            await pubsub.subscribe(self._key(channel))
         try:
             while True:
                 with translated(self._url):
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None or message["type"] != "message":
                     continue
-                yield JobEvent.from_line(message["data"].decode(errors="replace"))
+                yield message["data"]
         finally:
             with contextlib.suppress(redis_errors.RedisError):
                 await pubsub.aclose()

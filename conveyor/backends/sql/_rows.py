@@ -7,6 +7,7 @@ from typing import Any
 from conveyor.core.config import Backoff
 from conveyor.core.errors import PayloadDecodeError
 from conveyor.core.job import Job, to_datetime
+from conveyor.core.progress import Progress
 from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.states import JobState, When
 
@@ -75,4 +76,6 @@ def _job(row: Any) -> Job:
         result_type=row.result_type,
         backoff=Backoff.from_text(row.backoff) if row.backoff else None,
         key=row.unique_key,
+        progress=Progress.from_text(row.progress) if row.progress else None,
+        plan=bytes(row.plan) if row.plan is not None else None,
     )

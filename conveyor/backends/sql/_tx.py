@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.core.job import JobSpec
+from conveyor.core.job import JobSpec, Lease
 from conveyor.core.states import JobState
 from conveyor.core.storage import JobEvent
 
@@ -49,6 +49,8 @@ class Tx:
     counts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     wakes: set[str] = field(default_factory=set)
     settled: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    # Running attempts this transaction cancelled, announced on commit (rule 12).
+    interrupts: list[Lease] = field(default_factory=list)
 
     def event(self, job_id: str, state: str, type_name: str, queue: str) -> None:
         self.events.append((job_id, state, type_name, queue))
@@ -98,6 +100,7 @@ def spec_row(
         "backoff": spec.backoff.to_text() if spec.backoff else None,
         "unique_key": spec.key,
         "key_ttl": spec.key_ttl,
+        "plan": spec.plan,
     }
 
 

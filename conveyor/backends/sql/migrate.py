@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class SchemaMismatch(ConfigurationError):
@@ -95,6 +95,12 @@ def _unique_keys_v7(conn: Connection, tables: Tables) -> None:
     _add_columns(conn, {tables.jobs: ("unique_key TEXT", "key_ttl FLOAT")})
 
 
+def _progress_and_plans_v8(conn: Connection, tables: Tables) -> None:
+    """Rule 6's progress reports, and producer-declared families: two job columns."""
+    binary = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    _add_columns(conn, {tables.jobs: ("progress TEXT", f"plan {binary}")})
+
+
 def _add_columns(conn: Connection, added: dict[Table, tuple[str, ...]]) -> None:
     for table, columns in added.items():
         present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
@@ -117,6 +123,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     5: _results_and_repairs_v5,
     6: _controls_v6,
     7: _unique_keys_v7,
+    8: _progress_and_plans_v8,
 }
 
 

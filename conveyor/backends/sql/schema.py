@@ -92,6 +92,10 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         # Rule 15: a top-level job's unique key in its queue, and how long it outlives it.
         Column("unique_key", Text),
         Column("key_ttl", Float),
+        # Rule 6: the last progress an attempt reported, as Progress.to_text().
+        Column("progress", Text),
+        # The members a producer declared for it (core/plan.py), staged by each attempt.
+        Column("plan", LargeBinary),
     )
     # The claim: the longest ready of the highest priority among a queue's queued jobs.
     Index(

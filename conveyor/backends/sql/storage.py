@@ -56,8 +56,14 @@ from . import reads, tallies, transitions
 from ._rows import queue_controls_of
 from ._tx import Tx
 from .migrate import check, migrate
-from .pg_enqueue import NOTIFY_CHUNK, enqueue_params, enqueue_statement
-from .schema import build_tables
+from .pg_enqueue import (
+    NOTIFY_CHUNK,
+    enqueue_params,
+    enqueue_statement,
+    single_enqueue_params,
+    single_enqueue_statement,
+)
+from .schema import SETTLED, build_tables
 
 log = logging.getLogger("conveyor.sql")
 T = TypeVar("T")
@@ -115,12 +121,19 @@ class SQLStorage:
         self._failed_retention = config.failed_retention.total_seconds()
         self._max_lost = config.max_lost
         self._signal: LocalSignal = local_signal(f"{engine.url}|{config.namespace}")
+        # PostgreSQL: the interrupts (rule 12) this process's LISTEN connection receives.
+        self._interrupted: LocalSignal = local_signal(f"{engine.url}|{config.namespace}|cancel")
         self._write_lock = asyncio.Lock() if not postgres else None
         self._listener: asyncio.Task[None] | None = None
         self._promoted_at = 0.0
         self._reconciled = ("", "")  # where the reconciler's slices ended (waiting, held)
         self._wake_channel = f"conveyor_{config.namespace}_wake"
         self._event_channel = f"conveyor_{config.namespace}_events"
+        self._interrupt_channel = f"conveyor_{config.namespace}_cancel"
+        self._single_enqueue = {
+            keyed: single_enqueue_statement(config.namespace, keyed=keyed)
+            for keyed in (False, True)
+        }
 
     @classmethod
     async def open(cls, config: Config) -> SQLStorage:
@@ -232,16 +245,22 @@ class SQLStorage:
             return
         for queue in tx.wakes:
             await conn.execute(select(func.pg_notify(self._wake_channel, queue)))
+        await self._notify_lines(conn, self._event_channel, tx.event_lines())
+        interrupts = [f"{held.job_id} {held.token}" for held in tx.interrupts]
+        await self._notify_lines(conn, self._interrupt_channel, interrupts)
+
+    async def _notify_lines(self, conn: AsyncConnection, channel: str, lines: list[str]) -> None:
+        """NOTIFY ``lines``, as few payloads as PostgreSQL's size limit allows."""
         chunk: list[str] = []
         size = 0
-        for line in tx.event_lines():
+        for line in lines:
             if size + len(line) > NOTIFY_CHUNK and chunk:
-                await conn.execute(select(func.pg_notify(self._event_channel, "\n".join(chunk))))
+                await conn.execute(select(func.pg_notify(channel, "\n".join(chunk))))
                 chunk, size = [], 0
             chunk.append(line)
             size += len(line) + 1
         if chunk:
-            await conn.execute(select(func.pg_notify(self._event_channel, "\n".join(chunk))))
+            await conn.execute(select(func.pg_notify(channel, "\n".join(chunk))))
 
     def _announce(self, tx: Tx) -> None:
         """After commit: wake this process's waiters at once (and feed SQLite's event stream)."""
@@ -251,7 +270,8 @@ class SQLStorage:
             self._signal.publish("\n".join(tx.event_lines()))
 
     async def _listen(self) -> None:
-        """A dedicated LISTEN connection; reconnects forever; every notification wakes waiters."""
+        """A dedicated LISTEN connection; reconnects forever. A wake-up wakes waiters;
+        an interrupt goes to this process's ``interrupts`` streams."""
         import psycopg
 
         while True:
@@ -260,9 +280,13 @@ class SQLStorage:
                     self._dsn, autocommit=True, application_name=f"conveyor:{self._namespace}"
                 ) as conn:
                     await conn.execute(f'LISTEN "{self._wake_channel}"')
+                    await conn.execute(f'LISTEN "{self._interrupt_channel}"')
                     self._signal.wake()  # anything sent while disconnected: look again
-                    async for _ in conn.notifies():
-                        self._signal.wake()
+                    async for note in conn.notifies():
+                        if note.channel == self._interrupt_channel:
+                            self._interrupted.publish(note.payload)
+                        else:
+                            self._signal.wake()
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost, reconnecting: %s", exc)
                 await asyncio.sleep(0.5)
@@ -277,10 +301,19 @@ class SQLStorage:
         rules.check_new_jobs(jobs)
         if not jobs:
             return []
-        if self._postgres and not any(job.key is not None for job in jobs):
-            await self._pg_enqueue(jobs)
+        keyed = any(job.key is not None for job in jobs)
+        if self._postgres and len(jobs) == 1:  # one job: one single-row statement
+            params = single_enqueue_params(
+                jobs[0], time.time(), wake=self._wake_channel, events=self._event_channel
+            )
+            taken, holder, _ = await self._pg_run((self._single_enqueue[keyed], params))
+            if not keyed or taken is not None or holder is not None:
+                return [taken or holder or jobs[0].id]  # unkeyed: skipped when it exists
+        elif self._postgres and not keyed:
+            await self._pg_run(self._enqueue_statement(jobs))
             return [job.id for job in jobs]
-        # Unique keys (rule 15) take a few statements: one transaction.
+        # Other keyed batches (and a key committed after that statement's snapshot):
+        # a few statements in one transaction, which locks the key's row (rule 15).
         return await self._tx(functools.partial(transitions.enqueue, specs=jobs))
 
     async def enqueue_in(self, connection: Any, jobs: Sequence[JobSpec]) -> list[str]:
@@ -325,21 +358,22 @@ class SQLStorage:
         )
         return enqueue_statement(self._namespace), params
 
-    async def _pg_enqueue(self, jobs: Sequence[JobSpec]) -> None:
-        """One statement, one round trip.
+    async def _pg_run(self, statement: tuple[str, dict[str, Any]]) -> tuple[Any, ...]:
+        """An enqueue statement, one round trip; returns its first row (if any).
 
         It runs on the driver connection itself: for this hot path SQLAlchemy's
         execution layer cost as much as the round trip.
         """
         import psycopg
 
-        statement = self._enqueue_statement(jobs)
+        row: tuple[Any, ...] = ()
         for attempt in range(3):
             async with self._autocommit.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
                 try:
-                    await driver.execute(*statement)
+                    cursor = await driver.execute(*statement)
+                    row = await cursor.fetchone() or ()
                     break
                 except psycopg.OperationalError as exc:
                     await conn.invalidate()  # never hand a dead connection back to the pool
@@ -349,6 +383,7 @@ class SQLStorage:
                 except psycopg.Error as exc:
                     raise self._driver_error(exc) from exc
         self._signal.wake()
+        return row
 
     def _driver_error(self, exc: Exception) -> BackendError:
         import psycopg
@@ -363,11 +398,7 @@ class SQLStorage:
     ) -> list[Claimed]:
         if not queues or limit < 1:
             return []
-        if self._postgres and self._listener is None:
-            # Only a claiming process listens: a producer's own LISTEN connection would be
-            # woken by every job it enqueues. The listener wakes waiters once LISTEN is on,
-            # so a job enqueued before that is not missed.
-            self._listener = asyncio.create_task(self._listen(), name="conveyor-listen")
+        self._start_listening()
 
         async def body(tx: Tx) -> tuple[list[Claimed], float | None]:
             # Promoting due jobs costs a statement; a few times a second is plenty
@@ -389,6 +420,13 @@ class SQLStorage:
 
         poll = None if self._postgres else SQLITE_POLL
         return await wait_for_work(self._signal, take, next_due, wait, poll)
+
+    def _start_listening(self) -> None:
+        # Only a claiming process listens: a producer's own LISTEN connection would be
+        # woken by every job it enqueues. The listener wakes waiters once LISTEN is on,
+        # so a job enqueued before that is not missed.
+        if self._postgres and self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="conveyor-listen")
 
     async def _next_due(self) -> float | None:
         jobs = self._t.jobs
@@ -414,6 +452,50 @@ class SQLStorage:
             return []
         held = await self._tx(functools.partial(transitions.renew, leases=leases, lease=lease))
         return [lease_ for lease_ in leases if lease_.job_id not in held]
+
+    async def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
+        report = functools.partial(transitions.progress, lease=lease, fraction=fraction, note=note)
+        await self._tx(report)
+
+    async def interrupts(self) -> AsyncIterator[Lease]:
+        if not self._postgres:
+            async for held in self._polled_interrupts():
+                yield held
+            return
+        self._start_listening()
+        async for payload in stream(self._interrupted.listen):
+            for line in payload.split("\n"):
+                job_id, _, token = line.partition(" ")
+                yield Lease(job_id, int(token))
+
+    async def _polled_interrupts(self) -> AsyncIterator[Lease]:
+        """SQLite has no notifications: look for attempts cancelled since the last look
+        every ``SQLITE_POLL`` seconds (those of every process on the file)."""
+        jobs = self._t.jobs
+        since = time.time()
+        seen: dict[Lease, float] = {}
+        while True:
+            await asyncio.sleep(SQLITE_POLL)
+            looked = time.time()
+            stmt = select(jobs.c.id, jobs.c.lease_token, jobs.c.finished_at).where(
+                jobs.c.state.in_(SETTLED),  # as the finished-at index says, so it is used
+                jobs.c.state == "cancelled",
+                jobs.c.finished_at >= since,
+                jobs.c.started_at.is_not(None),
+            )
+
+            async def body(conn: AsyncConnection, stmt: Any = stmt) -> list[Any]:
+                return list((await conn.execute(stmt)).all())
+
+            for row in await self._read(body):
+                held = Lease(row.id, row.lease_token)
+                if held not in seen:
+                    seen[held] = row.finished_at
+                    yield held
+            # Look again a little before this look, for a transaction committed with an
+            # older clock; remember only what that window can find again.
+            since = looked - 1.0
+            seen = {held: at for held, at in seen.items() if at >= since}
 
     async def pause_queue(self, queue: str, paused: bool) -> None:
         await self._tx(functools.partial(transitions.pause_queue, queue=queue, paused=paused))

@@ -26,6 +26,7 @@ from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select,
 from conveyor.core import rules
 from conveyor.core.errors import InvalidState, JobNotFound, LeaseLost, PayloadDecodeError
 from conveyor.core.job import Job, JobSpec, Lease
+from conveyor.core.progress import stored_progress
 from conveyor.core.queues import QueueLimits, Rate, next_token_in, refilled
 from conveyor.core.queues import allowance as queue_allowance
 from conveyor.core.states import JobState, When
@@ -370,6 +371,16 @@ async def renew(tx: Tx, leases: Sequence[Lease], lease: float) -> set[str]:
     return set((await tx.conn.execute(select(jobs.c.id).where(match))).scalars().all())
 
 
+async def progress(tx: Tx, lease: Lease, fraction: float, note: str | None) -> None:
+    """Rule 6: store a running attempt's progress under its lease."""
+    row = (await _lock(tx, [lease.job_id])).get(lease.job_id)
+    if row is None or not holds(row, lease):
+        raise LeaseLost(lease.job_id)
+    jobs = tx.t.jobs
+    text = stored_progress(fraction, note, row.attempt, tx.now)
+    await tx.conn.execute(update(jobs).where(jobs.c.id == row.id).values(progress=text))
+
+
 async def succeed(tx: Tx, row: Rec, declarations: Sequence[JobSpec]) -> None:
     """Rule 1: release the attempt's children with its success; heirs stay held."""
     jobs = tx.t.jobs
@@ -626,6 +637,11 @@ async def close_child(
     return parent.replace(**changes), rules.settles_as(failing).value, changes
 
 
+def interrupt(tx: Tx, job_id: str, token: int) -> None:
+    """Rule 12: tell the worker of a running attempt that was cancelled, on commit."""
+    tx.interrupts.append(Lease(job_id, token))
+
+
 async def cancel(tx: Tx, job_id: str, reason: str) -> Job:
     """Rule 3 and 12: cancel an open job and every open member below it."""
     row = await _get(tx, job_id)
@@ -645,6 +661,7 @@ async def cancel(tx: Tx, job_id: str, reason: str) -> Job:
     else:
         await _cancel_below(tx, row)
         if row.state == "running":
+            interrupt(tx, row.id, row.lease_token)
             await discard_declarations(tx, [row.id])
         await settle(tx, row, "cancelled", reason=reason)
     return await _snapshot(tx, job_id)
@@ -665,10 +682,15 @@ async def _cancel_below(tx: Tx, root: Rec) -> None:
         first = False
         rows = (
             await tx.conn.execute(
-                select(jobs.c.id, jobs.c.state).where(below, jobs.c.state.not_in(SETTLED))
+                select(jobs.c.id, jobs.c.state, jobs.c.lease_token).where(
+                    below, jobs.c.state.not_in(SETTLED)
+                )
             )
         ).all()
-        await discard_declarations(tx, [r.id for r in rows if r.state == "running"])
+        running = [r for r in rows if r.state == "running"]
+        for r in running:
+            interrupt(tx, r.id, r.lease_token)
+        await discard_declarations(tx, [r.id for r in running])
         ids = [r.id for r in rows]
         if ids:
             cancelled = (

@@ -35,6 +35,8 @@ local F = {
   backoff = 'bo',
   key = 'k',
   key_ttl = 'kt',
+  progress = 'prog',
+  plan = 'plan',
 }
 -- States as stored: one letter each (layout.STATE_CODE), and back.
 local CODE = {
@@ -76,8 +78,9 @@ local SPEC = {
   backoff = 13,
   key = 14,
   key_ttl = 15,
+  plan = 16,
 }
-local SPEC_FIELDS = 16
+local SPEC_FIELDS = 17
 -- An outcome's arguments, by offset from its first (layout.OUTCOME_ARGS).
 local OUTCOME = {
   kind = 0,

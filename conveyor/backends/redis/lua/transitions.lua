@@ -195,7 +195,7 @@ end
 
 -- Spec arguments stored only when they differ from the default ('' or '0').
 local OPTIONAL_SPEC_FIELDS = { 'run_at', 'timeout', 'priority', 'headers', 'parent',
-  'predecessor', 'when', 'optional', 'backoff', 'key', 'key_ttl' }
+  'predecessor', 'when', 'optional', 'backoff', 'key', 'key_ttl', 'plan' }
 
 -- Write a job's hash from the spec at ARGV-like `args[at]`, in `state`.
 local function create(args, at, state, declarer)
@@ -465,6 +465,15 @@ local function renew(seconds, args, first)
   return lost
 end
 
+-- Rule 6: store a running attempt's progress under its lease ('fraction|attempt|at|note').
+local function progress(id, token, fraction, note)
+  if not holds(id, token) then return false end
+  local attempt = redis.call('HGET', jk(id), F.attempt) or '0'
+  local text = fraction .. '|' .. attempt .. '|' .. string.format('%.6f', NOW) .. '|' .. note
+  redis.call('HSET', jk(id), F.progress, text)
+  return true
+end
+
 -- Rule 1: release the attempt's children with its success; heirs stay held.
 -- `result_type` '' means the handler returned nothing.
 local function succeed(id, args, first, n, result, result_type)
@@ -645,6 +654,11 @@ end
 
 -- Rules 3 and 12: cancel an open job and every open member below it. Returns
 -- the job's fields afterwards.
+-- Rule 12: tell the worker of a running attempt that was cancelled, at once.
+local function interrupt(id)
+  redis.call('PUBLISH', P .. 'cancels', id .. ' ' .. redis.call('HGET', jk(id), F.token))
+end
+
 local function cancel(id, reason)
   local key = jk(id)
   local v = redis.call('HMGET', key, F.state, F.declared_by, F.predecessor, F.type, F.queue)
@@ -677,6 +691,7 @@ local function cancel(id, reason)
       local mv = redis.call('HMGET', jk(m), F.state, F.type, F.queue)
       local member_state = NAME[mv[1]]
       if member_state and not SETTLED[member_state] then
+        if member_state == 'running' then interrupt(m) end
         redis.call('HSET', jk(m), F.finished, NOW, F.reason, string.format(ANCESTOR_CANCELLED, id))
         clear_lease(m)
         discard_declarations(m)
@@ -686,6 +701,7 @@ local function cancel(id, reason)
       end
     end
   end
+  if state == 'running' then interrupt(id) end
   discard_declarations(id)
   redis.call('ZREM', P .. 'sched', id)
   redis.call('HSET', key, F.reason, reason)
