@@ -74,6 +74,7 @@ CHILD_REASON = "child %s %s"
 PREDECESSOR_REASON = "predecessor %s %s"
 ANCESTOR_CANCELLED = "ancestor %s cancelled"
 WORKER_LOST = "worker lost: lease expired %d times"
+DUPLICATE_REASON = "duplicate: key %s held by %s"
 
 #: Why rule 8 refuses a repair.
 NOT_FAILED = "only failed or cancelled jobs"
@@ -147,6 +148,11 @@ def predecessor_reason(predecessor_id: str, state: JobState | str) -> str:
 def ancestor_cancelled(ancestor_id: str) -> str:
     """Rule 3: why a member below a cancelled job was cancelled."""
     return ANCESTOR_CANCELLED % ancestor_id
+
+
+def duplicate_reason(key: str, holder: str) -> str:
+    """Rule 15: why a released declaration whose key was held did not run."""
+    return DUPLICATE_REASON % (key, holder)
 
 
 def worker_lost(lost_count: int) -> str:

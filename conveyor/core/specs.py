@@ -54,8 +54,9 @@ class EnqueueOptions(TypedDict, total=False):
         backoff: this job's wait between attempts (default: its handler's, else
             ``Config.backoff``).
         key: a unique key in the job's queue (1-256 bytes): while a job holding it
-            has not settled, enqueue answers with that job instead of a new one
-            (top-level jobs only; ``docs/rules.md`` rule 15).
+            has not settled, enqueue answers with that job instead of a new one. A
+            declaration takes its key when it is released, and settles cancelled as a
+            duplicate if the key is held then (``docs/rules.md`` rule 15).
         key_ttl: how long the key stays held after its job settles (default 0).
     """
 
@@ -91,17 +92,13 @@ def _seconds(value: object, name: str) -> float | None:
     return seconds
 
 
-def _key(key: object, ttl: object, family: Family) -> tuple[str | None, float | None]:
+def _key(key: object, ttl: object) -> tuple[str | None, float | None]:
     if key is None:
         if ttl is not None:
             raise InvalidJobOptions("key_ttl needs a key")
         return None, None
     if not isinstance(key, str) or not 1 <= len(key.encode("utf-8", "surrogatepass")) <= MAX_KEY:
         raise InvalidJobOptions(f"key must be 1-{MAX_KEY} bytes of text, got {key!r:.80}")
-    if family is not TOP_LEVEL:
-        raise InvalidJobOptions(
-            "key is for top-level jobs (enqueue, enqueue_many), not declarations"
-        )
     return key, _seconds(ttl, "key_ttl")
 
 
@@ -139,7 +136,7 @@ def build_spec(
     priority = options.get("priority", 0)
     headers = options.get("headers")
     backoff = options.get("backoff")
-    key, key_ttl = _key(options.get("key"), options.get("key_ttl"), family)
+    key, key_ttl = _key(options.get("key"), options.get("key_ttl"))
     if backoff is not None and not isinstance(backoff, Backoff):
         raise InvalidJobOptions(f"backoff must be a conveyor.Backoff, got {backoff!r}")
     if delay is not None and run_at is not None:

@@ -174,7 +174,9 @@ async def test_a_keyed_child_of_a_failed_attempt_takes_no_key(
         raise RuntimeError("the attempt fails: its declarations are discarded (rule 2)")
 
     async with running(worker):
-        failed = await settle(client, (await client.enqueue(BasicJob(), queue="parents", max_attempts=1)).id)
+        failed = await settle(
+            client, (await client.enqueue(BasicJob(), queue="parents", max_attempts=1)).id
+        )
     assert failed.state is JobState.FAILED
     fresh = await client.enqueue(BasicJob(name="top"), queue="keyed", key="k")
     assert not fresh.duplicate

@@ -69,7 +69,7 @@ def _insert_held(s: MemoryState, declarer: Row, specs: Sequence[JobSpec], now: f
         staged.append(row.id)
 
 
-def take_key(s: MemoryState, spec: JobSpec, now: float) -> str:
+def take_key(s: MemoryState, spec: JobSpec | Row, now: float) -> str:
     """Rule 15: the id of the job holding the spec's key, the spec's own if it takes it."""
     assert spec.key is not None
     slot = (spec.queue, spec.key)
@@ -220,8 +220,9 @@ def succeed(s: MemoryState, row: Row, success: Success, now: float) -> None:
             s.heirs[row.id].append(decl_id)
         else:
             s.children[row.id].append(decl_id)
-            release(s, decl, now)
-            released += 1
+            if _takes_key(s, decl, now):
+                release(s, decl, now)
+                released += 1
     row.open_children += released
     s.clear_lease(row)
     if row.open_children == 0:
@@ -229,6 +230,22 @@ def succeed(s: MemoryState, row: Row, success: Success, now: float) -> None:
     else:
         row.state = JobState.WAITING
         s.emit(row, now)
+
+
+def _takes_key(s: MemoryState, row: Row, now: float) -> bool:
+    """Rule 15: a declaration being released takes its key; if another job holds it, the
+    declaration settles cancelled as an optional duplicate instead (returns False)."""
+    if row.key is None:
+        return True
+    holder = take_key(s, row, now)
+    if holder == row.id:
+        return True
+    row.state = JobState.CANCELLED
+    row.finished_at = now
+    row.optional = True
+    row.reason = rules.duplicate_reason(row.key, holder)
+    s.emit(row, now)
+    return False
 
 
 def retry_later(s: MemoryState, row: Row, error: str, retry_at: float, now: float) -> None:
@@ -327,6 +344,8 @@ def release_heirs(s: MemoryState, row: Row, state: JobState, now: float) -> None
         heir.predecessor_state = state
         heir.predecessor_failed_ids = tuple(row.failed_ids)
         if rules.heir_runs(heir.when, state):
+            if not _takes_key(s, heir, now):
+                continue
             heir.parent_id = row.parent_id
             heir.optional = heir.optional or row.optional
             if parent is not None:

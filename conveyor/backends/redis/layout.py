@@ -158,6 +158,7 @@ def render_constants() -> str:
         f"local PREDECESSOR_REASON = {_lua_value(rules.PREDECESSOR_REASON)}",
         f"local ANCESTOR_CANCELLED = {_lua_value(rules.ANCESTOR_CANCELLED)}",
         f"local WORKER_LOST = {_lua_value(rules.WORKER_LOST)}",
+        f"local DUPLICATE_REASON = {_lua_value(rules.DUPLICATE_REASON)}",
         f"local NOT_FAILED = {_lua_value(rules.NOT_FAILED)}",
         f"local FAILED_BY_FAMILY = {_lua_value(rules.FAILED_BY_FAMILY)}",
         f"local NEVER_RELEASED = {_lua_value(rules.NEVER_RELEASED)}",

@@ -144,15 +144,15 @@ async def discard_declarations(tx: Tx, declarers: Sequence[str]) -> None:
         )
 
 
-async def take_key(tx: Tx, spec: JobSpec, batch: set[str]) -> str:
-    """Rule 15: the id of the job holding the spec's key, the spec's own if it takes it.
+async def take_key(tx: Tx, queue: str, key: str, job_id: str, batch: set[str]) -> str:
+    """Rule 15: the id of the job holding ``key`` in ``queue``; ``job_id`` if it takes it.
     ``batch`` holds the ids that took keys earlier in this batch (not inserted yet)."""
     k, jobs = tx.t.job_keys, tx.t.jobs
-    new = {"queue": spec.queue, "key": spec.key, "job_id": spec.id, "expires_at": None}
+    new = {"queue": queue, "key": key, "job_id": job_id, "expires_at": None}
     stmt = tallies.upsert(tx.postgres)(k).values(new).on_conflict_do_nothing()
     if (await tx.conn.execute(stmt)).rowcount == 1:
-        return spec.id
-    slot = and_(k.c.queue == spec.queue, k.c.key == spec.key)
+        return job_id
+    slot = and_(k.c.queue == queue, k.c.key == key)
     held = select(k.c.job_id, k.c.expires_at).where(slot)
     if tx.postgres:  # racing enqueues of one key take its row in turn
         held = held.with_for_update()
@@ -163,8 +163,8 @@ async def take_key(tx: Tx, spec: JobSpec, batch: set[str]) -> str:
         or await tx.conn.scalar(select(jobs.c.id).where(jobs.c.id == row.job_id))
     ):
         return str(row.job_id)
-    await tx.conn.execute(update(k).where(slot).values(job_id=spec.id, expires_at=None))
-    return spec.id
+    await tx.conn.execute(update(k).where(slot).values(job_id=job_id, expires_at=None))
+    return job_id
 
 
 async def free_key(tx: Tx, row: Rec) -> None:
@@ -193,8 +193,10 @@ async def enqueue(tx: Tx, specs: Sequence[JobSpec]) -> list[str]:
         existing = set(present.scalars().all())
         taken: set[str] = set()
         for i in keyed:
-            if specs[i].id not in existing:
-                ids[i] = await take_key(tx, specs[i], taken)
+            spec = specs[i]
+            if spec.id not in existing:
+                assert spec.key is not None
+                ids[i] = await take_key(tx, spec.queue, spec.key, spec.id, taken)
                 taken.add(ids[i])
     fresh = [spec for spec, held_by in zip(specs, ids, strict=True) if held_by == spec.id]
     await _insert(tx, [spec_row(spec, "held", tx.now) for spec in fresh])
@@ -381,14 +383,47 @@ async def progress(tx: Tx, lease: Lease, fraction: float, note: str | None) -> N
     await tx.conn.execute(update(jobs).where(jobs.c.id == row.id).values(progress=text))
 
 
+async def _takes_keys(tx: Tx, where: Any) -> set[str]:
+    """Rule 15: the held declarations ``where`` selects, about to be released, take their
+    keys; those whose key another job holds settle cancelled as optional duplicates
+    instead. Returns the ids of those."""
+    jobs = tx.t.jobs
+    keyed = (
+        await tx.conn.execute(
+            select(jobs.c.id, jobs.c.queue, jobs.c.type, jobs.c.unique_key).where(
+                where, jobs.c.unique_key.is_not(None)
+            )
+        )
+    ).all()
+    duplicates: set[str] = set()
+    for row in keyed:
+        holder = await take_key(tx, row.queue, row.unique_key, row.id, set())
+        if holder == row.id:
+            continue
+        await tx.conn.execute(
+            update(jobs)
+            .where(jobs.c.id == row.id)
+            .values(
+                state="cancelled",
+                finished_at=tx.now,
+                optional=True,
+                reason=rules.duplicate_reason(row.unique_key, holder),
+            )
+        )
+        tx.event(row.id, "cancelled", row.type, row.queue)
+        duplicates.add(row.id)
+    return duplicates
+
+
 async def succeed(tx: Tx, row: Rec, declarations: Sequence[JobSpec]) -> None:
     """Rule 1: release the attempt's children with its success; heirs stay held."""
     jobs = tx.t.jobs
     await _insert(tx, [spec_row(s, "held", tx.now, row.id) for s in declarations])
-    released = await release(
-        tx,
-        and_(jobs.c.declared_by == row.id, jobs.c.state == "held", jobs.c.parent_id == row.id),
+    children = and_(
+        jobs.c.declared_by == row.id, jobs.c.state == "held", jobs.c.parent_id == row.id
     )
+    await _takes_keys(tx, children)
+    released = await release(tx, children)
     if released:
         await _set_state(
             tx, row, "waiting", open_children=len(released), worker_id=None, lease_expires=None
@@ -446,10 +481,9 @@ async def _succeed_leaves(tx: Tx, rows: Sequence[Rec]) -> list[Rec]:
     for leaf in leaves:
         tx.event(leaf.id, "succeeded", leaf.type, leaf.queue)
         tx.count(leaf, SUCCEEDED)
+        await free_key(tx, leaf)  # as settle does (rule 15)
         if leaf.parent_id is not None:
             by_parent[leaf.parent_id].append(leaf)
-        else:
-            await free_key(tx, leaf)  # as settle does (rule 15)
     # Each parent once per batch: a fan-out of thousands costs one update per batch.
     # Lock them all first, in id order (no deadlocks), but read each again just
     # before use: settling one parent may walk up into another in this list.
@@ -560,8 +594,8 @@ async def settle(tx: Tx, row: Rec, state: str, **values: Any) -> None:
         elif state == "failed":
             tx.count(current, FAILED)
         released = await release_heirs(tx, current, state)
+        await free_key(tx, current)
         if current.parent_id is None:
-            await free_key(tx, current)  # only top-level jobs have keys
             return
         parent = (await _lock(tx, [current.parent_id])).get(current.parent_id)
         if parent is None:
@@ -590,6 +624,11 @@ async def release_heirs(tx: Tx, row: Rec, state: str) -> int:
     go = [h.id for h in heirs if rules.heir_runs(When(h.heir_when or When.SUCCEEDED), outcome)]
     stop = [h.id for h in heirs if h.id not in go]
     told = {"predecessor_state": state, "predecessor_failed_ids": row.failed_ids}
+    if go:
+        duplicates = await _takes_keys(tx, jobs.c.id.in_(go))
+        if duplicates:
+            await tx.conn.execute(update(jobs).where(jobs.c.id.in_(duplicates)).values(**told))
+            go = [h for h in go if h not in duplicates]
     if go:
         await tx.conn.execute(
             update(jobs)

@@ -281,12 +281,11 @@ local function take_key(queue, key, id)
 end
 
 -- Rule 15: a holder that settles keeps its key `key_ttl` longer, then frees it.
-local function free_key(id, queue)
-  local v = redis.call('HMGET', jk(id), F.key, F.key_ttl)
-  if not v[1] then return end
-  local name = unique_key(queue, v[1])
+local function free_key(id, queue, key, key_ttl)
+  if not key then return end
+  local name = unique_key(queue, key)
   if redis.call('GET', name) ~= id then return end
-  local ttl = tonumber(v[2] or '0')
+  local ttl = tonumber(key_ttl or '0')
   if ttl > 0 then
     redis.call('PEXPIRE', name, math.max(1, math.floor(ttl * 1000)))
   else
@@ -474,6 +473,20 @@ local function progress(id, token, fraction, note)
   return true
 end
 
+-- Rule 15: a declaration being released takes its key; if another job holds it, the
+-- declaration settles cancelled as an optional duplicate instead (returns false).
+local function takes_key(id)
+  local v = redis.call('HMGET', jk(id), F.key, F.queue, F.type)
+  if not v[1] then return true end
+  local queue = v[2] or v[3]
+  local holder = take_key(queue, v[1], id)
+  if holder == id then return true end
+  redis.call('HSET', jk(id), F.finished, NOW, F.optional, '1',
+    F.reason, string.format(DUPLICATE_REASON, v[1], holder))
+  set_state(id, v[3], queue, 'held', 'cancelled')
+  return false
+end
+
 -- Rule 1: release the attempt's children with its success; heirs stay held.
 -- `result_type` '' means the handler returned nothing.
 local function succeed(id, args, first, n, result, result_type)
@@ -490,8 +503,10 @@ local function succeed(id, args, first, n, result, result_type)
       redis.call('RPUSH', P .. 'heirs:' .. id, d)
     else
       redis.call('RPUSH', P .. 'kids:' .. id, d)
-      release(d, 'held')
-      released = released + 1
+      if takes_key(d) then
+        release(d, 'held')
+        released = released + 1
+      end
     end
   end
   redis.call('DEL', staged)
@@ -588,12 +603,13 @@ function settle(id, state)
   local cur = id
   while cur do
     local key = jk(cur)
-    local v = redis.call('HMGET', key, F.type, F.queue, F.state, F.parent, F.optional, F.failed_ids)
+    local v = redis.call('HMGET', key, F.type, F.queue, F.state, F.parent, F.optional, F.failed_ids,
+      F.key, F.key_ttl)
     local jtype, queue, old, parent, optional, fids = v[1], v[2] or v[1], NAME[v[3]], v[4], v[5], v[6]
     redis.call('HSET', key, F.finished, NOW)
     clear_lease(cur)
     set_state(cur, jtype, queue, old, state)
-    if not parent then free_key(cur, queue) end -- only top-level jobs have keys
+    free_key(cur, queue, v[7], v[8])
     if state == 'succeeded' then count(jtype, queue, 's')
     elseif state == 'failed' then count(jtype, queue, 'f') end
     release_heirs(cur, state, parent, optional, fids)
@@ -615,16 +631,18 @@ function release_heirs(id, state, parent, optional, fids)
       redis.call('HSET', hk, F.predecessor_state, state)
       if fids then redis.call('HSET', hk, F.predecessor_failed_ids, fids) end
       if heir_runs(hv[2], state) then
-        if parent then
-          redis.call('HSET', hk, F.parent, parent)
-          redis.call('RPUSH', P .. 'kids:' .. parent, h)
-          -- A parent that stays failed after a repair (rule 8) counts nothing open.
-          if not SETTLED[NAME[redis.call('HGET', jk(parent), F.state)] or 'failed'] then
-            redis.call('HINCRBY', jk(parent), F.open, 1)
+        if takes_key(h) then -- else: it settled as a duplicate (rule 15)
+          if parent then
+            redis.call('HSET', hk, F.parent, parent)
+            redis.call('RPUSH', P .. 'kids:' .. parent, h)
+            -- A parent that stays failed after a repair (rule 8) counts nothing open.
+            if not SETTLED[NAME[redis.call('HGET', jk(parent), F.state)] or 'failed'] then
+              redis.call('HINCRBY', jk(parent), F.open, 1)
+            end
           end
+          if optional then redis.call('HSET', hk, F.optional, '1') end
+          release(h, 'held')
         end
-        if optional then redis.call('HSET', hk, F.optional, '1') end
-        release(h, 'held')
       else
         redis.call('HSET', hk, F.finished, NOW, F.reason, string.format(PREDECESSOR_REASON, id, state))
         set_state(h, hv[3], hv[4] or hv[3], 'held', 'cancelled')
