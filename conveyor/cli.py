@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,10 +28,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from click.core import ParameterSource
 
-from .core.backend_registry import open_storage
+from .core.backend_registry import namespaces, open_storage
 from .core.client import AsyncClient
-from .core.config import Config, mask_url
-from .core.errors import BackendUnavailable, ConfigurationError, ConveyorError, UnknownType
+from .core.config import DEFAULT_NAMESPACE, Config, mask_url
+from .core.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    ConveyorError,
+    JobNotFound,
+    UnknownType,
+)
+from .core.job import Job
 from .core.queues import QueueLimits, Rate
 from .core.specs import build_spec
 from .core.states import JobState
@@ -55,7 +63,11 @@ url_option = click.option(
     "default $CONVEYOR_URL, else redis://localhost:6379/0.",
 )
 namespace_option = click.option(
-    "--namespace", default="conveyor", show_default=True, help="Installation namespace."
+    "--namespace",
+    envvar="CONVEYOR_NAMESPACE",
+    default=DEFAULT_NAMESPACE,
+    show_default=True,
+    help="Installation namespace; default $CONVEYOR_NAMESPACE, else conveyor.",
 )
 
 
@@ -158,9 +170,20 @@ def main() -> None:
 @main.command()
 @click.argument("target")
 @url_option
-@click.option("--namespace", default=None, help="Override the Worker's configured namespace.")
+@click.option(
+    "--namespace",
+    envvar="CONVEYOR_NAMESPACE",
+    default=None,
+    help="Override the Worker's configured namespace (default $CONVEYOR_NAMESPACE).",
+)
 @click.option("--concurrency", type=click.IntRange(min=1), help="Jobs run at once per process.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--queues", default=None, help="Comma-separated queues to claim from instead of the Worker's."
+)
+@click.option(
+    "--burst", is_flag=True, help="Exit once its queues have nothing left to do (one process)."
+)
 @log_format_option
 @log_level_option
 @click.option("--supervisor-pid", type=int, default=None, hidden=True)
@@ -170,6 +193,8 @@ def worker(
     namespace: str | None,
     concurrency: int | None,
     processes: int,
+    queues: str | None,
+    burst: bool,
     log_format: str,
     log_level: str,
     supervisor_pid: int | None,
@@ -181,9 +206,20 @@ def worker(
 
     With --processes N, a supervisor runs N worker processes, restarts one that
     dies (with back-off if it keeps dying at start), and forwards SIGTERM/SIGINT.
+
+    With --burst it works until its queues have nothing left (nothing ready or
+    running, no retry waiting out its back-off), then exits 0: for cron-driven
+    batches and CI.
     """
     _setup_logging(log_format, log_level)
+    if burst and processes > 1:
+        raise CommandError("--burst runs one worker process; drop --processes")
     found = _load_worker(target)
+    if queues is not None:
+        try:
+            found.set_queues([q.strip() for q in queues.split(",") if q.strip()])
+        except ConveyorError as exc:
+            raise CommandError(str(exc)) from None
     changes: dict[str, Any] = {}
     if url is not None:
         changes["url"] = url
@@ -204,11 +240,15 @@ def worker(
         argv += ["--namespace", found.config.namespace, "--supervisor-pid", str(os.getpid())]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
+        if queues:
+            argv += ["--queues", queues]
         # The URL goes by the environment: a password in argv would show in `ps`.
         env = {**os.environ, "CONVEYOR_URL": found.config.url}
         sys.exit(supervise(argv, processes, env))
     if supervisor_pid is not None:
         _run(run_supervised(found, supervisor_pid))
+    elif burst:
+        _run(found.run_until_idle())
     else:
         _run(found.run())
 
@@ -418,18 +458,37 @@ def migrate(url: str | None, namespace: str) -> None:
 @namespace_option
 @click.option("--minutes", type=click.IntRange(1, 1440), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def stats(url: str | None, namespace: str, minutes: int, as_json: bool) -> None:
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    metavar="SECONDS",
+    help="Print again every SECONDS until Ctrl+C.",
+)
+def stats(
+    url: str | None, namespace: str, minutes: int, as_json: bool, watch: float | None
+) -> None:
     """Jobs per queue and state, live workers, and per-minute rates.
 
     Rates are averages over the last --minutes minutes: jobs that succeeded,
-    were retried or failed for good, per minute.
+    were retried or failed for good, per minute. A namespace with no jobs and no
+    workers is pointed out, with the namespaces the URL does have.
     """
     config = _config(url, namespace)
-    report = _run(_gather_stats(config, minutes))
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        _print_stats(report, minutes)
+    while True:
+        report = _run(_gather_stats(config, minutes))
+        if watch is not None and not as_json:
+            click.clear()
+        if as_json:
+            click.echo(json.dumps(report, indent=2))
+        else:
+            _print_stats(report, minutes)
+        if watch is None:
+            return
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            return
 
 
 async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
@@ -475,6 +534,11 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
         ],
         "per_minute": rates(totals),
         "repaired": sum(m.repaired for m in totals),
+        "other_namespaces": (
+            [n for n in await namespaces(config) if n != config.namespace]
+            if not queues and not workers
+            else []
+        ),
     }
 
 
@@ -528,6 +592,134 @@ def queue_limit(
     click.echo(f"queue {name!r}: {limits.describe()}")
 
 
+@queue.command("purge")
+@click.argument("name")
+@url_option
+@namespace_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def queue_purge(name: str, url: str | None, namespace: str, yes: bool) -> None:
+    """Cancel every job of queue NAME waiting to run (queued or scheduled).
+
+    Each is cancelled with its family below it, as `conveyor job cancel` does;
+    running jobs go on.
+    """
+    if not yes:
+        click.confirm(f"cancel every queued and scheduled job of {name!r}?", abort=True)
+    count = _run(_with_client(_config(url, namespace), lambda c: c.purge(name)))
+    click.echo(f"queue {name!r}: {count} job(s) cancelled")
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@main.group()
+def job() -> None:
+    """Show, cancel and retry one job by its id."""
+
+
+@job.command("show")
+@click.argument("job_id")
+@url_option
+@namespace_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def job_show(job_id: str, url: str | None, namespace: str, as_json: bool) -> None:
+    """A job's state, attempts, family, progress, error, and why it is in its state."""
+
+    async def go(client: AsyncClient) -> tuple[Job, str]:
+        found = await client.get(job_id)
+        if found is None:
+            raise JobNotFound(job_id)
+        return found, (await client.explain(job_id)).text
+
+    found, why = _run(_with_client(_config(url, namespace), go))
+    facts = _job_facts(found, why)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, default=str))
+        return
+    for name, value in facts.items():
+        if value not in (None, "", [], 0) or name in ("state", "attempt"):
+            click.echo(f"{name + ':':<16}{value}")
+
+
+def _job_facts(found: Job, why: str) -> dict[str, Any]:
+    progress = found.progress
+    return {
+        "id": found.id,
+        "type": found.type,
+        "queue": found.queue,
+        "state": found.state.value,
+        "attempt": f"{found.attempt} of {found.max_attempts}",
+        "parent": found.parent_id,
+        "predecessor": found.predecessor_id,
+        "open_children": found.open_children,
+        "created": found.created_at,
+        "started": found.started_at,
+        "finished": found.finished_at,
+        "worker": found.worker_id,
+        "progress": (
+            f"{progress.fraction:.0%}" + (f" {progress.note}" if progress.note else "")
+            if progress
+            else None
+        ),
+        "key": found.key,
+        "reason": found.reason,
+        "why": why,
+        "last_error": found.last_error,
+    }
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@url_option
+@namespace_option
+def job_cancel(job_id: str, url: str | None, namespace: str) -> None:
+    """Cancel a job that has not settled, with its family below it; a running one is
+    stopped at once (docs/rules.md rule 12)."""
+    found = _run(_with_client(_config(url, namespace), lambda c: c.cancel(job_id)))
+    click.echo(f"job {found.id} {found.state.value}")
+
+
+@job.command("retry")
+@click.argument("job_id")
+@url_option
+@namespace_option
+def job_retry(job_id: str, url: str | None, namespace: str) -> None:
+    """Queue a failed or cancelled job again, re-opening its family (rule 8)."""
+    found = _run(_with_client(_config(url, namespace), lambda c: c.retry(job_id)))
+    click.echo(f"job {found.id} {found.state.value}")
+
+
+# --- health ------------------------------------------------------------------------------
+
+
+@main.command()
+@url_option
+@namespace_option
+@click.option(
+    "--host",
+    default=None,
+    help="Also require a live worker registered from this host (e.g. $(hostname)).",
+)
+def health(url: str | None, namespace: str, host: str | None) -> None:
+    """Exit 0 when storage answers (and, with --host, a worker there beats); else 1.
+
+    For liveness probes: a worker whose heartbeat stops drops out of the live
+    workers within its lease.
+    """
+
+    async def go(client: AsyncClient) -> str:
+        storage = await client.storage()
+        live = await storage.workers()
+        if host is None:
+            return f"storage answers; {len(live)} live worker(s)"
+        mine = [w for w in live if w.host == host]
+        if not mine:
+            raise RuntimeFailure(f"no live worker from host {host!r} (heartbeat stale or stopped)")
+        return f"storage answers; {len(mine)} live worker(s) on {host}"
+
+    click.echo(_run(_with_client(_config(url, namespace), go)))
+
+
 async def _with_client(config: Config, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
     async with AsyncClient(config) as client:
         return await call(client)
@@ -564,6 +756,12 @@ def _print_stats(report: dict[str, Any], minutes: int) -> None:
             f"{m['minute'][:16].replace('T', ' '):<20}"
             f"{m['succeeded']:>10}{m['retried']:>10}{m['failed']:>10}{m['workers']:>10}"
             f"{m['repaired']:>10}"
+        )
+    if report["other_namespaces"]:
+        click.echo(
+            "\nnothing in this namespace; the URL has: "
+            + ", ".join(report["other_namespaces"])
+            + " (--namespace or $CONVEYOR_NAMESPACE)"
         )
     if report["repaired"]:
         click.echo(

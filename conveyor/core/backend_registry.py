@@ -68,3 +68,11 @@ def backend_class(config: Config) -> StorageFactory:
 async def open_storage(config: Config) -> Storage:
     """Open the backend that ``config.url`` names."""
     return await backend_class(config).open(config)
+
+
+async def namespaces(config: Config) -> list[str]:
+    """The namespaces holding Conveyor data at ``config.url``, sorted (for pointing out
+    a namespace typo); empty when the backend cannot tell (``namespaces`` is an
+    optional classmethod of a backend class)."""
+    found = getattr(backend_class(config), "namespaces", None)
+    return sorted(await found(config)) if found is not None else []

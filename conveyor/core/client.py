@@ -11,13 +11,25 @@ from typing import Any, Self, Unpack
 
 from .backend_registry import open_storage
 from .config import Config
-from .errors import BackendUnavailable, ConfigurationError, JobNotFound, PayloadTypeError
+from .errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidState,
+    JobNotFound,
+    PayloadTypeError,
+)
 from .explain import Explanation, explain
 from .job import Job, JobSpec
 from .plan import PlannedFamily, build_family
 from .queues import QueueControls, QueueLimits, Rate
 from .specs import EnqueueOptions, build_spec, initial_state, job_of, validate_queue
-from .storage import Storage, TransactionalEnqueue, set_paused
+from .states import JobState
+from .storage import JobFilter, Storage, TransactionalEnqueue, known_queue, set_paused
+
+#: Jobs one page of ``purge`` reads at a time.
+PURGE_PAGE = 500
+#: Why ``purge`` cancelled a job.
+PURGED = "queue purged"
 
 
 class AsyncClient:
@@ -235,6 +247,38 @@ class AsyncClient:
             UnknownQueue: no job, worker or control names ``queue``; nothing changed.
         """
         await self._set_paused(queue, False)
+
+    async def purge(self, queue: str) -> int:
+        """Cancel every job of ``queue`` waiting to run (``queued`` or ``scheduled``),
+        each with its family below it, as ``cancel`` does (reason ``queue purged``).
+
+        Jobs running, held declarations and jobs enqueued meanwhile are left alone.
+        One cancel per job: meant for an operator's clean-up, not a hot path.
+
+        Returns:
+            How many jobs it cancelled.
+
+        Raises:
+            UnknownQueue: no job, worker or control names ``queue``.
+        """
+        storage = await self.storage()
+        await known_queue(storage, validate_queue(queue))
+        cancelled = 0
+        for state in (JobState.QUEUED, JobState.SCHEDULED):
+            waiting = JobFilter(state=state, queue=queue)
+            after: str | None = None
+            while True:  # one pass, newest first: jobs enqueued meanwhile are newer
+                page = await storage.list_jobs(waiting, after=after, limit=PURGE_PAGE)
+                for job in page.jobs:
+                    try:
+                        await storage.cancel(job.id, PURGED)
+                    except (InvalidState, JobNotFound):
+                        continue  # it started, settled or went meanwhile
+                    cancelled += 1
+                if page.next_cursor is None:
+                    break
+                after = page.next_cursor
+        return cancelled
 
     async def _set_paused(self, queue: str, paused: bool) -> None:
         await set_paused(await self.storage(), validate_queue(queue), paused)

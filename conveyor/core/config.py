@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigurationError
 
 DEFAULT_URL = "redis://localhost:6379/0"
+DEFAULT_NAMESPACE = "conveyor"
 _NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 # scheme, then optional slashes and a user name, then ":password@" up to the last "@".
@@ -21,6 +22,10 @@ _USERINFO_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:/*[^:/@]*:).*@", re.
 
 def _default_url() -> str:
     return os.environ.get("CONVEYOR_URL") or DEFAULT_URL
+
+
+def _default_namespace() -> str:
+    return os.environ.get("CONVEYOR_NAMESPACE") or DEFAULT_NAMESPACE
 
 
 def mask_url(url: str) -> str:
@@ -111,7 +116,8 @@ class Config:
             ``postgresql+psycopg://``, ``sqlite:///path``, ``memory://``).
             Defaults to ``$CONVEYOR_URL``, else ``redis://localhost:6379/0``.
         namespace: isolates installations on one server (key prefix, schema
-            or table prefix): lower-case letters, digits and ``_``.
+            or table prefix): lower-case letters, digits and ``_``. Defaults to
+            ``$CONVEYOR_NAMESPACE``, else ``conveyor``.
         backoff: wait between attempts.
         max_attempts: attempts per job unless a job says otherwise.
         max_payload_bytes: larger payloads are refused at enqueue.
@@ -123,7 +129,7 @@ class Config:
     """
 
     url: str = field(default_factory=_default_url)
-    namespace: str = "conveyor"
+    namespace: str = field(default_factory=_default_namespace)
     backoff: Backoff = field(default_factory=Backoff)
     max_attempts: int = 5
     max_payload_bytes: int = 1 << 20

@@ -100,6 +100,10 @@ class Client:
         """See ``AsyncClient.resume``."""
         portal.run(self._async.resume(queue))
 
+    def purge(self, queue: str) -> int:
+        """See ``AsyncClient.purge``."""
+        return portal.run(self._async.purge(queue))
+
     def set_queue_limits(
         self, queue: str, *, max_running: int | None = None, rate: Rate | None = None
     ) -> QueueLimits:

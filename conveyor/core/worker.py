@@ -40,12 +40,25 @@ from .plan import decode_plan
 from .queues import QueueLimits
 from .schedule import MAX_BACKFILL, Schedule, check_cron, default_name, zone
 from .specs import EnqueueOptions, build_spec, validate_queue
-from .storage import Claimed, Failure, HandBack, Outcome, Retry, Storage, Success, WorkerInfo
+from .states import JobState
+from .storage import (
+    Claimed,
+    Failure,
+    HandBack,
+    JobFilter,
+    Outcome,
+    Retry,
+    Storage,
+    Success,
+    WorkerInfo,
+)
 from .type_registry import descriptor_set
 
 log = logging.getLogger("conveyor.worker")
 
 F = TypeVar("F", bound=HandlerFunc)
+#: In burst mode (``run_until_idle``), a claim waits at most this long for work.
+BURST_CLAIM_WAIT = 0.2
 MAX_ERROR_CHARS = 8000
 
 
@@ -111,11 +124,7 @@ class Worker:
         self.claim_wait = claim_wait
         self.maintenance_interval = maintenance_interval
         self.stage_batch = stage_batch
-        if queues is not None:
-            if isinstance(queues, str) or not queues:
-                raise ConfigurationError("queues must be a non-empty list of queue names")
-            queues = [validate_queue(q) for q in queues]
-        self._queues = list(queues) if queues is not None else None
+        self._queues = _checked_queues(queues) if queues is not None else None
         self._limits = dict(limits or {})
         for queue, queue_limits in self._limits.items():
             validate_queue(queue)
@@ -144,6 +153,7 @@ class Worker:
         self._executor: ThreadPoolExecutor | None = None
         self._running_loop: asyncio.AbstractEventLoop | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._burst = False
 
     # --- registration ---------------------------------------------------------------
 
@@ -248,6 +258,16 @@ class Worker:
             return list(self._queues)
         return sorted(self._handlers)
 
+    def set_queues(self, queues: Sequence[str]) -> None:
+        """Claim from these queues instead (before ``run``; ``conveyor worker --queues``).
+
+        Raises:
+            ConfigurationError: not a non-empty list of queue names, or it is running.
+        """
+        if self._running_loop is not None:
+            raise ConfigurationError("set the queues before the worker runs")
+        self._queues = _checked_queues(queues)
+
     @property
     def types(self) -> list[str]:
         """The job types this worker handles."""
@@ -258,6 +278,34 @@ class Worker:
     def run_sync(self) -> None:
         """Run until stopped by a signal; for programs without their own event loop."""
         asyncio.run(self.run())
+
+    async def run_until_idle(self, timeout: float | None = None) -> None:
+        """Run until its queues have nothing left to do, then stop (burst mode).
+
+        Idle means: a claim finds nothing ready, this worker runs nothing and has
+        reported every outcome, and no job of its queues waits out a retry's back-off
+        (jobs delayed to a later time are not waited for). Children and heirs that its
+        jobs release are run too, so a test can drain whole families.
+
+        Raises:
+            TimeoutError: work was still left after ``timeout`` seconds; the worker
+                stopped first, as on ``stop()``.
+        """
+        self._burst = True
+        try:
+            task = asyncio.ensure_future(self.run())
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                await self.stop()
+                await task
+                raise TimeoutError(f"worker {self.id} still had work after {timeout}s")
+            task.result()
+        finally:
+            self._burst = False
+
+    def drain(self, timeout: float | None = None) -> None:
+        """``run_until_idle`` for programs (and tests) without their own event loop."""
+        asyncio.run(self.run_until_idle(timeout))
 
     async def stop(self) -> None:
         """Stop claiming; ``run`` returns once running jobs finish or are handed back."""
@@ -359,8 +407,9 @@ class Worker:
                     await asyncio.wait({slot_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                     slot_wait.cancel()
                     continue
+                wait = min(self.claim_wait, BURST_CLAIM_WAIT) if self._burst else self.claim_wait
                 claim = asyncio.create_task(
-                    storage.claim(self.id, self.queues, free, self.lease, self.claim_wait)
+                    storage.claim(self.id, self.queues, free, self.lease, wait)
                 )
                 await asyncio.wait({claim, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if not claim.done():
@@ -385,8 +434,22 @@ class Worker:
                         self._report(HandBack(item.lease))
                     else:
                         self._start(item)
+                if self._burst and not claimed and await self._idle(storage):
+                    log.info("worker %s has nothing left to do: stopping", self.id)
+                    self._stopping.set()
         finally:
             stop_wait.cancel()
+
+    async def _idle(self, storage: Storage) -> bool:
+        """Burst mode: nothing runs here, every outcome is recorded, and no job of its
+        queues waits out a back-off (its retry would come later)."""
+        if self._tasks or self._unsettled or self._outcomes:
+            return False
+        for queue in self.queues:
+            retrying = JobFilter(state=JobState.SCHEDULED, queue=queue, retrying=True)
+            if (await storage.list_jobs(retrying, limit=1)).jobs:
+                return False
+        return True
 
     def _start(self, claimed: Claimed) -> None:
         task = asyncio.create_task(self._execute(claimed), name=f"conveyor-job-{claimed.job.id}")
@@ -745,6 +808,12 @@ class Worker:
                     "(docs/rules.md rule 7); please report how it happened",
                     job_id,
                 )
+
+
+def _checked_queues(queues: Sequence[str]) -> list[str]:
+    if isinstance(queues, str) or not queues:
+        raise ConfigurationError("queues must be a non-empty list of queue names")
+    return [validate_queue(q) for q in queues]
 
 
 def _storable(error: str) -> str:

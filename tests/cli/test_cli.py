@@ -26,7 +26,10 @@ def sqlite_cli_url(tmp_path: Path) -> str:
 
 def test_help_on_every_command() -> None:
     runner = CliRunner()
-    commands = ([], ["worker"], ["admin"], ["demo"], ["enqueue"], ["migrate"], ["stats"])
+    commands = (
+        *([], ["worker"], ["admin"], ["demo"], ["enqueue"], ["migrate"], ["stats"]),
+        *(["job", "show"], ["job", "cancel"], ["job", "retry"], ["queue", "purge"], ["health"]),
+    )
     for command in commands:
         result = runner.invoke(main, [*command, "--help"])
         assert result.exit_code == 0, result.output

@@ -76,6 +76,13 @@ class MemoryStorage:
         self._signal = signal
 
     @classmethod
+    async def namespaces(cls, config: Config) -> list[str]:
+        """The namespaces this process holds stores of at ``config.url``."""
+        url = _key(config.url, config.namespace)[0]
+        with _stores_lock:
+            return [namespace for (at, namespace) in _stores if at == url]
+
+    @classmethod
     async def open(cls, config: Config) -> MemoryStorage:
         """The storage shared by everything in this process with the same URL and namespace."""
         return cls(*_store_for(config))

@@ -58,6 +58,8 @@ from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
 
 log = logging.getLogger("conveyor.redis")
+#: Keys ``namespaces`` looks at, at most: it only feeds a hint.
+NAMESPACE_SCAN = 100_000
 Fields = dict[bytes, bytes]  # replies are bytes: the client runs with decode_responses=False
 
 LIST_BATCH = 200
@@ -146,6 +148,27 @@ class RedisStorage:
         storage = cls(client, config)
         await storage._warn_if_evicting()
         return storage
+
+    @classmethod
+    async def namespaces(cls, config: Config) -> list[str]:
+        """Namespaces with jobs or workers in this database: a bounded ``SCAN`` for their
+        ``stats`` and ``workers`` keys (a hint, so it stops after NAMESPACE_SCAN keys)."""
+        storage = await cls.open(config)
+        found: set[str] = set()
+        try:
+            with translated(config.url):
+                cursor, scanned = 0, 0
+                while True:
+                    cursor, keys = await storage._redis.scan(cursor, match="{*}:*", count=1000)
+                    scanned += 1000
+                    for key in cast(list[bytes], keys):
+                        name, _, rest = key.decode(errors="replace").partition("}:")
+                        if rest in ("stats", "workers"):
+                            found.add(name.removeprefix("{"))
+                    if cursor == 0 or scanned >= NAMESPACE_SCAN:
+                        return sorted(found)
+        finally:
+            await storage.aclose()
 
     async def _warn_if_evicting(self) -> None:
         try:

@@ -43,7 +43,7 @@ from conveyor.core.storage import (
 from conveyor.core.wakeup import LocalSignal, earliest, local_signal, stream, wait_for_work
 
 try:
-    from sqlalchemy import delete, event, func, select, update
+    from sqlalchemy import delete, event, func, select, text, update
     from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -134,6 +134,30 @@ class SQLStorage:
             keyed: single_enqueue_statement(config.namespace, keyed=keyed)
             for keyed in (False, True)
         }
+
+    @classmethod
+    async def namespaces(cls, config: Config) -> list[str]:
+        """Namespaces with a Conveyor schema in this database (their version table),
+        without creating any."""
+        driver_url, postgres = _driver_url(config.url)
+        engine = create_async_engine(driver_url)
+        try:
+            if postgres:
+                query = text(
+                    "SELECT table_schema FROM information_schema.tables "
+                    "WHERE table_name = 'schema_version'"
+                )
+            else:
+                query = text(
+                    "SELECT substr(name, 1, length(name) - 15) FROM sqlite_master "
+                    "WHERE type = 'table' AND name LIKE '%\\_schema_version' ESCAPE '\\'"
+                )
+            storage = cls(engine, config, postgres=postgres)
+            with storage._translated():
+                async with engine.connect() as conn:
+                    return sorted(str(row[0]) for row in (await conn.execute(query)).all())
+        finally:
+            await engine.dispose()
 
     @classmethod
     async def open(cls, config: Config) -> SQLStorage:
