@@ -39,6 +39,7 @@ from .core.errors import (
     UnknownType,
 )
 from .core.job import Job
+from .core.joblog import JOB_FIELDS
 from .core.queues import QueueLimits, Rate
 from .core.specs import build_spec
 from .core.states import JobState
@@ -122,16 +123,21 @@ def _require_extra(extra: str, *modules: str) -> None:
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line; a record about a job carries the job (``JOB_FIELDS``)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        data = {
+        data: dict[str, Any] = {
             "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in JOB_FIELDS:
+            if hasattr(record, name):
+                data[name] = getattr(record, name)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data)
+        return json.dumps(data, default=str)
 
 
 def _setup_logging(fmt: str, level: str) -> None:

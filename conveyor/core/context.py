@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from .cancellation import Cancellation
 from .errors import BackendError, LeaseLost, NotInJob
 from .job import Job, JobSpec, Lease, Predecessor
+from .joblog import JobLogger
 from .progress import check_progress
 from .specs import EnqueueOptions, Family, build_spec, job_of
 from .states import JobState, When
@@ -64,6 +65,8 @@ class JobContext:
         self.peak_buffered = 0
         """The most declarations held in memory at once (for tests and tuning)."""
         self.cancelled = Cancellation(loop)
+        self.log = JobLogger(logging.getLogger("conveyor.job"), job)
+        """A logger whose records carry this job's id, type, queue, attempt and root."""
         self._report = report
         self._progress_next: tuple[float, str | None] | None = None
         self._progress_task: asyncio.Task[None] | None = None
@@ -98,7 +101,7 @@ class JobContext:
             NotInJob: the attempt is over.
             PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad input.
         """
-        family = Family(parent_id=self.job.id, optional=optional)
+        family = Family(parent_id=self.job.id, optional=optional, root_id=self.job.family_root)
         return self._declare(message, family, options)
 
     def enqueue_heir(
@@ -114,7 +117,7 @@ class JobContext:
             NotInJob: the attempt is over.
             PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad input.
         """
-        family = Family(predecessor_id=self.job.id, when=When(when))
+        family = Family(predecessor_id=self.job.id, when=When(when), root_id=self.job.family_root)
         return self._declare(message, family, options)
 
     def progress(self, fraction: float, note: str | None = None) -> None:

@@ -52,6 +52,8 @@ class JobSpec:
     plan: bytes | None = None
     """The children and heirs a producer declared for it (``core/plan.py``): its
     worker stages them at the start of every attempt, as if its handler had."""
+    root_id: str | None = None
+    """The top-level job whose family this declaration belongs to (``None``: top-level)."""
 
     @property
     def is_heir(self) -> bool:
@@ -102,10 +104,17 @@ class Job:
     key: str | None = None
     plan: bytes | None = None
     """The members its producer declared (``enqueue_family``), staged by each attempt."""
+    root_id: str | None = None
+    """The top-level job of its family (``None``: it is one); see ``family_root``."""
     progress: Progress | None = None
     """The last progress its handler reported (``ctx.progress``), by whichever attempt."""
     duplicate: bool = False
     """Set on what ``enqueue`` returns when the key was held: this is the holder."""
+
+    @property
+    def family_root(self) -> str:
+        """The id of the top-level job its family hangs from: its own when it is one."""
+        return self.root_id or self.id
 
     def payload(self) -> Message:
         """Decode the payload with the message class linked into this process.

@@ -87,11 +87,11 @@ def build_family(
         PayloadTypeError, PayloadTooLarge: a message cannot be a payload.
     """
     whole = Member(root, children=children, heirs=heirs, **options)
-    return _build(config, whole, TOP_LEVEL, counted=[0])
+    return _build(config, whole, TOP_LEVEL, counted=[0], root_id=None)
 
 
 def _build(
-    config: Config, member: object, family: Family, counted: list[int]
+    config: Config, member: object, family: Family, counted: list[int], root_id: str | None
 ) -> tuple[JobSpec, PlannedFamily]:
     if not isinstance(member, Member):
         member = Member(member)
@@ -103,17 +103,18 @@ def _build(
                 "let a running job declare a larger fan-out (ctx.enqueue_child)"
             )
     spec = build_spec(config, member.message, family=family, **member.options)
+    root_id = root_id or spec.id
     declared: list[JobSpec] = []
     kids: list[PlannedFamily] = []
     heirs: list[PlannedFamily] = []
     for child in member.children:
-        below = Family(parent_id=spec.id, optional=_optional(child))
-        child_spec, child_tree = _build(config, child, below, counted)
+        below = Family(parent_id=spec.id, optional=_optional(child), root_id=root_id)
+        child_spec, child_tree = _build(config, child, below, counted, root_id)
         declared.append(child_spec)
         kids.append(child_tree)
     for heir in member.heirs:
-        after = Family(predecessor_id=spec.id, when=_when(heir))
-        heir_spec, heir_tree = _build(config, heir, after, counted)
+        after = Family(predecessor_id=spec.id, when=_when(heir), root_id=root_id)
+        heir_spec, heir_tree = _build(config, heir, after, counted, root_id)
         declared.append(heir_spec)
         heirs.append(heir_tree)
     if declared:
@@ -166,6 +167,7 @@ def _spec_data(spec: JobSpec) -> dict[str, Any]:
         "optional": spec.optional or None,
         "backoff": spec.backoff.to_text() if spec.backoff else None,
         "plan": json.loads(spec.plan) if spec.plan else None,  # nested, not re-encoded
+        "root_id": spec.root_id,
     }
     data.update((k, v) for k, v in optional.items() if v is not None)
     return data
@@ -187,6 +189,7 @@ def _spec_of(data: dict[str, Any]) -> JobSpec:
         when=When(data["when"]) if data.get("when") else None,
         optional=data.get("optional", False),
         backoff=Backoff.from_text(data["backoff"]) if data.get("backoff") else None,
+        root_id=data.get("root_id"),
         plan=json.dumps(data["plan"], separators=(",", ":")).encode() if data.get("plan") else None,
     )
 

@@ -35,6 +35,8 @@ class Family:
     predecessor_id: str | None = None
     when: When | None = None
     optional: bool = False
+    root_id: str | None = None
+    """The top-level job of the family (the declarer's own root, or the declarer)."""
 
 
 TOP_LEVEL = Family()
@@ -195,6 +197,7 @@ def build_spec(
         backoff=backoff,
         key=key,
         key_ttl=key_ttl,
+        root_id=family.root_id,
     )
 
 
@@ -214,6 +217,7 @@ def job_of(spec: JobSpec, state: JobState) -> Job:
         when=spec.when,
         optional=spec.optional,
         backoff=spec.backoff,
+        root_id=spec.root_id,
         key=spec.key,
         headers=dict(spec.headers),
         created_at=to_datetime(time.time()),

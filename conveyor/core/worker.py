@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import os
 import signal
@@ -35,6 +37,7 @@ from .errors import (
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
+from .joblog import job_fields
 from .payloads import encode_payload
 from .plan import decode_plan
 from .queues import QueueLimits
@@ -512,7 +515,7 @@ class Worker:
             message.ParseFromString(job.payload_bytes)
         except DecodeError as exc:
             error = f"payload does not decode as {job.type}: {exc}"
-            log.error("job %s failed for good: %s", job.id, error)
+            log.error("job %s failed for good: %s", job.id, error, extra=job_fields(job))
             self._report(Failure(lease, _storable(error)))
             return
         assert self._storage is not None
@@ -536,22 +539,32 @@ class Worker:
                 rest = await ctx._finish()
         except asyncio.CancelledError:
             if job.id in self._lost:
-                log.warning("job %s stopped: %s", job.id, ctx.cancelled.reason)
+                log.warning(
+                    "job %s stopped: %s", job.id, ctx.cancelled.reason, extra=job_fields(job)
+                )
             elif self._stop_now:
                 self._report(HandBack(lease))
             else:
                 raise
         except LeaseLost:
-            log.warning("job %s abandoned: its lease was lost", job.id)
+            log.warning("job %s abandoned: its lease was lost", job.id, extra=job_fields(job))
         except Exception as exc:
             if job.id in self._lost:  # a sync handler told to stop raised on its way out
-                log.warning("job %s stopped: %s (raised %r)", job.id, ctx.cancelled.reason, exc)
+                log.warning(
+                    "job %s stopped: %s (raised %r)",
+                    job.id,
+                    ctx.cancelled.reason,
+                    exc,
+                    extra=job_fields(job),
+                )
             else:
                 await ctx._last_progress()
                 self._report(self._raised(job, lease, exc, timed_out=deadline.expired()))
         else:
             if job.id in self._lost:  # a sync handler told to stop returned
-                log.warning("job %s stopped: %s", job.id, ctx.cancelled.reason)
+                log.warning(
+                    "job %s stopped: %s", job.id, ctx.cancelled.reason, extra=job_fields(job)
+                )
             else:
                 self._report(Success(lease, rest, *result))
         finally:
@@ -569,13 +582,19 @@ class Worker:
     def _raised(self, job: Job, lease: Lease, exc: Exception, *, timed_out: bool) -> Outcome:
         """The outcome of a handler that raised ``exc`` (rules 2, 3 and 6)."""
         if isinstance(exc, Fail):
-            log.error("job %s (%s) failed for good by its handler: %s", job.id, job.type, exc)
+            log.error(
+                "job %s (%s) failed for good by its handler: %s",
+                job.id,
+                job.type,
+                exc,
+                extra=job_fields(job),
+            )
             return Failure(lease, _storable(exc.reason)[-MAX_ERROR_CHARS:])
         if isinstance(exc, RetryIn):
             return HandBack(lease, run_at=time.time() + exc.seconds)
         if isinstance(exc, TimeoutError) and timed_out:
             error = f"timed out after {job.timeout}s"
-            log.warning("job %s (%s) %s", job.id, job.type, error)
+            log.warning("job %s (%s) %s", job.id, job.type, error, extra=job_fields(job))
             return self._error(job, lease, error)
         return self._failed_with(job, lease, exc)
 
@@ -588,8 +607,10 @@ class Worker:
             if handler.is_async:
                 returned[0] = await handler.func(ctx, message)  # type: ignore[misc]
             else:
-                loop = asyncio.get_running_loop()
-                returned[0] = await loop.run_in_executor(self._executor, handler.func, ctx, message)
+                # The handler's thread runs in a copy of this task's context, so context
+                # variables (tracing, Sentry, logging context) set around it reach it.
+                call = functools.partial(contextvars.copy_context().run, handler.func, ctx, message)
+                returned[0] = await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
         call: CallNext = innermost
         for middleware in reversed(self._middleware):
@@ -616,13 +637,31 @@ class Worker:
         return data, type_name
 
     def _failed_with(self, job: Job, lease: Lease, exc: BaseException) -> Outcome:
+        """A retry (logged at WARNING) or, after the last attempt, a failure (at ERROR),
+        both with the traceback."""
         text = "".join(traceback.format_exception(exc))[-MAX_ERROR_CHARS:]
-        log.warning("job %s (%s) attempt %d raised %r", job.id, job.type, job.attempt, exc)
-        return self._error(job, lease, text)
+        outcome = self._error(job, lease, text, quiet=True)
+        final = isinstance(outcome, Failure)
+        log.log(
+            logging.ERROR if final else logging.WARNING,
+            "job %s (%s) attempt %d of %d raised %r%s",
+            job.id,
+            job.type,
+            job.attempt,
+            job.max_attempts,
+            exc,
+            ": failed for good" if final else ": retrying",
+            exc_info=exc,
+            extra=job_fields(job),
+        )
+        return outcome
 
-    def _error(self, job: Job, lease: Lease, error: str) -> Outcome:
+    def _error(self, job: Job, lease: Lease, error: str, *, quiet: bool = False) -> Outcome:
         error = _storable(error)
         if job.attempt >= job.max_attempts:
+            if not quiet:
+                fields = job_fields(job)
+                log.error("job %s (%s) failed for good: %s", job.id, job.type, error, extra=fields)
             return Failure(lease, error)
         delay = self._backoff(job).delay(job.attempt)
         return Retry(lease, error, time.time() + delay)

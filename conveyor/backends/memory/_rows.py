@@ -51,6 +51,7 @@ class Row:
     key_ttl: float | None = None
     progress: Progress | None = None
     plan: bytes | None = None
+    root_id: str | None = None
 
     @classmethod
     def from_spec(
@@ -78,6 +79,7 @@ class Row:
             key=spec.key,
             key_ttl=spec.key_ttl,
             plan=spec.plan,
+            root_id=spec.root_id,
         )
 
     def snapshot(self) -> Job:
@@ -113,6 +115,7 @@ class Row:
             key=self.key,
             progress=self.progress,
             plan=self.plan,
+            root_id=self.root_id,
             result_bytes=self.result_bytes,
             result_type=self.result_type,
         )

@@ -40,6 +40,7 @@ def spec_args(spec: JobSpec) -> list[ArgValue]:
         spec.key if spec.key is not None else "",
         repr(spec.key_ttl) if spec.key_ttl else "",
         spec.plan or "",
+        spec.root_id or "",
     ]
     assert len(args) == len(SPEC_ARGS)
     return args
@@ -119,7 +120,7 @@ _KEYS = tuple(_F[name] for name in (
     "type", "queue", "state", "priority", "attempt", "max_attempts", "timeout", "parent",
     "predecessor", "when", "optional", "headers", "error", "run_at", "started", "finished",
     "worker", "lost", "open", "failed_ids", "reason", "failing_child", "predecessor_state",
-    "predecessor_failed_ids", "result_type", "backoff", "key", "progress", "plan",
+    "predecessor_failed_ids", "result_type", "backoff", "key", "progress", "plan", "root",
 ))  # fmt: skip
 
 
@@ -130,7 +131,7 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         KeyError, ValueError: the hash is not a Conveyor job (no type, or no known state).
     """
     (t, q, s, pr, a, m, to, par, pred, w, o, h, e, ra, st, fin,
-     wid, lost, open_, fids, why, fc, ps, pf, rt, bo, k, prog, plan) = _KEYS  # fmt: skip
+     wid, lost, open_, fids, why, fc, ps, pf, rt, bo, k, prog, plan, root) = _KEYS  # fmt: skip
     type_name = fields[t].decode()
     when = _text(fields, w)
     predecessor_state = _text(fields, ps)
@@ -168,4 +169,5 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         key=_text(fields, k),
         progress=Progress.from_text(fields[prog].decode()) if prog in fields else None,
         plan=fields.get(plan),
+        root_id=_text(fields, root),
     )

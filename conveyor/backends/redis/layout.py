@@ -50,6 +50,7 @@ FIELD = {
     "key_ttl": "kt",  # seconds the key stays held after the job settles
     "progress": "prog",  # the last progress reported, as Progress.to_text()
     "plan": "plan",  # members a producer declared for it (core/plan.py), staged per attempt
+    "root": "root",  # a declaration's top-level job (its family's root)
 }
 
 #: A job's state is one letter in its hash: it keeps a queued job's hash in a
@@ -86,6 +87,7 @@ SPEC_ARGS = (
     "key",
     "key_ttl",
     "plan",
+    "root",
 )
 
 #: An outcome travels to ``record.lua`` as these arguments, then ``n`` specs.

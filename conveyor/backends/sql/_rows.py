@@ -78,4 +78,5 @@ def _job(row: Any) -> Job:
         key=row.unique_key,
         progress=Progress.from_text(row.progress) if row.progress else None,
         plan=bytes(row.plan) if row.plan is not None else None,
+        root_id=row.root_id,
     )

@@ -101,6 +101,7 @@ def spec_row(
         "unique_key": spec.key,
         "key_ttl": spec.key_ttl,
         "plan": spec.plan,
+        "root_id": spec.root_id,
     }
 
 

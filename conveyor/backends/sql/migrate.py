@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class SchemaMismatch(ConfigurationError):
@@ -101,6 +101,11 @@ def _progress_and_plans_v8(conn: Connection, tables: Tables) -> None:
     _add_columns(conn, {tables.jobs: ("progress TEXT", f"plan {binary}")})
 
 
+def _family_roots_v9(conn: Connection, tables: Tables) -> None:
+    """Each declaration's family root (logs, traces): a job column."""
+    _add_columns(conn, {tables.jobs: ("root_id VARCHAR(36)",)})
+
+
 def _add_columns(conn: Connection, added: dict[Table, tuple[str, ...]]) -> None:
     for table, columns in added.items():
         present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
@@ -124,6 +129,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     6: _controls_v6,
     7: _unique_keys_v7,
     8: _progress_and_plans_v8,
+    9: _family_roots_v9,
 }
 
 

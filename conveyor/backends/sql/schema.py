@@ -96,6 +96,8 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         Column("progress", Text),
         # The members a producer declared for it (core/plan.py), staged by each attempt.
         Column("plan", LargeBinary),
+        # A declaration's top-level job (its family's root); null for top-level jobs.
+        Column("root_id", String(36)),
     )
     # The claim: the longest ready of the highest priority among a queue's queued jobs.
     Index(

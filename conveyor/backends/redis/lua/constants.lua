@@ -37,6 +37,7 @@ local F = {
   key_ttl = 'kt',
   progress = 'prog',
   plan = 'plan',
+  root = 'root',
 }
 -- States as stored: one letter each (layout.STATE_CODE), and back.
 local CODE = {
@@ -79,8 +80,9 @@ local SPEC = {
   key = 14,
   key_ttl = 15,
   plan = 16,
+  root = 17,
 }
-local SPEC_FIELDS = 17
+local SPEC_FIELDS = 18
 -- An outcome's arguments, by offset from its first (layout.OUTCOME_ARGS).
 local OUTCOME = {
   kind = 0,

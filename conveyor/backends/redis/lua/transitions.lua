@@ -195,7 +195,7 @@ end
 
 -- Spec arguments stored only when they differ from the default ('' or '0').
 local OPTIONAL_SPEC_FIELDS = { 'run_at', 'timeout', 'priority', 'headers', 'parent',
-  'predecessor', 'when', 'optional', 'backoff', 'key', 'key_ttl', 'plan' }
+  'predecessor', 'when', 'optional', 'backoff', 'key', 'key_ttl', 'plan', 'root' }
 
 -- Write a job's hash from the spec at ARGV-like `args[at]`, in `state`.
 local function create(args, at, state, declarer)
