@@ -131,7 +131,16 @@ async def _run(options: DemoOptions, url: str, console: Console) -> int:
 def _log_to(console: Console) -> None:
     """Warnings and errors (a retried attempt, say) above the live picture, not through it."""
     handler = RichHandler(console=console, show_path=False, show_time=False)
+    handler.addFilter(_one_line_warnings)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True, format="%(message)s")
+
+
+def _one_line_warnings(record: logging.LogRecord) -> bool:
+    """The demo's retries are staged: one line each, without the traceback a worker logs."""
+    if record.levelno < logging.ERROR:
+        record.exc_info = None
+        record.exc_text = None
+    return True
 
 
 async def _watch(
