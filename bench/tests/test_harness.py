@@ -250,7 +250,7 @@ def test_render_mentions_every_section() -> None:
 def test_a_tiny_run_end_to_end(tmp_path: Path) -> None:
     """Runs every workload once on every backend at toy sizes; checks what it wrote."""
     out, md = tmp_path / "r.json", tmp_path / "R.md"
-    cmd = [sys.executable, "-m", "bench.run", "--runs", "1", "--jobs", "200"]
+    cmd = [sys.executable, "-m", "bench.run", "--runs", "1", "--jobs", "100"]
     cmd += ["--w3-rate", "100", "--w3-seconds", "0.5", "--w4-children", "20"]
     cmd += ["--backends", "redis,postgres,sqlite", "--w6-backends", "redis,sqlite"]
     cmd += ["--w6-children", "1500", "--rb-requests", "2000", "--commandstats"]

@@ -29,7 +29,7 @@ from .strategies import render, to_step, trees
 
 ROOT_MAX_ATTEMPTS = 3
 # About 15 s per backend by default; set CONVEYOR_PROPERTY_EXAMPLES for a deeper search.
-EXAMPLES = int(os.environ.get("CONVEYOR_PROPERTY_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("CONVEYOR_PROPERTY_EXAMPLES", "20"))
 REPAIR_EXAMPLES = max(EXAMPLES // 4, 1)  # each runs the family twice, or races it
 SETTLE_TIMEOUT = 20.0
 STUCK_AFTER = 0.5
