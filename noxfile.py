@@ -6,19 +6,28 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "package"]
 
 PYTHON = "3.11"
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install_dev(session: nox.Session, *more: str) -> None:
+    """The package with every extra, editable, and the ``dev`` dependency group."""
+    session.install("-e", ".[all]", *nox.project.dependency_groups(PYPROJECT, "dev"), *more)
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The whole suite against real Redis and PostgreSQL (a missing server fails it)."""
-    session.install("-e", ".[dev]")
+    install_dev(session)
     session.run("pytest", *session.posargs)
 
 
@@ -33,14 +42,40 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[dev]")
+    install_dev(session)
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel, check them with twine, and install the wheel alone
+    (no extras) to see that it imports, is typed and runs its command."""
+    session.install("build>=1.2", "twine>=5.1")
+    dist = os.path.join(session.create_tmp(), "dist")
+    shutil.rmtree(dist, ignore_errors=True)  # the tmp folder outlives a session
+    session.run("python", "-m", "build", "--outdir", dist)
+    files = [os.path.join(dist, name) for name in sorted(os.listdir(dist))]
+    session.run("python", "-m", "twine", "check", "--strict", *files)
+    wheel = next(p for p in os.listdir(dist) if p.endswith(".whl"))
+    session.install("--force-reinstall", f"{dist}/{wheel}")
+    session.run("python", "-c", PACKAGE_CHECK)
+    session.run("conveyor", "--version")
+
+
+# What the installed wheel must hold: the version, the marker for type checkers, the license.
+PACKAGE_CHECK = """
+import importlib.metadata as m, importlib.resources as r, conveyor
+assert conveyor.__version__ == m.version("conveyor-jobs"), conveyor.__version__
+assert r.files("conveyor").joinpath("py.typed").is_file()
+assert any(str(f).endswith("LICENSE") for f in m.files("conveyor-jobs"))
+print("conveyor-jobs", conveyor.__version__, "wheel ok")
+"""
 
 
 @nox.session(python=PYTHON)
 def protos(session: nox.Session) -> None:
     """Regenerate conveyor/_proto from protos/ (grpcio-tools + mypy-protobuf, pinned)."""
-    session.install("-e", ".[dev]")
+    install_dev(session)
     session.run("python", "tools/genprotos.py")
 
 
@@ -62,7 +97,7 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --backends postgres --runs 1 --workloads w1`` passes options to
     ``python -m bench.run``.
     """
-    session.install("-e", ".[dev]", "uv")  # uv makes the peers' virtualenvs
+    install_dev(session, "uv")  # uv makes the peers' virtualenvs
     session.run("python", "-m", "bench.run", *(session.posargs or ["--commandstats"]))
 
 
@@ -71,7 +106,7 @@ def chaos(session: nox.Session) -> None:
     """The long chaos and soak runs (CI runs short ones inside ``tests``): 10 minutes of
     worker kills and of server faults on each backend, 200,000 jobs of soak. Figures go
     to test-output/chaos/ and test-output/soak/; see tests/chaos/README.md."""
-    session.install("-e", ".[dev]")
+    install_dev(session)
     env = {
         "CHAOS_SECONDS": "600",
         "CHAOS_FAULT_SECONDS": "600",

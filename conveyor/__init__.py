@@ -4,6 +4,7 @@ A running job can declare children, released when its handler succeeds, and
 heirs, released once it and everything below it has settled.
 """
 
+from .__about__ import __version__
 from .core.cancellation import Cancellation
 from .core.client import AsyncClient
 from .core.config import Backoff, Config
@@ -44,6 +45,7 @@ from .core.sync_client import Client
 from .core.worker import Worker
 
 __all__ = [
+    "__version__",
     "AsyncClient",
     "Backoff",
     "BackendError",

@@ -92,3 +92,18 @@ def test_repair_example_retries_what_failed_and_the_heir_runs_once(sqlite_url: s
     assert "summary of A-7: charged 9800 cents in all" in text  # 2 mugs, 2 posters, 2 tees
     assert "summary succeeded, ran 1 time(s)" in text
     assert text.index("order failed") < text.index("retried 1 job(s)") < text.index("summary of")
+
+
+def test_the_testing_example_passes_under_pytest() -> None:
+    """docs/testing.md's example, run as a user would: pytest and the plugin's fixtures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/testing", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=child_env(None),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 passed" in done.stdout
