@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 from litestar import Litestar, Request, Router
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.types import Guard
@@ -65,7 +66,9 @@ def create_app(
 ) -> Litestar:
     """The admin as a standalone Litestar app; mount it under any path of a host ASGI app.
 
-    The OpenAPI document of its JSON API is at ``/api/schema/openapi.json``.
+    The OpenAPI document of its JSON API is at ``/api/schema/openapi.json``. It closes
+    its storage on shutdown; a host that mounts it without passing lifespan events on
+    (FastAPI's ``mount``) calls ``app.state.conveyor_admin.aclose()`` in its own.
     """
     admin = AdminState(config, types)
     router = admin_router(config, path="/", auth=auth, guards=guards, state=admin)
@@ -79,6 +82,7 @@ def create_app(
         guards=app_guards,
         exception_handlers={Exception: handler(base_of)},  # unknown paths, too
         on_shutdown=[admin.aclose],
+        state=State({"conveyor_admin": admin}),
         openapi_config=OpenAPIConfig(
             title="Conveyor admin API",
             version="1",
