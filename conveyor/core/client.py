@@ -19,7 +19,9 @@ from .errors import (
     PayloadTypeError,
 )
 from .explain import Explanation, explain
+from . import tracing
 from .job import Job, JobSpec
+from .payloads import type_name_of
 from .plan import PlannedFamily, build_family
 from .queues import QueueControls, QueueLimits, Rate
 from .specs import EnqueueOptions, build_spec, initial_state, job_of, validate_queue
@@ -103,8 +105,10 @@ class AsyncClient:
             PayloadTypeError, PayloadTooLarge, InvalidJobOptions: bad input; nothing stored.
             BackendUnavailable: storage could not be reached.
         """
-        spec = build_spec(self.config, message, **options)
-        [job] = await self._enqueue([spec], connection)
+        with tracing.producing(type_name_of(message), options.get("queue")) as carry:
+            spec = build_spec(self.config, message, **tracing.with_headers(options, carry))
+            [job] = await self._enqueue([spec], connection)
+            tracing.sent(job)
         return job
 
     async def enqueue_many(
@@ -129,8 +133,12 @@ class AsyncClient:
                 f"enqueue_many takes an iterable of protobuf messages, not "
                 f"{type(messages).__name__}; use enqueue for one message"
             )
-        specs = [build_spec(self.config, message, **options) for message in messages]
-        return await self._enqueue(specs, connection) if specs else []
+        messages = list(messages)
+        first = type_name_of(messages[0]) if messages else ""
+        with tracing.producing(first, options.get("queue")) as carry:
+            traced = tracing.with_headers(options, carry)
+            specs = [build_spec(self.config, message, **traced) for message in messages]
+            return await self._enqueue(specs, connection) if specs else []
 
     async def enqueue_family(
         self,
@@ -163,8 +171,11 @@ class AsyncClient:
             PayloadTypeError, PayloadTooLarge: a message cannot be a payload.
             BackendUnavailable: storage could not be reached. Nothing is stored on error.
         """
-        spec, family = build_family(self.config, root, children, heirs, options)
-        [job] = await self._enqueue([spec], connection)
+        with tracing.producing(type_name_of(root), options.get("queue")) as carry:
+            traced = tracing.with_headers(options, carry)
+            spec, family = build_family(self.config, root, children, heirs, traced)  # type: ignore[arg-type]
+            [job] = await self._enqueue([spec], connection)
+            tracing.sent(job)
         if job.duplicate:  # rule 15: the key's holder stands for the whole family
             return PlannedFamily(job)
         return replace(family, job=job)

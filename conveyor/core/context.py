@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Unpack
 
+from . import tracing
 from .cancellation import Cancellation
 from .errors import BackendError, LeaseLost, NotInJob
 from .job import Job, JobSpec, Lease, Predecessor
@@ -170,7 +171,8 @@ class JobContext:
 
     def _declare(self, message: object, family: Family, options: EnqueueOptions) -> Job:
         self._check_open()
-        spec = build_spec(self.client.config, message, family=family, **options)
+        traced = tracing.with_headers(options, tracing.carried())  # the family is one trace
+        spec = build_spec(self.client.config, message, family=family, **traced)
         self._buffer.append(spec)
         self.peak_buffered = max(self.peak_buffered, len(self._buffer))
         if len(self._buffer) >= self._stage_batch:

@@ -30,6 +30,12 @@ def encode_payload(message: object, *, limit: int) -> tuple[str, bytes]:
     return message.DESCRIPTOR.full_name, data
 
 
+def type_name_of(message: object) -> str:
+    """A message's full type name; ``""`` for something that is not one (the enqueue
+    that follows refuses it with the reason)."""
+    return message.DESCRIPTOR.full_name if isinstance(message, Message) else ""
+
+
 def message_class(type_name: str) -> type[Message]:
     """The generated class for ``type_name`` from the default descriptor pool.
 

@@ -37,6 +37,7 @@ from .errors import (
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
+from . import tracing
 from .joblog import job_fields
 from .payloads import encode_payload
 from .plan import decode_plan
@@ -530,6 +531,13 @@ class Worker:
             report=self._storage.progress,
         )
         self._flags[job.id] = (ctx.cancelled, handler.is_async)
+        with tracing.processing(job):
+            await self._attempt(job, lease, handler, ctx, message)
+
+    async def _attempt(
+        self, job: Job, lease: Lease, handler: Handler, ctx: JobContext, message: Message
+    ) -> None:
+        """Run one attempt and report its outcome (in its span, when tracing)."""
         try:
             async with asyncio.timeout(job.timeout) as deadline:
                 if job.plan:
@@ -558,6 +566,7 @@ class Worker:
                     extra=job_fields(job),
                 )
             else:
+                tracing.failed(exc)
                 await ctx._last_progress()
                 self._report(self._raised(job, lease, exc, timed_out=deadline.expired()))
         else:
