@@ -9,6 +9,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, Unpack
 
+from . import tracing
 from .backend_registry import open_storage
 from .config import Config
 from .errors import (
@@ -19,7 +20,6 @@ from .errors import (
     PayloadTypeError,
 )
 from .explain import Explanation, explain
-from . import tracing
 from .job import Job, JobSpec
 from .payloads import type_name_of
 from .plan import PlannedFamily, build_family

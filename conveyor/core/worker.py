@@ -20,6 +20,7 @@ from typing import Any, TypeVar, Unpack, overload
 
 from google.protobuf.message import DecodeError, Message
 
+from . import tracing
 from .backend_registry import open_storage
 from .cancellation import Cancellation
 from .client import AsyncClient
@@ -37,7 +38,6 @@ from .errors import (
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
-from . import tracing
 from .joblog import job_fields
 from .payloads import encode_payload
 from .plan import decode_plan
