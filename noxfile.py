@@ -13,7 +13,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "typecheck", "package"]
+nox.options.sessions = ["tests", "lint", "typecheck", "package", "docs"]
 
 PYTHON = "3.11"
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -70,6 +70,20 @@ assert r.files("conveyor").joinpath("py.typed").is_file()
 assert any(str(f).endswith("LICENSE") for f in m.files("conveyor-jobs"))
 print("conveyor-jobs", conveyor.__version__, "wheel ok")
 """
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, material theme) with --strict: a broken link,
+    a missing page or a reference to a name that is not there fails the build.
+    ``nox -s docs -- serve`` serves it at http://127.0.0.1:8000 instead."""
+    session.install("-e", ".[all]", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve")
+        return
+    site = os.path.join(session.create_tmp(), "site")
+    quiet = {"NO_MKDOCS_2_WARNING": "1"}  # the theme's notice about its successor
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", site, env=quiet)
 
 
 @nox.session(python=PYTHON)
