@@ -3,19 +3,24 @@ cancel, retry, discard; enqueue any published type from JSON."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from google.protobuf.message import DecodeError
 from litestar import Router, get, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from conveyor.core.errors import PayloadDecodeError
 from conveyor.core.explain import explain
 from conveyor.core.family import summarize
 from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.specs import build_spec, validate_queue
 from conveyor.core.states import JobState
 from conveyor.core.storage import set_paused
+from conveyor.core.type_registry import TypeRegistry
 
 from .actions import Action, ActionResult, apply, apply_each, apply_matching
 from .state import AdminState
@@ -132,15 +137,35 @@ class BulkOut:
 
 @dataclass(slots=True)
 class EnqueueIn:
-    """A job of any published type; ``payload`` is the message as protobuf JSON."""
+    """A job of any published type: ``payload`` is the message as protobuf JSON, or
+    ``payload_base64`` its binary encoding (what storage keeps), base64-encoded."""
 
     type: str
     payload: dict[str, Any] = field(default_factory=dict)
+    payload_base64: str | None = None
     queue: str | None = None
     delay_seconds: float | None = None
     max_attempts: int | None = None
     priority: int = 0
     timeout_seconds: float | None = None
+
+
+def _payload_bytes(registry: TypeRegistry, data: EnqueueIn) -> bytes:
+    """The payload's binary encoding, from its JSON form or its base64 one.
+
+    Raises:
+        PayloadDecodeError: both forms given, bad base64, or bytes that are not the type.
+    """
+    if data.payload_base64 is None:
+        return registry.from_json(data.type, data.payload)
+    if data.payload:
+        raise PayloadDecodeError("give payload (JSON) or payload_base64, not both")
+    try:
+        raw = base64.b64decode(data.payload_base64, validate=True)
+        registry.message_class(data.type)().ParseFromString(raw)  # refuse what does not parse
+    except (binascii.Error, DecodeError) as exc:
+        raise PayloadDecodeError(f"payload_base64 is not a {data.type} in base64: {exc}") from None
+    return raw
 
 
 def api_router(admin: AdminState) -> Router:
@@ -334,7 +359,7 @@ def _enqueue_handler(admin: AdminState) -> HTTPRouteHandler:
         if data.type not in registry.names():
             registry = await admin.registry(fresh=True)
         message = registry.message_class(data.type)()
-        message.ParseFromString(registry.from_json(data.type, data.payload))
+        message.ParseFromString(_payload_bytes(registry, data))
         spec = build_spec(
             admin.config,
             message,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import timedelta
 
 import httpx
@@ -10,7 +11,7 @@ import httpx
 import conveyor
 from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
-from conveyor.core.storage import Storage
+from conveyor.core.storage import JobFilter, Storage
 from tests.support import Journal, basic_worker, running, settle, step, step_worker
 
 Client = httpx.AsyncClient
@@ -213,3 +214,31 @@ async def test_openapi_document_lists_the_api(admin: Client) -> None:
     assert {"/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/family", "/api/queues"} <= paths
     assert {"/api/workers", "/api/stats", "/api/jobs/bulk", "/api/types"} <= paths
     assert not any(p.startswith("/jobs") or p == "/" for p in paths)  # pages stay out
+
+
+async def test_enqueue_takes_the_binary_encoding_in_base64(
+    admin: Client, client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    raw = BasicJob(name="binary", count=5).SerializeToString()
+    made = await admin.post(
+        "/api/jobs",
+        json={
+            "type": "conveyor.examples.BasicJob",
+            "payload_base64": base64.b64encode(raw).decode(),
+        },
+        headers=JSON,
+    )
+    assert made.status_code == 201, made.text
+    stored = await client.get(made.json()["id"])
+    assert stored is not None and stored.payload_bytes == raw
+    for body, words in (
+        ({"payload": {"name": "x"}, "payload_base64": "eA=="}, "not both"),
+        ({"payload_base64": "not base64!"}, "not a conveyor.examples.BasicJob in base64"),
+        ({"payload_base64": base64.b64encode(b"\xff\xff\xff").decode()}, "in base64"),
+    ):
+        refused = await admin.post(
+            "/api/jobs", json={"type": "conveyor.examples.BasicJob", **body}, headers=JSON
+        )
+        assert refused.status_code == 422, body
+        assert words in refused.json()["detail"]
+    assert len((await storage.list_jobs(JobFilter())).jobs) == 1
