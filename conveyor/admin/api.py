@@ -4,7 +4,6 @@ cancel, retry, discard; enqueue any published type from JSON."""
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -163,7 +162,7 @@ def _payload_bytes(registry: TypeRegistry, data: EnqueueIn) -> bytes:
     try:
         raw = base64.b64decode(data.payload_base64, validate=True)
         registry.message_class(data.type)().ParseFromString(raw)  # refuse what does not parse
-    except (binascii.Error, DecodeError) as exc:
+    except (ValueError, DecodeError) as exc:  # binascii.Error, and non-ASCII text
         raise PayloadDecodeError(f"payload_base64 is not a {data.type} in base64: {exc}") from None
     return raw
 

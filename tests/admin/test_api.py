@@ -234,6 +234,7 @@ async def test_enqueue_takes_the_binary_encoding_in_base64(
     for body, words in (
         ({"payload": {"name": "x"}, "payload_base64": "eA=="}, "not both"),
         ({"payload_base64": "not base64!"}, "not a conveyor.examples.BasicJob in base64"),
+        ({"payload_base64": "Zoë=="}, "in base64"),  # not ASCII: found by the OpenAPI fuzz
         ({"payload_base64": base64.b64encode(b"\xff\xff\xff").decode()}, "in base64"),
     ):
         refused = await admin.post(
