@@ -33,8 +33,10 @@ def step(
     optional: bool = False,
     settled_heir: bool = False,
     delay: float = 0.0,
+    key: str = "",
 ) -> Step:
     return Step(
+        key=key,
         name=name,
         children=children or [],
         heirs=heirs or [],
@@ -84,6 +86,8 @@ class Journal:
 def declare(ctx: conveyor.JobContext, msg: Step) -> None:
     for child in msg.children:
         options: dict[str, Any] = {"delay": child.delay_seconds} if child.delay_seconds else {}
+        if child.key:
+            options["key"] = child.key
         ctx.enqueue_child(child, optional=child.optional, **options)
     for heir in msg.heirs:
         when = conveyor.When.SETTLED if heir.settled_heir else conveyor.When.SUCCEEDED

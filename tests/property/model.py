@@ -36,6 +36,8 @@ class Spec:
     settled_heir: bool = False
     """As an heir: ``When.SETTLED`` (runs whatever the outcome) instead of ``SUCCEEDED``."""
     delay: float = 0.0
+    key: str = ""
+    """As a child: a unique key (rule 15), taken when its declarer succeeds."""
 
     def walk(self) -> Iterator[Spec]:
         """This step and every step nested in it (children and heirs), depth first."""
@@ -163,7 +165,17 @@ def predict(
             return
         failed: set[str] = set()
         broken = False
+        held: set[str] = set()  # keys taken by the siblings released before (rule 15)
         for child in spec.children:
+            if child.key in held:
+                # Rule 15: an earlier sibling, released with it, holds its key: it never
+                # runs, settles cancelled as optional, and fails no one.
+                outcomes[child.name] = Outcome(
+                    child.name, CANCELLED, parent=spec.name, optional=True, declared_by=spec.name
+                )
+                continue
+            if child.key:
+                held.add(child.key)
             for state, child_failed, optional in run_unit(
                 child, parent=spec.name, optional=child.optional
             ):

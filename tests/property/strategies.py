@@ -23,6 +23,8 @@ _fail_times = st.sampled_from([0, 0, 0, 1, 2])
 _optional = st.sampled_from([False, False, False, True])
 _settled_heir = st.booleans()
 _delay = st.one_of(st.just(0.0), st.sampled_from([0.01, 0.02, 0.03, 0.04, 0.05]))
+# A child's key, scoped to its declarer so that only siblings share one (rule 15).
+_key = st.sampled_from(["", "", "", "k0", "k1"])
 _sleep = st.one_of(st.just(0.0), st.sampled_from([0.002, 0.005, 0.01]))
 
 
@@ -49,6 +51,7 @@ def trees(draw: st.DrawFn, max_depth: int = MAX_DEPTH, max_steps: int = MAX_STEP
             optional=draw(_optional) if role == "child" else False,
             settled_heir=draw(_settled_heir) if role == "heir" else False,
             delay=draw(_delay) if role != "root" else 0.0,
+            key=draw(_key) if role == "child" else "",
         )
 
     root = make("root")
@@ -61,6 +64,9 @@ def trees(draw: st.DrawFn, max_depth: int = MAX_DEPTH, max_steps: int = MAX_STEP
             heirs = min(draw(st.integers(0, MAX_HEIRS)), left)
             left -= heirs
             spec.children = [make("child") for _ in range(children)]
+            for child in spec.children:
+                if child.key:
+                    child.key = f"{spec.name}/{child.key}"
             spec.heirs = [make("heir") for _ in range(heirs)]
             below += spec.children + spec.heirs
         level = below
@@ -79,6 +85,7 @@ def to_step(spec: Spec) -> Step:
         optional=spec.optional,
         settled_heir=spec.settled_heir,
         delay=spec.delay,
+        key=spec.key,
     )
 
 
@@ -91,6 +98,8 @@ def render(spec: Spec, indent: str = "", role: str = "root") -> str:
         flags.append(f"fail_times={spec.fail_times}")
     if spec.optional:
         flags.append("optional")
+    if spec.key:
+        flags.append(f"key={spec.key}")
     if role == "heir":
         flags.append("when=SETTLED" if spec.settled_heir else "when=SUCCEEDED")
     if spec.delay:

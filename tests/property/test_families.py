@@ -367,6 +367,22 @@ OPTIONAL_BRANCH = (
 )
 
 
+# Siblings sharing a key (rule 15): the first one released takes it; the others settle
+# cancelled as optional duplicates, never run, and declare nothing. The root's first
+# attempt fails, so its first declarations take no key at all.
+KEYED_SIBLINGS = Spec(
+    "s0",
+    fail_times=1,
+    children=[
+        Spec("a", key="s0/k", children=[Spec("a1", key="a/k")]),
+        Spec("b", key="s0/k", fail=True, children=[Spec("b1")]),
+        Spec("c", key="s0/j"),
+        Spec("d", key="s0/j", fail=True),
+    ],
+    heirs=[Spec("h")],
+)
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -378,6 +394,7 @@ OPTIONAL_BRANCH = (
 @example(root=RETRIED, stage_batch=1)
 @example(root=OPTIONAL_BRANCH, stage_batch=1000)
 @example(root=HEIR_OF_A_RETRIED_ROOT, stage_batch=1000)
+@example(root=KEYED_SIBLINGS, stage_batch=1)
 def test_families_settle_as_the_model_predicts(
     namespaces: Namespaces, root: Spec, stage_batch: int
 ) -> None:
@@ -519,12 +536,26 @@ def test_fixed_trees_are_predicted_as_designed() -> None:
     assert optional["kh"].parent == "s0"
     assert not optional["kh"].optional
 
+    keyed = predict(KEYED_SIBLINGS, root_max_attempts=3, max_attempts=5)
+    assert {n: (o.state, o.attempts) for n, o in keyed.outcomes.items()} == {
+        "s0": (SUCCEEDED, 2),
+        "a": (SUCCEEDED, 1),
+        "a1": (SUCCEEDED, 1),
+        "b": (CANCELLED, 0),  # a duplicate of a: its failure never happens
+        "c": (SUCCEEDED, 1),
+        "d": (CANCELLED, 0),
+        "h": (SUCCEEDED, 1),
+    }
+    assert keyed.never_exist == {"b1"}
+    assert keyed.outcomes["b"].optional and keyed.outcomes["b"].parent == "s0"
+
 
 def _required(spec: Spec) -> Spec:
-    """``spec`` with no optional member anywhere."""
+    """``spec`` with no optional member and no key anywhere (a duplicate never runs)."""
     return replace(
         spec,
         optional=False,
+        key="",
         children=[_required(c) for c in spec.children],
         heirs=[_required(h) for h in spec.heirs],
     )

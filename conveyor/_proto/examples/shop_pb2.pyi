@@ -146,6 +146,7 @@ class Step(_message.Message):
     OPTIONAL_FIELD_NUMBER: _builtins.int
     SETTLED_HEIR_FIELD_NUMBER: _builtins.int
     DELAY_SECONDS_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     fail: _builtins.bool
     """raise on every attempt"""
@@ -156,6 +157,8 @@ class Step(_message.Message):
     settled_heir: _builtins.bool
     """as an heir: run whatever the outcome"""
     delay_seconds: _builtins.float
+    key: _builtins.str
+    """as a child: its unique key (rule 15), taken when released"""
     @_builtins.property
     def children(self) -> _containers.RepeatedCompositeFieldContainer[Global___Step]: ...
     @_builtins.property
@@ -172,10 +175,11 @@ class Step(_message.Message):
         optional: _builtins.bool = ...,
         settled_heir: _builtins.bool = ...,
         delay_seconds: _builtins.float = ...,
+        key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["children", b"children", "delay_seconds", b"delay_seconds", "fail", b"fail", "fail_times", b"fail_times", "heirs", b"heirs", "name", b"name", "optional", b"optional", "settled_heir", b"settled_heir", "sleep_seconds", b"sleep_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["children", b"children", "delay_seconds", b"delay_seconds", "fail", b"fail", "fail_times", b"fail_times", "heirs", b"heirs", "key", b"key", "name", b"name", "optional", b"optional", "settled_heir", b"settled_heir", "sleep_seconds", b"sleep_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -390,9 +390,9 @@ async def _takes_keys(tx: Tx, where: Any) -> set[str]:
     jobs = tx.t.jobs
     keyed = (
         await tx.conn.execute(
-            select(jobs.c.id, jobs.c.queue, jobs.c.type, jobs.c.unique_key).where(
-                where, jobs.c.unique_key.is_not(None)
-            )
+            select(jobs.c.id, jobs.c.queue, jobs.c.type, jobs.c.unique_key)
+            .where(where, jobs.c.unique_key.is_not(None))
+            .order_by(jobs.c.id)  # in the order they were declared (ids are time-ordered)
         )
     ).all()
     duplicates: set[str] = set()
@@ -615,9 +615,9 @@ async def release_heirs(tx: Tx, row: Rec, state: str) -> int:
     jobs = tx.t.jobs
     heirs = (
         await tx.conn.execute(
-            select(jobs.c.id, jobs.c.heir_when).where(
-                jobs.c.predecessor_id == row.id, jobs.c.state == "held"
-            )
+            select(jobs.c.id, jobs.c.heir_when)
+            .where(jobs.c.predecessor_id == row.id, jobs.c.state == "held")
+            .order_by(jobs.c.id)  # in the order they were declared, as keys are taken
         )
     ).all()
     outcome = JobState(state)
