@@ -396,6 +396,7 @@ class Worker:
 
     async def _claim_loop(self, storage: Storage) -> None:
         pause = 0.05
+        idle_before = False  # burst mode: storage said idle before the last claim
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
             while not self._stopping.is_set():
@@ -438,22 +439,32 @@ class Worker:
                         self._report(HandBack(item.lease))
                     else:
                         self._start(item)
-                if self._burst and not claimed and await self._idle(storage):
-                    log.info("worker %s has nothing left to do: stopping", self.id)
-                    self._stopping.set()
+                if self._burst:
+                    # Storage is asked before the claim that confirms it: a retry
+                    # promoted from its back-off between an empty claim and the
+                    # question would be seen by neither, and left behind.
+                    if not claimed and idle_before and self._idle_here():
+                        log.info("worker %s has nothing left to do: stopping", self.id)
+                        self._stopping.set()
+                    else:
+                        idle_before = not claimed and await self._idle(storage)
         finally:
             stop_wait.cancel()
 
     async def _idle(self, storage: Storage) -> bool:
         """Burst mode: nothing runs here, every outcome is recorded, and no job of its
         queues waits out a back-off (its retry would come later)."""
-        if self._tasks or self._unsettled or self._outcomes:
+        if not self._idle_here():
             return False
         for queue in self.queues:
             retrying = JobFilter(state=JobState.SCHEDULED, queue=queue, retrying=True)
             if (await storage.list_jobs(retrying, limit=1)).jobs:
                 return False
         return True
+
+    def _idle_here(self) -> bool:
+        """Nothing runs in this worker and every outcome is recorded."""
+        return not (self._tasks or self._unsettled or self._outcomes)
 
     def _start(self, claimed: Claimed) -> None:
         task = asyncio.create_task(self._execute(claimed), name=f"conveyor-job-{claimed.job.id}")

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 import conveyor
 from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
-from conveyor.core.storage import JobFilter, Storage
+from conveyor.core.storage import Claimed, JobFilter, Storage
 
 
-def burst_worker(config: conveyor.Config, runs: Counter[str]) -> conveyor.Worker:
+def burst_worker(
+    config: conveyor.Config, runs: Counter[str], storage: Storage | None = None
+) -> conveyor.Worker:
     """``parent`` declares two children and an heir; ``flaky`` fails its first attempt;
     ``slow`` sleeps ``count`` seconds."""
-    worker = conveyor.Worker(config, concurrency=4, claim_wait=1.0, maintenance_interval=0.05)
+    worker = conveyor.Worker(
+        config, concurrency=4, claim_wait=1.0, maintenance_interval=0.05, storage=storage
+    )
 
     @worker.handler
     async def run(ctx: conveyor.JobContext, msg: BasicJob) -> None:
@@ -68,6 +74,37 @@ async def test_run_until_idle_raises_when_work_outlasts_the_timeout(
         await worker.run_until_idle(timeout=1.0)
     handed_back = await client.get(job.id)
     assert handed_back is not None and handed_back.state is JobState.QUEUED
+
+
+class FirstClaimMisses:
+    """Storage whose first claim comes back empty, as a claim does that ran just
+    before a retry's back-off ended; everything else goes to the real storage."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self.missed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    async def claim(self, worker: str, queues: Sequence[str], *args: Any) -> list[Claimed]:
+        if not self.missed:
+            self.missed = True
+            return []
+        return await self._storage.claim(worker, queues, *args)
+
+
+async def test_run_until_idle_runs_a_job_that_became_ready_after_an_empty_claim(
+    config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    # The job is queued, not waiting out a back-off, when the worker first asks
+    # whether it is idle: only a claim after that question may say so.
+    runs: Counter[str] = Counter()
+    job = await client.enqueue(BasicJob(name="ready"))
+    worker = burst_worker(config, runs, FirstClaimMisses(storage))
+    await worker.run_until_idle(timeout=60)
+    assert runs == Counter({"ready": 1})
+    assert (await client.get(job.id)).state is JobState.SUCCEEDED  # type: ignore[union-attr]
 
 
 def test_drain_runs_without_an_event_loop(config: conveyor.Config) -> None:
