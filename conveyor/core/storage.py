@@ -476,6 +476,12 @@ class Storage(Protocol):
         """Per-queue counts by state, sorted by queue name."""
         ...
 
+    async def oldest_queued(self) -> dict[str, float]:
+        """Per queue with queued jobs (paused or not), when its longest-waiting queued
+        job became queued: rule 10's ready time, in epoch seconds of storage's clock.
+        The age of the oldest job, which a queue's latency alerts watch."""
+        ...
+
     async def workers(self) -> list[WorkerInfo]:
         """Live workers, sorted by id."""
         ...

@@ -52,6 +52,7 @@ class Row:
     progress: Progress | None = None
     plan: bytes | None = None
     root_id: str | None = None
+    ready_at: float = 0.0  # when it last became queued (rule 10)
 
     @classmethod
     def from_spec(

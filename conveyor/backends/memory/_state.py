@@ -79,8 +79,9 @@ class MemoryState:
         for key in ("", row.type, "@" + row.queue):
             bucket.setdefault(key, [0, 0, 0, 0])[column] += 1
 
-    def push_ready(self, row: Row) -> None:
+    def push_ready(self, row: Row, now: float) -> None:
         """Queue ``row`` behind everything already ready at its priority (rule 10)."""
+        row.ready_at = now
         heapq.heappush(self.ready[row.queue], (-row.priority, self.next_seq(), row.id))
 
     def push_scheduled(self, row: Row, run_at: float) -> None:

@@ -213,6 +213,14 @@ class MemoryStore:
                 counts[row.queue][row.state] += 1
         return [QueueStats(q, dict(c)) for q, c in sorted(counts.items())]
 
+    def oldest_queued(self) -> dict[str, float]:
+        with self._lock:
+            oldest: dict[str, float] = {}
+            for row in self._s.rows.values():
+                if row.state is JobState.QUEUED:
+                    oldest[row.queue] = min(oldest.get(row.queue, row.ready_at), row.ready_at)
+        return oldest
+
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
             now = time.time()

@@ -180,6 +180,9 @@ class MemoryStorage:
     async def queue_stats(self) -> list[QueueStats]:
         return self._store.queue_stats()
 
+    async def oldest_queued(self) -> dict[str, float]:
+        return self._store.oldest_queued()
+
     async def workers(self) -> list[WorkerInfo]:
         return self._store.workers()
 

@@ -41,7 +41,7 @@ def release(s: MemoryState, row: Row, now: float) -> None:
         s.push_scheduled(row, row.run_at)
     else:
         row.state = JobState.QUEUED
-        s.push_ready(row)
+        s.push_ready(row, now)
     s.emit(row, now)
 
 
@@ -597,7 +597,7 @@ def promote_due(s: MemoryState, now: float) -> int:
         if row is None or row.state is not JobState.SCHEDULED or (row.run_at or 0) > now:
             continue  # a stale entry
         row.state = JobState.QUEUED
-        s.push_ready(row)
+        s.push_ready(row, now)
         s.emit(row, now)
         promoted += 1
     return promoted

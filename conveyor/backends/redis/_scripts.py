@@ -36,6 +36,7 @@ NAMES = (
     "queue_controls",
     "maintain",
     "workers",
+    "oldest_queued",
     "list",
     "children",
     "family_tree",
@@ -131,6 +132,7 @@ class Scripts:
         self.queue_controls: AsyncScript = loaded["queue_controls"]
         self.maintain: AsyncScript = loaded["maintain"]
         self.workers: AsyncScript = loaded["workers"]
+        self.oldest_queued: AsyncScript = loaded["oldest_queued"]
         self.list: AsyncScript = loaded["list"]
         self.children: AsyncScript = loaded["children"]
         self.family_tree: AsyncScript = loaded["family_tree"]

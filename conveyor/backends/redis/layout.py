@@ -51,6 +51,7 @@ FIELD = {
     "progress": "prog",  # the last progress reported, as Progress.to_text()
     "plan": "plan",  # members a producer declared for it (core/plan.py), staged per attempt
     "root": "root",  # a declaration's top-level job (its family's root)
+    "ready": "rd",  # a queued job's ready time (rule 10), epoch milliseconds; cleared on leaving
 }
 
 #: A job's state is one letter in its hash: it keeps a queued job's hash in a

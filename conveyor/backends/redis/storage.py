@@ -52,7 +52,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the Redis backend needs redis-py: pip install 'conveyor-jobs[redis]'"
     ) from exc
 
-from ._codec import ArgValue, controls_from_field, job_from_hash, pairs, specs_args
+from ._codec import (
+    ArgValue,
+    controls_from_field,
+    created_at,
+    job_from_hash,
+    pairs,
+    specs_args,
+)
 from ._errors import translated
 from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
@@ -482,6 +489,16 @@ class RedisStorage:
             if number:
                 counts.setdefault(queue, {})[JobState(state)] = number
         return [QueueStats(q, c) for q, c in sorted(counts.items())]
+
+    async def oldest_queued(self) -> dict[str, float]:
+        oldest: dict[str, float] = {}
+        for raw_queue, ready_ms, job_id in await self._call(self._scripts.oldest_queued, []):
+            queue = raw_queue.decode(errors="replace")
+            # Queued before ready times were kept (schema 0.1): its creation time.
+            ready = int(ready_ms) / 1000 if ready_ms else created_at(job_id.decode())
+            if ready is not None:
+                oldest[queue] = min(oldest.get(queue, ready), ready)
+        return oldest
 
     async def workers(self) -> list[WorkerInfo]:
         rows = await self._call(self._scripts.workers, ["list"])

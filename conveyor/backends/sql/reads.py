@@ -133,6 +133,43 @@ async def queue_stats(conn: AsyncConnection, t: Tables) -> list[QueueStats]:
     return [QueueStats(q, c) for q, c in sorted(counts.items())]
 
 
+#: Priorities of one queue looked at one by one; beyond them, one aggregate.
+HEADS_PER_QUEUE = 32
+
+
+async def oldest_queued(conn: AsyncConnection, t: Tables) -> dict[str, float]:
+    """Each queue's longest-waiting queued job, found at the heads of the claim index
+    (queue, priority desc, ready_at): one index probe per queue and priority, where a
+    plain ``min(ready_at) GROUP BY queue`` would read every queued job."""
+    jobs = t.jobs
+    queued = jobs.c.state == "queued"
+    oldest: dict[str, float] = {}
+    queue: str | None = ""
+    while True:
+        after = select(func.min(jobs.c.queue)).where(queued, jobs.c.queue > queue)
+        queue = (await conn.execute(after)).scalar()
+        if queue is None:
+            return oldest
+        of_queue = and_(queued, jobs.c.queue == queue)
+        below: int | None = None
+        for _ in range(HEADS_PER_QUEUE):
+            head = select(jobs.c.priority, jobs.c.ready_at).where(of_queue)
+            if below is not None:
+                head = head.where(jobs.c.priority < below)
+            found = (
+                await conn.execute(head.order_by(jobs.c.priority.desc(), jobs.c.ready_at).limit(1))
+            ).first()
+            if found is None:
+                break
+            below = found.priority
+            oldest[queue] = min(oldest.get(queue, found.ready_at), found.ready_at)
+        else:  # more priorities than probes: the rest in one aggregate
+            rest = select(func.min(jobs.c.ready_at)).where(of_queue, jobs.c.priority < below)
+            earliest = (await conn.execute(rest)).scalar()
+            if earliest is not None:
+                oldest[queue] = min(oldest[queue], earliest)
+
+
 async def workers(conn: AsyncConnection, t: Tables) -> list[WorkerInfo]:
     wt = t.workers
     stmt = select(wt).where(wt.c.expires_at > time.time()).order_by(wt.c.id)

@@ -629,6 +629,9 @@ class SQLStorage:
     async def queue_stats(self) -> list[QueueStats]:
         return await self._read(functools.partial(reads.queue_stats, t=self._t))
 
+    async def oldest_queued(self) -> dict[str, float]:
+        return await self._read(functools.partial(reads.oldest_queued, t=self._t))
+
     async def workers(self) -> list[WorkerInfo]:
         return await self._read(functools.partial(reads.workers, t=self._t))
 

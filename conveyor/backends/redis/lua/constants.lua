@@ -38,6 +38,7 @@ local F = {
   progress = 'prog',
   plan = 'plan',
   root = 'root',
+  ready = 'rd',
 }
 -- States as stored: one letter each (layout.STATE_CODE), and back.
 local CODE = {

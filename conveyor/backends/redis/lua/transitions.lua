@@ -82,7 +82,12 @@ end
 -- Move a job between states; the state index, per-queue counts and event
 -- stream change with it, so they can never disagree with the job.
 local function set_state(id, jtype, queue, old, new)
-  redis.call('HSET', jk(id), F.state, CODE[new])
+  if new == 'queued' then -- its ready time, for Storage.oldest_queued; integer ms pack small
+    redis.call('HSET', jk(id), F.state, CODE[new], F.ready, math.floor(NOW * 1000))
+  else
+    redis.call('HSET', jk(id), F.state, CODE[new])
+  end
+  if old == 'queued' then redis.call('HDEL', jk(id), F.ready) end
   if old then
     redis.call('ZREM', P .. 'idx:' .. old, id)
     redis.call('HINCRBY', P .. 'stats', old .. ':' .. queue, -1)
