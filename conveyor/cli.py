@@ -190,6 +190,15 @@ def main() -> None:
 @click.option(
     "--burst", is_flag=True, help="Exit once its queues have nothing left to do (one process)."
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (process i of --processes: port + i).",
+)
+@click.option(
+    "--metrics-host", default="0.0.0.0", show_default=True, help="Interface of --metrics-port."
+)
 @log_format_option
 @log_level_option
 @click.option("--supervisor-pid", type=int, default=None, hidden=True)
@@ -201,6 +210,8 @@ def worker(
     processes: int,
     queues: str | None,
     burst: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     log_format: str,
     log_level: str,
     supervisor_pid: int | None,
@@ -220,6 +231,10 @@ def worker(
     _setup_logging(log_format, log_level)
     if burst and processes > 1:
         raise CommandError("--burst runs one worker process; drop --processes")
+    if metrics_port and metrics_port + processes - 1 > 65535:
+        raise CommandError(
+            f"--metrics-port {metrics_port} leaves no port for {processes} processes"
+        )
     found = _load_worker(target)
     if queues is not None:
         try:
@@ -238,6 +253,11 @@ def worker(
             raise CommandError(str(exc)) from None
     if concurrency is not None:
         found.concurrency = concurrency
+    if metrics_port is not None:
+        try:
+            found.serve_metrics(metrics_port, metrics_host)
+        except ConveyorError as exc:
+            raise CommandError(str(exc)) from None
     if processes > 1:
         # Fail fast, once, on a bad URL or a server that is down (and migrate once).
         _run(_check_storage(found.config))
@@ -248,15 +268,27 @@ def worker(
             argv += ["--concurrency", str(concurrency)]
         if queues:
             argv += ["--queues", queues]
+        per_child = _metrics_args(metrics_port, metrics_host)
         # The URL goes by the environment: a password in argv would show in `ps`.
         env = {**os.environ, "CONVEYOR_URL": found.config.url}
-        sys.exit(supervise(argv, processes, env))
+        sys.exit(supervise(argv, processes, env, per_child))
     if supervisor_pid is not None:
         _run(run_supervised(found, supervisor_pid))
     elif burst:
         _run(found.run_until_idle())
     else:
         _run(found.run())
+
+
+def _metrics_args(port: int | None, host: str) -> Callable[[int], list[str]]:
+    """Each supervised process's metrics port: the next one up (0 stays any free port)."""
+
+    def args(index: int) -> list[str]:
+        if port is None:
+            return []
+        return ["--metrics-port", str(port + index if port else 0), "--metrics-host", host]
+
+    return args
 
 
 async def _check_storage(config: Config) -> None:

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .core.worker import Worker
@@ -119,7 +120,12 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def supervise(argv: list[str], count: int, env: dict[str, str] | None = None) -> int:
+def supervise(
+    argv: list[str],
+    count: int,
+    env: dict[str, str] | None = None,
+    per_child: Callable[[int], list[str]] = lambda _: [],
+) -> int:
     """Keep ``count`` children running until a signal; forward signals to them.
 
     A child that exits is started again, after a growing delay (up to 30 s)
@@ -131,11 +137,12 @@ def supervise(argv: list[str], count: int, env: dict[str, str] | None = None) ->
         argv: The command that starts one worker process.
         count: How many to keep running.
         env: Their environment, or ``None`` for the supervisor's own.
+        per_child: Arguments added to child ``i``'s command (``0 <= i < count``).
 
     Returns:
         The supervisor's exit code: ``EXIT_USAGE`` if a child stopped them all, else 0.
     """
-    children = [Child(argv, env) for _ in range(count)]
+    children = [Child(argv + per_child(i), env) for i in range(count)]
     # The handler only records; the loop forwards, so no child misses a signal
     # or gets one twice, even one that was starting when the signal came.
     signals: list[int] = []

@@ -18,6 +18,7 @@ from . import csrf
 from .api import api_router
 from .auth import BasicAuth
 from .errors import handler
+from .metrics import metrics_handler
 from .pages import pages_router
 from .pages_context import admin_base
 from .state import AdminState
@@ -49,7 +50,7 @@ def admin_router(
     checks += [*guards, csrf.guard]
     return Router(
         prefix or "/",
-        route_handlers=[pages, api_router(admin)],
+        route_handlers=[pages, api_router(admin), metrics_handler(admin)],
         guards=checks,
         exception_handlers={Exception: handler(base_of)},
         opt={"conveyor_admin": admin},

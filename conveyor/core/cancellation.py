@@ -6,6 +6,11 @@ import asyncio
 import contextlib
 import threading
 
+#: Why an attempt was told to stop (``Cancellation.reason``).
+CANCELLED = "the job was cancelled"
+LEASE_LOST = "its lease was lost"
+STOPPING = "the worker is stopping"
+
 
 class Cancellation:
     """Set when the attempt should stop: the job was cancelled, the worker lost its

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError, Message
 
 from . import tracing
 from .backend_registry import open_storage
-from .cancellation import Cancellation
+from .cancellation import CANCELLED, LEASE_LOST, STOPPING, Cancellation
 from .client import AsyncClient
 from .config import Backoff, Config
 from .context import JobContext
@@ -39,6 +39,7 @@ from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
 from .joblog import job_fields
+from .metrics import Labels, MetricsServer, WorkerMetrics, worker_metrics
 from .payloads import encode_payload
 from .plan import decode_plan
 from .queues import QueueLimits
@@ -64,6 +65,13 @@ F = TypeVar("F", bound=HandlerFunc)
 #: In burst mode (``run_until_idle``), a claim waits at most this long for work.
 BURST_CLAIM_WAIT = 0.2
 MAX_ERROR_CHARS = 8000
+#: ``conveyor_jobs_total``'s outcome label for each outcome storage recorded.
+OUTCOME_NAME: dict[type, str] = {
+    Success: "succeeded",
+    Retry: "retried",
+    Failure: "failed",
+    HandBack: "handed_back",
+}
 
 
 def _seconds(value: timedelta | float) -> float:
@@ -91,6 +99,13 @@ class Worker:
         limits: queue limits to set when the worker starts (``QueueLimits`` by queue
             name); they hold for every worker, as ``AsyncClient.set_queue_limits``.
         storage: an opened storage to use instead of ``config.url`` (stays yours to close).
+        metrics: count Prometheus metrics (``conveyor.core.metrics``) in
+            prometheus_client's registry, for an application that serves it.
+        metrics_port: serve them, with the gauges of this worker's queues, at
+            ``http://metrics_host:metrics_port/metrics`` while it runs (0: any free
+            port, then ``metrics_port`` says which). A port that cannot be had is a
+            warning; the worker runs on without the endpoint.
+        metrics_host: the interface that endpoint listens on.
 
     A finished job keeps its lease, renewed by the heartbeat, until storage has
     recorded its outcome; while more than ``MAX_UNSETTLED_FACTOR * concurrency``
@@ -113,6 +128,9 @@ class Worker:
         stage_batch: int = 1000,
         limits: Mapping[str, QueueLimits] | None = None,
         storage: Storage | None = None,
+        metrics: bool = False,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
@@ -158,6 +176,27 @@ class Worker:
         self._running_loop: asyncio.AbstractEventLoop | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._burst = False
+        # Prometheus (core/metrics.py): on with metrics=True, or served on metrics_port.
+        self._metrics: WorkerMetrics | None = worker_metrics() if metrics else None
+        self.metrics_port: int | None = None
+        self.metrics_host = metrics_host
+        self._metrics_server: MetricsServer | None = None
+        if metrics_port is not None:
+            self.serve_metrics(metrics_port, metrics_host)
+        self._labels: dict[Lease, Labels] = {}  # reported outcomes' queue and type
+
+    def serve_metrics(self, port: int, host: str = "0.0.0.0") -> None:
+        """Count Prometheus metrics and serve them at ``http://host:port/metrics``
+        while the worker runs (``metrics_port``, ``conveyor worker --metrics-port``).
+
+        Raises:
+            ConfigurationError: prometheus-client is not installed, or the port is
+                not one.
+        """
+        if not 0 <= port <= 65535:
+            raise ConfigurationError(f"metrics port must be 0..65535, got {port}")
+        self._metrics = worker_metrics()
+        self.metrics_port, self.metrics_host = port, host
 
     # --- registration ---------------------------------------------------------------
 
@@ -349,6 +388,7 @@ class Worker:
             for queue, queue_limits in self._limits.items():
                 await storage.limit_queue(queue, queue_limits)
             await self._register(storage)
+            self._start_metrics(storage, loop)
             helpers = [
                 asyncio.create_task(self._report_outcomes(storage), name="conveyor-outcomes"),
                 asyncio.create_task(self._heartbeat(storage), name="conveyor-heartbeat"),
@@ -366,6 +406,7 @@ class Worker:
             await self._claim_loop(storage)
         finally:
             await self._shutdown(storage, helpers)
+            self._stop_metrics()
             for sig in signals:
                 loop.remove_signal_handler(sig)
             self._running_loop = None
@@ -388,7 +429,7 @@ class Worker:
             log.warning("second %s: handing back running jobs now", signal.Signals(sig).name)
             self._stop_now = True
             for job_id, (task, _) in list(self._tasks.items()):
-                self._tell_stop(job_id, "the worker is stopping")
+                self._tell_stop(job_id, STOPPING)
                 task.cancel()
         else:
             log.info("%s: finishing running jobs, then stopping", signal.Signals(sig).name)
@@ -423,7 +464,7 @@ class Worker:
                     await asyncio.wait({claim}, timeout=10)
                     if claim.done() and not claim.cancelled() and claim.exception() is None:
                         for item in claim.result():  # the driver swallowed the cancel
-                            self._report(HandBack(item.lease))
+                            self._report(HandBack(item.lease), item.job)
                     break
                 try:
                     claimed = claim.result()
@@ -436,7 +477,7 @@ class Worker:
                 pause = 0.05
                 for item in claimed:
                     if self._stopping.is_set():
-                        self._report(HandBack(item.lease))
+                        self._report(HandBack(item.lease), item.job)
                     else:
                         self._start(item)
                 if self._burst:
@@ -488,7 +529,7 @@ class Worker:
                 self._stop_now = True
                 for job_id, (task, _) in list(self._tasks.items()):
                     if task in late:
-                        self._tell_stop(job_id, "the worker is stopping")
+                        self._tell_stop(job_id, STOPPING)
                         task.cancel()
                 await asyncio.wait(late)
         if self._watcher is not None:
@@ -513,6 +554,28 @@ class Worker:
             await storage.aclose()
         self._storage = None
 
+    def _start_metrics(self, storage: Storage, loop: asyncio.AbstractEventLoop) -> None:
+        if self._metrics is None:
+            return
+        # Read when scraped: nothing to keep up to date on the hot path.
+        self._metrics.running.labels(self.id).set_function(lambda: len(self._tasks))
+        self._metrics.concurrency.labels(self.id).set(self.concurrency)
+        if self.metrics_port is not None:
+            self._metrics_server = MetricsServer.start(
+                self.metrics_host, self.metrics_port, storage, self.queues, loop
+            )
+            if self._metrics_server is not None:
+                self.metrics_port = self._metrics_server.port
+
+    def _stop_metrics(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+            self._metrics_server = None
+        if self._metrics is not None:
+            for gauge in (self._metrics.running, self._metrics.concurrency):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self.id)
+
     # --- one job ----------------------------------------------------------------------
 
     async def _execute(self, claimed: Claimed) -> None:
@@ -520,7 +583,7 @@ class Worker:
         handler = self._handlers.get(job.type)
         if handler is None:
             error = f"no handler for type {job.type} on {self.id}"
-            self._report(self._error(job, lease, error))
+            self._report(self._error(job, lease, error), job)
             return
         message = handler.message_type()
         try:
@@ -528,7 +591,7 @@ class Worker:
         except DecodeError as exc:
             error = f"payload does not decode as {job.type}: {exc}"
             log.error("job %s failed for good: %s", job.id, error, extra=job_fields(job))
-            self._report(Failure(lease, _storable(error)))
+            self._report(Failure(lease, _storable(error)), job)
             return
         assert self._storage is not None
         assert self._running_loop is not None
@@ -542,8 +605,14 @@ class Worker:
             report=self._storage.progress,
         )
         self._flags[job.id] = (ctx.cancelled, handler.is_async)
-        with tracing.processing(job):
-            await self._attempt(job, lease, handler, ctx, message)
+        started = time.perf_counter()
+        try:
+            with tracing.processing(job):
+                await self._attempt(job, lease, handler, ctx, message)
+        finally:
+            if self._metrics is not None:
+                elapsed = time.perf_counter() - started
+                self._metrics.attempt_took((job.queue, job.type), elapsed)
 
     async def _attempt(
         self, job: Job, lease: Lease, handler: Handler, ctx: JobContext, message: Message
@@ -558,37 +627,37 @@ class Worker:
                 rest = await ctx._finish()
         except asyncio.CancelledError:
             if job.id in self._lost:
-                log.warning(
-                    "job %s stopped: %s", job.id, ctx.cancelled.reason, extra=job_fields(job)
-                )
+                self._dropped(job, ctx.cancelled.reason)
             elif self._stop_now:
-                self._report(HandBack(lease))
+                self._report(HandBack(lease), job)
             else:
                 raise
         except LeaseLost:
-            log.warning("job %s abandoned: its lease was lost", job.id, extra=job_fields(job))
+            self._dropped(job, LEASE_LOST)
         except Exception as exc:
             if job.id in self._lost:  # a sync handler told to stop raised on its way out
-                log.warning(
-                    "job %s stopped: %s (raised %r)",
-                    job.id,
-                    ctx.cancelled.reason,
-                    exc,
-                    extra=job_fields(job),
-                )
+                self._dropped(job, ctx.cancelled.reason, f" (raised {exc!r})")
             else:
                 tracing.failed(exc)
                 await ctx._last_progress()
-                self._report(self._raised(job, lease, exc, timed_out=deadline.expired()))
+                self._report(self._raised(job, lease, exc, timed_out=deadline.expired()), job)
         else:
             if job.id in self._lost:  # a sync handler told to stop returned
-                log.warning(
-                    "job %s stopped: %s", job.id, ctx.cancelled.reason, extra=job_fields(job)
-                )
+                self._dropped(job, ctx.cancelled.reason)
             else:
-                self._report(Success(lease, rest, *result))
+                self._report(Success(lease, rest, *result), job)
         finally:
             await ctx._close()
+
+    def _dropped(self, job: Job, reason: str | None, how: str = "") -> None:
+        """Storage ended this attempt (cancelled, lease lost): nothing is reported."""
+        log.warning("job %s stopped: %s%s", job.id, reason, how, extra=job_fields(job))
+        if self._metrics is None:
+            return
+        if reason == LEASE_LOST:
+            self._metrics.lease_losses.labels(job.queue, job.type).inc()
+        elif reason == CANCELLED:
+            self._metrics.ended((job.queue, job.type), "cancelled")
 
     async def _stage_plan(self, job: Job, lease: Lease) -> None:
         """Stage the members its producer declared (``enqueue_family``), as its handler
@@ -693,17 +762,29 @@ class Worker:
 
     # --- reporting, heartbeats and maintenance --------------------------------------
 
-    def _report(self, outcome: Outcome) -> None:
+    def _report(self, outcome: Outcome, job: Job) -> None:
+        if self._metrics is not None:
+            self._labels[outcome.lease] = (job.queue, job.type)
         self._unsettled[outcome.lease.job_id] = outcome.lease
         self._outcomes.append(outcome)
         self._outcome_ready.set()
 
-    def _recorded(self, batch: list[Outcome]) -> None:
-        """Storage has answered for these outcomes: their leases need no more renewal."""
+    def _recorded(self, batch: list[Outcome], accepted: Sequence[bool] = ()) -> None:
+        """Storage has answered for these outcomes (``accepted``: which it took; none
+        when it failed): their leases need no more renewal."""
         for outcome in batch:
             if self._unsettled.get(outcome.lease.job_id) == outcome.lease:
                 del self._unsettled[outcome.lease.job_id]
         self._slot_free.set()  # a claim held back by the backlog may go on
+        if self._metrics is not None:
+            labelled = [(outcome, self._labels.pop(outcome.lease, None)) for outcome in batch]
+            for (outcome, labels), ok in zip(labelled, accepted, strict=False):
+                if labels is None:
+                    continue
+                if ok:
+                    self._metrics.ended(labels, OUTCOME_NAME[type(outcome)])
+                else:  # refused: its lease was gone by the time the outcome came
+                    self._metrics.lease_losses.labels(*labels).inc()
 
     async def _report_outcomes(self, storage: Storage) -> None:
         """Send outcomes in batches: whatever accumulated during the previous round trip."""
@@ -732,7 +813,7 @@ class Worker:
                 log.exception("reporting %d outcomes failed; their leases will expire", len(batch))
                 self._recorded(batch)
                 continue
-            self._recorded(batch)
+            self._recorded(batch, accepted)
             pause = 0.05
             for outcome, ok in zip(batch, accepted, strict=True):
                 if not ok:
@@ -781,7 +862,7 @@ class Worker:
             for stale in lost:
                 if stale.job_id in self._unsettled:
                     continue  # recorded meanwhile, or refused when its outcome lands
-                self._interrupt(stale, "its lease was lost")
+                self._interrupt(stale, LEASE_LOST)
 
     async def _watch_interrupts(self, storage: Storage) -> None:
         """Stop running attempts as soon as storage says they were cancelled."""
@@ -789,7 +870,7 @@ class Worker:
         while True:
             try:
                 async for lease in storage.interrupts():
-                    self._interrupt(lease, "the job was cancelled")
+                    self._interrupt(lease, CANCELLED)
                     pause = 0.05
             except BackendError as exc:
                 _cancel_if_cancelling()
@@ -855,6 +936,8 @@ class Worker:
                 _cancel_if_cancelling()
                 log.warning("maintenance failed: %s", exc)
                 continue
+            if self._metrics is not None:
+                self._metrics.maintained(report)
             if report.recovered or report.lost:
                 log.warning(
                     "recovered %d jobs from expired leases; %d failed as worker lost",

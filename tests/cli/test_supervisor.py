@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
@@ -99,3 +102,39 @@ def test_a_configuration_error_in_a_worker_process_stops_them_all(tmp_path: Path
         for sig, handler in saved.items():
             signal.signal(sig, handler)
     assert code == EXIT_USAGE
+
+
+def _two_free_ports() -> int:
+    """A port that is free, and so is the next one (bounded tries)."""
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two neighbouring free ports")
+
+
+@pytest.mark.sqlite
+def test_each_worker_process_serves_metrics_on_its_own_port(sqlite_url: str) -> None:
+    port = _two_free_ports()
+    args = [*WORKER, "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+    with spawn(args, child_env(sqlite_url)) as (supervisor, output):
+        wait_until(lambda: output.text().count("metrics: serving on") >= 2, "two metrics endpoints")
+        workers = set()
+        for each in (port, port + 1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{each}/metrics", timeout=10) as got:
+                text = got.read().decode()
+            [family] = [
+                f
+                for f in text_string_to_metric_families(text)
+                if f.name == "conveyor_worker_concurrency"
+            ]
+            workers |= {s.labels["worker"] for s in family.samples}
+            assert "conveyor_storage_up 1.0" in text
+        assert len(workers) == 2  # one worker per process, one port each
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0, output.text()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
@@ -135,3 +138,42 @@ def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
     assert "greeted 3 of 3: succeeded" in logs
     with conveyor.Client(conveyor.Config(url=env["CONVEYOR_URL"])) as client:
         assert client.get(job_id).state is conveyor.JobState.SUCCEEDED  # type: ignore[union-attr]
+
+
+@pytest.mark.redis
+def test_the_tutorial_runs_on_redis_with_tracing_and_metrics(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """docs/tutorial.md step 6: the traced worker on Redis, scraped on its metrics port."""
+    for name in ("greet.proto", "producer.py", "worker.py", "traced.py"):
+        shutil.copy(ROOT / "examples" / "tutorial" / name, tmp_path / name)
+    env = child_env(redis_url, CONVEYOR_NAMESPACE=namespace)
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    for args in (
+        ["-m", "grpc_tools.protoc", "-I.", "--python_out=.", "--pyi_out=.", "greet.proto"],
+        ["producer.py"],
+    ):
+        done = subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = ["-m", "conveyor", "worker", "traced:worker", "--metrics-port", str(port)]
+    with spawn([*command, "--metrics-host", "127.0.0.1"], env, cwd=tmp_path) as (proc, output):
+        output.wait_for("greeted 3 of 3: succeeded", timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as got:
+            text = got.read().decode()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    succeeded = {
+        s.labels["type"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "conveyor_jobs_total" and s.labels["outcome"] == "succeeded"
+    }
+    assert succeeded == {"tutorial.v1.Greet": 3, "tutorial.v1.GreetAll": 1, "tutorial.v1.Tally": 1}
+    logs = output.text()
+    assert '"name": "process tutorial.v1.Greet"' in logs  # the console exporter's spans

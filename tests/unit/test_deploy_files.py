@@ -54,6 +54,15 @@ def test_the_admin_needs_a_password_from_the_environment() -> None:
 
 def test_the_dockerfile_installs_the_package_and_the_examples() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert "pip install --no-cache-dir '.[redis,admin]'" in text
+    assert "pip install --no-cache-dir '.[redis,admin,metrics]'" in text
     assert "COPY examples ./examples" in text
     assert "USER conveyor" in text
+
+
+def test_compose_publishes_one_metrics_port_per_worker_process_on_loopback() -> None:
+    worker = _compose()["worker"]
+    command: list[str] = worker["command"]  # type: ignore[assignment]
+    port = int(command[command.index("--metrics-port") + 1])
+    processes = int(command[command.index("--processes") + 1])
+    last = port + processes - 1  # process i serves port + i (conveyor/cli.py)
+    assert worker["ports"] == [f"127.0.0.1:{port}-{last}:{port}-{last}"]
