@@ -318,7 +318,11 @@ ADMIN_POINTER = (
     "Admin page latency (dashboard, queue page, job page with 1,000,000 finished jobs) is "
     "measured by `python -m bench.admin_pages`: see [ADMIN_RESULTS.md](ADMIN_RESULTS.md). "
     "Family repair and family reads on 10,000 members are measured by "
-    "`python -m bench.repair`: see [REPAIR_RESULTS.md](REPAIR_RESULTS.md)."
+    "`python -m bench.repair`: see [REPAIR_RESULTS.md](REPAIR_RESULTS.md). The cost of a "
+    "unique key (`python -m bench.keys`), the time from `client.cancel` to a running "
+    "handler (`python -m bench.cancel`) and what Prometheus metrics cost "
+    "(`python -m bench.metrics`) are in [KEYS_RESULTS.md](KEYS_RESULTS.md), "
+    "[CANCEL_RESULTS.md](CANCEL_RESULTS.md) and [METRICS_RESULTS.md](METRICS_RESULTS.md)."
 )
 D = "\u2013"  # an en dash, for ranges
 

@@ -537,8 +537,10 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
         totals = await storage.counters(minutes=minutes)
         per_queue = [await storage.counters(minutes=minutes, queue=q.queue) for q in queues]
         controls = await storage.queue_controls()
+        oldest = await storage.oldest_queued()
     finally:
         await storage.aclose()
+    now = time.time()
 
     def rates(counts: list[Any]) -> dict[str, float]:
         return {
@@ -552,6 +554,10 @@ async def _gather_stats(config: Config, minutes: int) -> dict[str, Any]:
                 "queue": q.queue,
                 "counts": {state.value: q.count(state) for state in JobState},
                 "per_minute": rates(counts),
+                # How long its longest-waiting queued job has waited (null: none waits).
+                "longest_wait": (
+                    round(max(0.0, now - oldest[q.queue]), 3) if q.queue in oldest else None
+                ),
             }
             for q, counts in zip(queues, per_queue, strict=True)
         ],
@@ -765,7 +771,7 @@ async def _with_client(config: Config, call: Callable[[AsyncClient], Awaitable[T
 
 def _print_stats(report: dict[str, Any], minutes: int) -> None:
     states = [state.value for state in JobState]
-    rate_names = ["ok/min", "retry/min", "fail/min"]
+    rate_names = ["ok/min", "retry/min", "fail/min", "wait (s)"]
     width = max([5, *(len(q["queue"]) for q in report["queues"])])
     click.echo(
         "queue".ljust(width)
@@ -774,10 +780,12 @@ def _print_stats(report: dict[str, Any], minutes: int) -> None:
     )
     for q in report["queues"]:
         rates = q["per_minute"]
+        wait = q["longest_wait"]
         click.echo(
             q["queue"].ljust(width)
             + "".join(str(q["counts"][s]).rjust(10) for s in states)
             + "".join(f"{rates[k]:10.2f}" for k in ("succeeded", "retried", "failed"))
+            + ("-".rjust(10) if wait is None else f"{wait:10.1f}")
         )
     if not report["queues"]:
         click.echo("(no jobs)")

@@ -56,10 +56,14 @@ class QueueOut:
     last_minute: int
     paused: bool = False
     limits: str = ""
+    oldest_queued_at: float | None = None
+    """When its longest-waiting queued job became queued (epoch seconds); none waits: null."""
 
     @classmethod
     def of(cls, row: QueueRow) -> QueueOut:
-        return cls(row.name, row.counts, row.last_minute, row.paused, row.limits)
+        return cls(
+            row.name, row.counts, row.last_minute, row.paused, row.limits, row.oldest_queued_at
+        )
 
 
 @dataclass(slots=True)

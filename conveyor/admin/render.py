@@ -61,6 +61,14 @@ def epoch_ago(epoch: float) -> str:
     return ago(datetime.fromtimestamp(epoch, UTC))
 
 
+def waited(epoch: float | None) -> str:
+    """ "12 s": how long since ``epoch`` (a queue's longest wait); "" for none."""
+    if epoch is None:
+        return ""
+    text = epoch_ago(epoch)
+    return "<1 s" if text == "now" else text.removesuffix(" ago")
+
+
 def error_line(error: str | None) -> str:
     """The last line of a traceback: the exception and its message."""
     lines = [line for line in (error or "").splitlines() if line.strip()]
@@ -92,6 +100,7 @@ environment.filters.update(
     stamp=stamp,
     duration=duration,
     epoch_ago=epoch_ago,
+    waited=waited,
     error_line=error_line,
     short_id=short_id,
 )

@@ -205,11 +205,13 @@ class QueueRow:
     last_minute: int  # jobs settled or retried in the last whole minute
     paused: bool = False
     limits: str = ""  # rule 14's limits, in words ("" for none)
+    oldest_queued_at: float | None = None  # when its longest-waiting queued job became queued
 
 
 async def queue_rows(storage: Storage, stats: Sequence[QueueStats]) -> list[QueueRow]:
     """Every queue with jobs, and every controlled queue (even before its first job)."""
     controls = {c.queue: c for c in await storage.queue_controls()}
+    oldest = await storage.oldest_queued()
     by_name = {s.queue: s for s in stats}
     rows = []
     for name in sorted(by_name.keys() | controls.keys()):
@@ -224,6 +226,7 @@ async def queue_rows(storage: Storage, stats: Sequence[QueueStats]) -> list[Queu
                 last.succeeded + last.retried + last.failed,
                 paused=control is not None and control.paused,
                 limits=control.limits.describe() if control and control.limits.limited else "",
+                oldest_queued_at=oldest.get(name),
             )
         )
     return rows

@@ -31,6 +31,7 @@ def value(found: Samples, name: str, **labels: str) -> float | None:
 async def test_metrics_show_queues_their_oldest_job_and_live_workers(
     admin: httpx.AsyncClient, client: conveyor.AsyncClient, storage: Storage
 ) -> None:
+    before = time.time()
     await client.enqueue_many([BasicJob(name="a"), BasicJob(name="b")], queue="mail")
     await client.enqueue(BasicJob(name="later"), queue="mail", delay=3600)
     await client.enqueue(BasicJob(name="c"), queue="idle")
@@ -58,6 +59,12 @@ async def test_metrics_show_queues_their_oldest_job_and_live_workers(
     # Worker events are counted by the workers themselves, never here.
     assert not any(name.startswith("conveyor_jobs") for name, _ in found)
 
+    # The same longest wait on the queues page and in the API.
+    queues = {q["name"]: q for q in (await admin.get("/api/queues")).json()}
+    assert before - 0.01 <= queues["mail"]["oldest_queued_at"] <= time.time()
+    page = await admin.get("/queues")
+    assert "Longest wait" in page.text
+
 
 async def test_metrics_sit_behind_the_admins_password(config: conveyor.Config) -> None:
     app = create_app(config, auth=BasicAuth("ops", "s3cret"))
@@ -84,3 +91,11 @@ async def test_storage_down_is_a_scrape_with_up_0_not_an_error() -> None:
         await server.stop()
     assert response.status_code == 200
     assert samples(response.text) == {("conveyor_storage_up", frozenset()): 0.0}
+
+
+def test_a_wait_reads_as_a_duration() -> None:
+    from conveyor.admin.render import waited
+
+    assert waited(None) == ""
+    assert waited(time.time()) == "<1 s"
+    assert waited(time.time() - 90) == "2 min"

@@ -188,14 +188,18 @@ def test_stats_table_and_json(sqlite_cli_url: str) -> None:
         "ok/min",
         "retry/min",
         "fail/min",
+        "wait",
+        "(s)",
     ]
     assert row.split()[:4] == ["conveyor.examples.BasicJob", "0", "0", "3"]
+    assert 0 <= float(row.split()[-1]) < 60  # the longest-waiting job's wait, in seconds
     as_json = runner.invoke(main, ["stats", "--url", sqlite_cli_url, "--json", "--minutes", "3"])
     assert as_json.exit_code == 0, as_json.output
     report = json.loads(as_json.output)
     assert report["queues"][0]["queue"] == "conveyor.examples.BasicJob"
     assert report["queues"][0]["counts"]["queued"] == 3
     assert set(report["queues"][0]["per_minute"]) == {"succeeded", "retried", "failed"}
+    assert 0 <= report["queues"][0]["longest_wait"] < 60
     assert len(report["minutes"]) == 3
     assert report["workers"] == []
 
