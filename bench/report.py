@@ -325,6 +325,16 @@ ADMIN_POINTER = (
     "[CANCEL_RESULTS.md](CANCEL_RESULTS.md) and [METRICS_RESULTS.md](METRICS_RESULTS.md)."
 )
 D = "\u2013"  # an en dash, for ranges
+BODY_NOTES = {
+    "noop": "Job body: none (`--body noop`): every handler, Conveyor's and the peers', only "
+    "records that it ran, so each figure is the queue's own cost at its largest share.",
+    "redis": "Job body: one Redis round trip (`--body redis`, bench/peers/bodies.py): five "
+    "pipelined commands to database 13 of the same server, redis-py asyncio in async "
+    "handlers and redis-py in sync ones, after the ledger record, in every job of W2 and "
+    "every W4 child.",
+    "cpu": "Job body: ~1 ms of pure-Python CPU (`--body cpu`, bench/peers/bodies.py: the "
+    "same loop for everyone), after the ledger record, in every job of W2 and every W4 child.",
+}
 
 
 def num(value: float | None, unit: str = "") -> str:
@@ -365,7 +375,8 @@ def render(data: dict[str, Any]) -> str:
         "round), so that drift hits Conveyor, the backends and the baselines alike."
     )
     out += ["", "Command:", "", "```sh", meta.get("command", "?"), "```", ""]
-    out += [ADMIN_POINTER, ""]
+    body = meta.get("settings", {}).get("body", "noop")
+    out += [BODY_NOTES.get(body, f"Job body: {body}."), "", ADMIN_POINTER, ""]
     v = meta.get("versions", {})
     out.append(
         f"Started {meta.get('started', '?')}, took {num(meta.get('duration_s'), 's')} s, on git "

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -45,6 +46,8 @@ from .common import (
 )
 from .peers import DRIVER_WORKLOADS, PEERS
 from .peers import launch as peer_launch
+from .peers.bodies import BODIES
+from .peers.bodies import ENV as BODY_ENV
 from .workloads import WORKLOADS, Settings, WorkloadError
 
 HERE = Path(__file__).resolve().parent
@@ -122,6 +125,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="before each round, wait up to this long for idle CPUs and no foreign client",
     )
     p.add_argument("--py-spy", type=Path, default=None, metavar="DIR", help="profile into DIR")
+    p.add_argument(
+        "--body",
+        choices=BODIES,
+        default="noop",
+        help="what each job does (bench/peers/bodies.py): nothing, a Redis round trip, ~1 ms CPU",
+    )
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     p.add_argument("--report", type=Path, default=HERE / "RESULTS.md")
     args = p.parse_args(argv)
@@ -266,6 +275,8 @@ async def run_one(settings: Settings, be: Backend, name: str) -> dict[str, Any]:
 
 
 async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    # Every worker process, Conveyor's and the peers', inherits the body to run.
+    os.environ[BODY_ENV] = args.body
     items = plan(
         args.backend_names, args.groups, not args.no_baselines, args.peer_names, args.w6_backends
     )
@@ -318,6 +329,7 @@ async def amain(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "commandstats": args.commandstats,
             "census_jobs": args.census_jobs,
             "poll_ms": 20,
+            "body": args.body,
         },
         "machine": machine(),
         "loadavg_start": loadavg(),

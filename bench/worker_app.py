@@ -42,6 +42,7 @@ import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 
 from . import sqlcount
+from .peers.bodies import run_async as run_body
 
 FLUSH_EVERY = 1000  # W6: declarations staged per ctx.flush()
 
@@ -170,6 +171,7 @@ def build_worker(
         now = time.time()
         name = msg.name
         if name == "noop":
+            await run_body(msg.count)  # $BENCH_BODY: nothing, a Redis round trip, or CPU
             return
         if name == "lat":
             rec.latencies_us.append(int(now * 1_000_000) - msg.count)
@@ -178,6 +180,7 @@ def build_worker(
             if rec.child_first is None:
                 rec.child_first = now
             rec.child_last = now
+            await run_body(rec.children)
         elif name == "heir":
             rec.heir_start = now
         elif name == "parent":

@@ -35,6 +35,7 @@ from celery import Celery, chord
 from redis import Redis
 
 from .base import Peer, Place
+from .bodies import run_sync
 from .ledger import record
 
 QUEUE = "celery"  # Celery's default queue (task_default_queue), a Redis list of that name
@@ -59,12 +60,14 @@ if url := os.environ.get("BENCH_URL"):
 @app.task(ignore_result=True)
 def noop(index: int, pad: str = "") -> None:
     record(index)
+    run_sync(index)
 
 
 @app.task(ignore_result=False)
 def child(index: int) -> None:
     """A chord's header task: the same no-op, its result kept for the chord."""
     record(index)
+    run_sync(index)
 
 
 class CeleryPeer(Peer):

@@ -41,6 +41,7 @@ import procrastinate
 from procrastinate import PsycopgConnector
 
 from .base import Peer, Place
+from .bodies import run_async
 from .ledger import record
 
 #: The worker process's app: ``$BENCH_URL`` is its place (unset in the driver process,
@@ -51,6 +52,7 @@ app = procrastinate.App(connector=PsycopgConnector(conninfo=os.environ.get("BENC
 @app.task(name="noop")
 async def noop(index: int, pad: str = "") -> None:
     record(index)
+    await run_async(index)
 
 
 class ProcrastinatePeer(Peer):

@@ -13,6 +13,7 @@ from redis import Redis
 from rq import Queue
 
 from .base import Peer, Place
+from .bodies import run_sync
 from .ledger import record
 
 QUEUE = "bench"
@@ -20,6 +21,7 @@ QUEUE = "bench"
 
 def noop(index: int, pad: str = "") -> None:
     record(index)
+    run_sync(index)
 
 
 class RQPeer(Peer):

@@ -28,11 +28,13 @@ from typing import Any
 from saq import Queue
 
 from .base import Peer, Place
+from .bodies import run_async
 from .ledger import record
 
 
 async def noop(ctx: dict[str, Any], *, index: int, pad: str = "") -> None:
     record(index)
+    await run_async(index)
 
 
 class SAQPeer(Peer):
