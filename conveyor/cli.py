@@ -38,6 +38,7 @@ from .core.errors import (
     JobNotFound,
     UnknownType,
 )
+from .core.event_loop import LOOPS, LoopFactory, loop_factory
 from .core.job import Job
 from .core.joblog import JOB_FIELDS
 from .core.queues import QueueLimits, Rate
@@ -93,14 +94,15 @@ def _config(url: str | None, namespace: str, **extra: Any) -> Config:
         raise CommandError(str(exc)) from None
 
 
-def _run(coro: Awaitable[T]) -> T:
+def _run(coro: Awaitable[T], factory: LoopFactory | None = None) -> T:
     """Run a coroutine; a ConveyorError becomes one line on stderr.
 
     Exit code 2 when the configuration is wrong (fix the command), 1 otherwise;
     130 on Ctrl+C outside a worker's own graceful handling.
     """
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro)  # type: ignore[arg-type]
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from None
     except BackendUnavailable as exc:
@@ -185,6 +187,13 @@ def main() -> None:
 @click.option("--concurrency", type=click.IntRange(min=1), help="Jobs run at once per process.")
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
+    "--loop",
+    type=click.Choice(LOOPS),
+    default="auto",
+    show_default=True,
+    help="Event loop: uvloop when installed (the uvloop extra), else asyncio's.",
+)
+@click.option(
     "--queues", default=None, help="Comma-separated queues to claim from instead of the Worker's."
 )
 @click.option(
@@ -208,6 +217,7 @@ def worker(
     namespace: str | None,
     concurrency: int | None,
     processes: int,
+    loop: str,
     queues: str | None,
     burst: bool,
     metrics_port: int | None,
@@ -262,7 +272,7 @@ def worker(
         # Fail fast, once, on a bad URL or a server that is down (and migrate once).
         _run(_check_storage(found.config))
         argv = [sys.executable, "-m", "conveyor", "worker", target]
-        argv += ["--log-format", log_format, "--log-level", log_level]
+        argv += ["--log-format", log_format, "--log-level", log_level, "--loop", loop]
         argv += ["--namespace", found.config.namespace, "--supervisor-pid", str(os.getpid())]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
@@ -272,12 +282,16 @@ def worker(
         # The URL goes by the environment: a password in argv would show in `ps`.
         env = {**os.environ, "CONVEYOR_URL": found.config.url}
         sys.exit(supervise(argv, processes, env, per_child))
+    try:
+        factory = loop_factory(loop)
+    except ConveyorError as exc:
+        raise CommandError(str(exc)) from None
     if supervisor_pid is not None:
-        _run(run_supervised(found, supervisor_pid))
+        _run(run_supervised(found, supervisor_pid), factory)
     elif burst:
-        _run(found.run_until_idle())
+        _run(found.run_until_idle(), factory)
     else:
-        _run(found.run())
+        _run(found.run(), factory)
 
 
 def _metrics_args(port: int | None, host: str) -> Callable[[int], list[str]]:

@@ -35,6 +35,7 @@ from .errors import (
     LeaseLost,
     PayloadTypeError,
 )
+from .event_loop import loop_factory
 from .handlers import CallNext, Handler, HandlerFunc, Middleware
 from .ids import new_id
 from .job import Job, Lease
@@ -318,9 +319,14 @@ class Worker:
 
     # --- running ------------------------------------------------------------------------
 
-    def run_sync(self) -> None:
-        """Run until stopped by a signal; for programs without their own event loop."""
-        asyncio.run(self.run())
+    def run_sync(self, loop: str = "auto") -> None:
+        """Run until stopped by a signal; for programs without their own event loop.
+
+        Args:
+            loop: ``"auto"`` (uvloop when installed), ``"asyncio"`` or ``"uvloop"``.
+        """
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            runner.run(self.run())
 
     async def run_until_idle(self, timeout: float | None = None) -> None:
         """Run until its queues have nothing left to do, then stop (burst mode).
