@@ -46,7 +46,7 @@ from .core.specs import build_spec
 from .core.states import JobState
 from .core.type_registry import TypeRegistry
 from .core.worker import Worker
-from .supervisor import EXIT_USAGE, run_supervised, supervise
+from .supervisor import EXIT_USAGE, default_processes, run_supervised, supervise
 
 if TYPE_CHECKING:
     from .admin import BasicAuth
@@ -185,7 +185,13 @@ def main() -> None:
     help="Override the Worker's configured namespace (default $CONVEYOR_NAMESPACE).",
 )
 @click.option("--concurrency", type=click.IntRange(min=1), help="Jobs run at once per process.")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    envvar="CONVEYOR_PROCESSES",
+    default=None,
+    help="Worker processes (default: one per CPU; one with --burst, SQLite or memory://).",
+)
 @click.option(
     "--loop",
     type=click.Choice(LOOPS),
@@ -216,7 +222,7 @@ def worker(
     url: str | None,
     namespace: str | None,
     concurrency: int | None,
-    processes: int,
+    processes: int | None,
     loop: str,
     queues: str | None,
     burst: bool,
@@ -239,12 +245,8 @@ def worker(
     batches and CI.
     """
     _setup_logging(log_format, log_level)
-    if burst and processes > 1:
+    if burst and processes is not None and processes > 1:
         raise CommandError("--burst runs one worker process; drop --processes")
-    if metrics_port and metrics_port + processes - 1 > 65535:
-        raise CommandError(
-            f"--metrics-port {metrics_port} leaves no port for {processes} processes"
-        )
     found = _load_worker(target)
     if queues is not None:
         try:
@@ -263,6 +265,16 @@ def worker(
             raise CommandError(str(exc)) from None
     if concurrency is not None:
         found.concurrency = concurrency
+    if processes is None:
+        processes = default_processes(found.config.url, burst)
+    try:
+        factory = loop_factory(loop)
+    except ConveyorError as exc:
+        raise CommandError(str(exc)) from None
+    if metrics_port and metrics_port + processes - 1 > 65535:
+        raise CommandError(
+            f"--metrics-port {metrics_port} leaves no port for {processes} processes"
+        )
     if metrics_port is not None:
         try:
             found.serve_metrics(metrics_port, metrics_host)
@@ -274,6 +286,7 @@ def worker(
         argv = [sys.executable, "-m", "conveyor", "worker", target]
         argv += ["--log-format", log_format, "--log-level", log_level, "--loop", loop]
         argv += ["--namespace", found.config.namespace, "--supervisor-pid", str(os.getpid())]
+        argv += ["--processes", "1"]  # each child is one process, whatever the environment says
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
         if queues:
@@ -282,10 +295,6 @@ def worker(
         # The URL goes by the environment: a password in argv would show in `ps`.
         env = {**os.environ, "CONVEYOR_URL": found.config.url}
         sys.exit(supervise(argv, processes, env, per_child))
-    try:
-        factory = loop_factory(loop)
-    except ConveyorError as exc:
-        raise CommandError(str(exc)) from None
     if supervisor_pid is not None:
         _run(run_supervised(found, supervisor_pid), factory)
     elif burst:

@@ -25,10 +25,32 @@ from dataclasses import dataclass
 from .core.worker import Worker
 
 EXIT_USAGE = 2  # a usage or configuration error, as the command line exits with it
+# Backends whose storage lives in one process (memory) or behind one file's write lock
+# (SQLite): more worker processes would not share the first or would queue on the second.
+ONE_PROCESS_SCHEMES = ("memory:", "sqlite:", "sqlite+")
 QUICK_EXIT_SECONDS = 10.0  # a child that exits sooner than this after its start backs off
 MAX_RESTART_DELAY = 30.0
 
 log = logging.getLogger(__name__)
+
+
+def default_processes(url: str, burst: bool) -> int:
+    """How many worker processes ``conveyor worker`` starts without ``--processes``.
+
+    One per CPU this process may run on (its affinity, which container CPU sets
+    narrow; not a CFS quota, which ``--processes`` or ``$CONVEYOR_PROCESSES`` should
+    then state): one process runs one event loop on one core, and a drain through
+    the command line on two CPUs went 1.1x (no-op jobs, PostgreSQL) to 2.0x (1 ms of
+    CPU per job, Redis) faster with two processes than with one, and never slower
+    (bench/PROCESSES_RESULTS.md).
+    One in burst mode, and on the embedded backends (``ONE_PROCESS_SCHEMES``).
+    """
+    if burst or url.lower().startswith(ONE_PROCESS_SCHEMES):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @dataclass

@@ -42,6 +42,7 @@ class Fleet:
             **self.env,
         )
         argv = [sys.executable, "-m", "conveyor", "worker", TARGET, "--namespace", self.namespace]
+        argv += ["--processes", "1"]  # one process each: the fleet kills and counts them
         argv += ["--log-level", "WARNING"]
         log = open(self.folder / f"worker-{self.starts}.log", "wb")  # noqa: SIM115 (the child keeps it)
         try:

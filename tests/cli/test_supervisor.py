@@ -14,16 +14,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
-from conveyor.supervisor import EXIT_USAGE, supervise
+from conveyor.supervisor import EXIT_USAGE, default_processes, supervise
 
 from .procs import alive, child_env, children_of, spawn, wait_until
 
 WORKER = ["-m", "conveyor", "worker", "tests.cli.app:worker", "--processes", "2"]
 
 
-def _two_children(pid: int) -> set[int]:
+def _children(pid: int, count: int) -> set[int]:
     kids = children_of(pid)
-    return kids if len(kids) == 2 else set()
+    return kids if len(kids) == count else set()
+
+
+def _two_children(pid: int) -> set[int]:
+    return _children(pid, 2)
 
 
 @pytest.mark.sqlite
@@ -136,5 +140,41 @@ def test_each_worker_process_serves_metrics_on_its_own_port(sqlite_url: str) -> 
             workers |= {s.labels["worker"] for s in family.samples}
             assert "conveyor_storage_up 1.0" in text
         assert len(workers) == 2  # one worker per process, one port each
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0, output.text()
+
+
+def test_default_processes_is_one_per_cpu_on_server_backends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert default_processes("redis://127.0.0.1:6379/0", burst=False) == 3
+    assert default_processes("postgresql+psycopg://h/db", burst=False) == 3
+    assert default_processes("redis://127.0.0.1:6379/0", burst=True) == 1
+    for url in ("memory://x", "sqlite:///jobs.db", "sqlite+aiosqlite:///jobs.db", "SQLITE:///x"):
+        assert default_processes(url, burst=False) == 1
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("processes", ["default", "3"])
+def test_a_redis_worker_starts_one_process_per_cpu_unless_told(
+    redis_url: str, namespace: str, processes: str
+) -> None:
+    env = child_env(redis_url, CONVEYOR_NAMESPACE=namespace)
+    expected = default_processes(redis_url, burst=False)
+    if processes != "default":
+        env["CONVEYOR_PROCESSES"] = processes
+        expected = int(processes)
+    with spawn(WORKER[:-2], env) as (supervisor, output):
+        if expected > 1:
+            kids = wait_until(
+                lambda: _children(supervisor.pid, expected), f"{expected} worker processes"
+            )
+            # Each child runs one process itself, whatever $CONVEYOR_PROCESSES says.
+            for pid in kids:
+                assert b"--processes\x001\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        else:  # a one-CPU machine: the worker runs in the command's own process
+            assert not children_of(supervisor.pid)
+        output.wait_for("started on queues", timeout=30)
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=60) == 0, output.text()

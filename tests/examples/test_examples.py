@@ -161,7 +161,8 @@ def test_the_tutorial_runs_on_redis_with_tracing_and_metrics(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = ["-m", "conveyor", "worker", "traced:worker", "--metrics-port", str(port)]
+    command = ["-m", "conveyor", "worker", "traced:worker", "--processes", "1"]
+    command += ["--metrics-port", str(port)]
     with spawn([*command, "--metrics-host", "127.0.0.1"], env, cwd=tmp_path) as (proc, output):
         output.wait_for("greeted 3 of 3: succeeded", timeout=60)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as got:
