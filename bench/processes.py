@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import conveyor
@@ -45,21 +46,38 @@ Variant = tuple[str, str, int, str]  # backend, body, processes, loop
 async def drain(
     backend: str, body: str, processes: int, loop: str, jobs: int
 ) -> tuple[float, float]:
-    """(jobs/s from the spawn, jobs/s over the drain) of one CLI run."""
+    """(jobs/s from the spawn, jobs/s over the drain) of one CLI run over ``jobs`` jobs."""
+    messages = [BasicJob(count=i) for i in range(jobs)]
+    return await cli_drain(backend, body, processes, loop, messages, jobs)
+
+
+async def cli_drain(
+    backend: str,
+    body: str,
+    processes: int,
+    loop: str,
+    messages: Sequence[BasicJob],
+    expect: int,
+    *,
+    extra: Sequence[str] = (),
+) -> tuple[float, float]:
+    """Enqueue ``messages``, run ``conveyor worker bench.cli_app:worker`` until ``expect``
+    jobs succeeded (children and heirs count), and return (jobs/s from the spawn, jobs/s
+    over the drain)."""
+    jobs = expect
     url = URLS[backend]
     namespace = f"bench_procs_{uuid.uuid4().hex[:8]}"
     config = conveyor.Config(url=url, namespace=namespace)
     proc: asyncio.subprocess.Process | None = None
     try:
         async with conveyor.AsyncClient(config) as client:
-            for start in range(0, jobs, ENQUEUE_BATCH):
-                count = min(ENQUEUE_BATCH, jobs - start)
-                await client.enqueue_many([BasicJob(count=start + i) for i in range(count)])
+            for start in range(0, len(messages), ENQUEUE_BATCH):
+                await client.enqueue_many(messages[start : start + ENQUEUE_BATCH])
             storage = await client.storage()
             env = {**os.environ, "BENCH_BODY": body, "PYTHONPATH": str(REPO)}
             cmd = [sys.executable, "-m", "conveyor", "worker", "bench.cli_app:worker"]
             cmd += ["--url", url, "--namespace", namespace, "--processes", str(processes)]
-            cmd += ["--loop", loop, "--log-level", "warning"]
+            cmd += ["--loop", loop, "--log-level", "warning", *extra]
             spawned = time.monotonic()
             proc = await asyncio.create_subprocess_exec(*cmd, cwd=REPO, env=env)
             first: tuple[float, int] | None = None

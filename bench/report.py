@@ -322,7 +322,13 @@ ADMIN_POINTER = (
     "unique key (`python -m bench.keys`), the time from `client.cancel` to a running "
     "handler (`python -m bench.cancel`) and what Prometheus metrics cost "
     "(`python -m bench.metrics`) are in [KEYS_RESULTS.md](KEYS_RESULTS.md), "
-    "[CANCEL_RESULTS.md](CANCEL_RESULTS.md) and [METRICS_RESULTS.md](METRICS_RESULTS.md)."
+    "[CANCEL_RESULTS.md](CANCEL_RESULTS.md) and [METRICS_RESULTS.md](METRICS_RESULTS.md). "
+    "What `conveyor worker`'s process count and event loop gain, per job body "
+    "(`python -m bench.processes`), and W7, families under contention against flat jobs "
+    "on three worker processes (`python -m bench.families`), are in "
+    "[PROCESSES_RESULTS.md](PROCESSES_RESULTS.md) and [FAMILIES_RESULTS.md](FAMILIES_RESULTS.md). "
+    "W2 with job bodies that do I/O or use CPU: [RESULTS_BODY_REDIS.md](RESULTS_BODY_REDIS.md), "
+    "[RESULTS_BODY_CPU.md](RESULTS_BODY_CPU.md)."
 )
 D = "\u2013"  # an en dash, for ranges
 BODY_NOTES = {
