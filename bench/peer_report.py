@@ -21,7 +21,7 @@ COMPARED: dict[str, tuple[str, list[tuple[str, str, str, bool]], dict[str, tuple
         {"redis": ("raw_pipelined", "lpush_per_s"), "postgres": ("pg_insert", "inserts_per_s")},
     ),
     "w2_default": (
-        "W2 drain, one worker process, the system's default concurrency",
+        "W2 drain, the system's defaults (the worker processes and concurrency its CLI starts)",
         [("jobs_per_s", "throughput", "jobs/s", True)],
         {"redis": ("raw_rtt", "pairs_per_s"), "postgres": ("pg_claim", "claims_per_s")},
     ),

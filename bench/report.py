@@ -28,7 +28,7 @@ BACKEND_TITLES = {"redis": "Redis", "postgres": "PostgreSQL", "sqlite": "SQLite"
 WORKLOAD_TITLES = {
     "w1_single": "W1 enqueue, one at a time (`await client.enqueue(...)`)",
     "w1_batched": "W1 enqueue, batched (`client.enqueue_many`, 100 per call)",
-    "w2_default": "W2 drain, one worker process, default concurrency",
+    "w2_default": "W2 drain, the CLI's default processes and concurrency",
     "w2_tuned": "W2 drain, one worker process, tuned concurrency",
     "w3": "W3 enqueue-to-start latency at a steady rate",
     "w4": "W4 family: one parent, its children, one heir",
@@ -655,15 +655,17 @@ def _workload_note(data: dict[str, Any], backend: str, name: str) -> str:
     if name == "w1_batched":
         return f"{jobs} no-op `BasicJob`s, `enqueue_many` of {first.get('batch', 100)} per call."
     if name == "w2_default":
+        procs = first.get("processes", 1)
         return (
-            f"{jobs} already-queued no-op jobs drained by one `python -m bench.worker_app` "
-            f"process at concurrency {conc}. Timed from the worker's first `claim` call "
-            f"(the worker prints its `time.time()`) until {poll}, polled every 20 ms, "
-            "shows all succeeded. The from-spawn figure adds interpreter start-up, imports "
-            "and connecting."
+            f"{jobs} already-queued no-op jobs drained by {procs} `python -m bench.worker_app` "
+            f"process(es), as many as `conveyor worker` starts by default here (one per "
+            f"CPU; one on SQLite), each at concurrency {conc}. Timed from the first "
+            f"`claim` call of any of them (each prints its `time.time()`) until {poll}, "
+            "polled every 20 ms, shows all succeeded. The from-spawn figure adds "
+            "interpreter start-up, imports and connecting."
         )
     if name == "w2_tuned":
-        return f"As above, at concurrency {conc}."
+        return f"As above, with one worker process at concurrency {conc}: what one core does."
     if name == "w3":
         extra = ""
         if backend == "sqlite":

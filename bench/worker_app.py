@@ -21,7 +21,8 @@ at the first claim and its peak RSS (``ru_maxrss``).
 
 On the SQL backends, ``--count-sql`` counts the statements, commits and pool checkouts of
 the worker's engine (``bench.sqlcount``) from its first claim until the ``--expect``-th
-outcome has been settled, and writes that delta too. ``--hold`` makes the first claim wait
+outcome has been settled (or until it stops, for one of several processes that settles
+fewer), and writes that delta too. ``--hold`` makes the first claim wait
 for a line on stdin (the harness's wire census starts its count in between).
 """
 
@@ -231,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(amain(args, recorder))
     finally:
+        rec = recorder
+        if rec.sql_counts is None and rec.counter is not None and rec.sql_start is not None:
+            # One of a fleet settles fewer than --expect: it counts until it stops.
+            rec.sql_counts = sqlcount.delta(rec.sql_start, rec.counter.snapshot())
         with open(args.out, "w", encoding="utf-8") as fh:
             json.dump(recorder.to_json(), fh)
     return 0

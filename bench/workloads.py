@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,9 @@ from typing import Any
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor.supervisor import default_processes
 
+from . import sqlcount
 from .backends import Backend, RedisBackend
 from .common import QUEUE, percentile
 
@@ -158,11 +161,14 @@ class WorkerProcess:
         *,
         expect: int,
         hold: bool = False,
+        out_tag: str = "",
     ) -> WorkerProcess:
-        """Spawn the worker. ``expect``: outcomes after which it snapshots its SQL counts;
-        ``hold``: it waits for ``go()`` before its first claim (the wire census)."""
-        out = settings.workdir / f"{ns}.json"
-        log = settings.workdir / f"{ns}.log"
+        """Spawn the worker. ``expect``: outcomes after which it snapshots its SQL counts
+        (or when it stops, if it settles fewer); ``hold``: it waits for ``go()`` before its
+        first claim (the wire census); ``out_tag`` keeps the files of a fleet's processes
+        apart."""
+        out = settings.workdir / f"{ns}{out_tag}.json"
+        log = settings.workdir / f"{ns}{out_tag}.log"
         cmd = [sys.executable, "-m", "bench.worker_app", "--url", be.url(ns)]
         cmd += ["--namespace", ns, "--concurrency", str(concurrency), "--out", str(out)]
         cmd += ["--expect", str(expect)]
@@ -240,6 +246,72 @@ class WorkerProcess:
         await self.profiler.finish(interrupt=True)
 
 
+class WorkerFleet:
+    """Several ``bench.worker_app`` processes on one namespace, as ``conveyor worker
+    --processes N`` runs them (N independent worker processes), seen as one worker:
+    spawned together, claiming from the first one's first claim, stopped together, and
+    their records merged (calls and SQL counts summed)."""
+
+    def __init__(self, members: list[WorkerProcess]) -> None:
+        self.members = members
+        self.spawned = min(m.spawned for m in members)
+        self.profiler = members[0].profiler
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        be: Backend,
+        ns: str,
+        concurrency: int,
+        tag: str,
+        *,
+        expect: int,
+        processes: int,
+    ) -> WorkerFleet:
+        members = []
+        try:
+            for i in range(processes):
+                name = tag if processes == 1 else f"{tag}_p{i}"
+                members.append(
+                    await WorkerProcess.start(
+                        settings, be, ns, concurrency, name, expect=expect, out_tag=str(i)
+                    )
+                )
+        except BaseException:
+            for member in members:
+                await member.kill()
+            raise
+        return cls(members)
+
+    async def wait_claiming(self, settings: Settings, timeout: float = 60.0) -> float:
+        """Wait until every process has claimed once; the first claim's time.time()."""
+        times = await asyncio.gather(*(m.wait_claiming(settings, timeout) for m in self.members))
+        self.profiler = self.members[0].profiler
+        return min(times)
+
+    async def stop(self, timeout: float = 60.0) -> dict[str, Any]:
+        records = await asyncio.gather(*(m.stop(timeout) for m in self.members))
+        if len(records) == 1:
+            return records[0]
+        merged: dict[str, Any] = {"processes": len(records)}
+        calls: Counter[str] = Counter()
+        for record in records:
+            calls.update(record.get("calls", {}))
+        merged["calls"] = dict(calls)
+        counts = [r["sql_counts"] for r in records if r.get("sql_counts")]
+        if counts:
+            merged["sql_counts"] = sqlcount.add(*counts)
+        tails = [line for r in records for line in r.get("log_tail", [])]
+        if tails:
+            merged["log_tail"] = tails[-10:]
+        return merged
+
+    async def kill(self) -> None:
+        for member in self.members:
+            await member.kill()
+
+
 async def warm_up(client: conveyor.AsyncClient) -> None:
     """Load the enqueue script / compile the statements outside the measurement.
 
@@ -307,10 +379,15 @@ async def w1_batched(settings: Settings, be: Backend, jobs: int | None = None) -
 
 
 async def _w2(
-    settings: Settings, be: Backend, concurrency: int, jobs: int, hold: bool = False
+    settings: Settings,
+    be: Backend,
+    concurrency: int,
+    jobs: int,
+    hold: bool = False,
+    processes: int = 1,
 ) -> dict[str, Any]:
     n = jobs
-    tag = f"w2c{concurrency}"
+    tag = f"w2c{concurrency}" + (f"p{processes}" if processes > 1 else "")
     async with be.namespace(tag) as ns, conveyor.AsyncClient(be.config(ns)) as client:
         for first in range(0, n, PRELOAD_BATCH):
             size = min(PRELOAD_BATCH, n - first)
@@ -322,9 +399,15 @@ async def _w2(
         # worker (the wire census) from its first claim exactly; the SQL in-process counts
         # are the worker's own, from its first claim to its n-th outcome.
         before = None if hold else await be.snap(storage)
-        worker = await WorkerProcess.start(
-            settings, be, ns, concurrency, f"{be.name}_{tag}", expect=n, hold=hold
-        )
+        worker: WorkerProcess | WorkerFleet
+        if processes > 1:
+            worker = await WorkerFleet.start(
+                settings, be, ns, concurrency, f"{be.name}_{tag}", expect=n, processes=processes
+            )
+        else:
+            worker = await WorkerProcess.start(
+                settings, be, ns, concurrency, f"{be.name}_{tag}", expect=n, hold=hold
+            )
         try:
             first_claim = await worker.wait_claiming(settings)
             if hold:
@@ -343,6 +426,7 @@ async def _w2(
     result: dict[str, Any] = {
         "jobs": n,
         "concurrency": concurrency,
+        "processes": processes,
         "seconds": from_claim,
         "jobs_per_s": n / from_claim,
         "seconds_from_spawn": from_spawn,
@@ -368,12 +452,16 @@ async def _w2(
 
 
 async def w2_default(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
-    """W2 at the Worker's default concurrency."""
-    return await _w2(settings, be, settings.default_concurrency, jobs or settings.jobs)
+    """W2 with what ``conveyor worker`` starts by default: one process per CPU (one on
+    SQLite), each at the Worker's default concurrency."""
+    processes = default_processes(be.url("bench"), burst=False)
+    return await _w2(
+        settings, be, settings.default_concurrency, jobs or settings.jobs, processes=processes
+    )
 
 
 async def w2_tuned(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
-    """W2 at the tuned concurrency."""
+    """W2 at the tuned concurrency, in one worker process: what one core does."""
     return await _w2(settings, be, settings.tuned_concurrency, jobs or settings.jobs)
 
 

@@ -12,10 +12,11 @@ The Redis transport keeps a queue as a list named after it (``celery``, Celery's
 queue; one more list per priority step, for messages with a priority only), so
 ``queued`` is its ``LLEN``.
 
-Default worker: ``python -m celery -A bench.peers.celery_peer worker --concurrency 1``,
-Celery's default prefork pool with one child process running the jobs (its other
-defaults kept: prefetch multiplier 4; mingle, gossip and event heartbeats on). Tuned:
-``TUNED_ARGS``, the fastest W2 drain of no-op jobs found with one process running jobs:
+Default worker: ``python -m celery -A bench.peers.celery_peer worker``, Celery's CLI
+defaults: the prefork pool with one child process per CPU running the jobs, prefetch
+multiplier 4, mingle, gossip and event heartbeats on. Tuned (one process running jobs,
+what one core does): ``TUNED_ARGS``, the fastest W2 drain of no-op jobs found with one
+process running jobs:
 the solo pool (jobs run in the worker's own process, no pipe to a child) without mingle,
 gossip and heartbeats (a second less at start-up, less broker chatter). The threads pool
 (4 to 64 threads) and other prefetch multipliers were no faster. Both log at WARNING.
@@ -39,8 +40,9 @@ from .bodies import run_sync
 from .ledger import record
 
 QUEUE = "celery"  # Celery's default queue (task_default_queue), a Redis list of that name
-#: One process runs the jobs with each: prefork's one child, or the worker itself (solo).
-DEFAULT_ARGS = ["--concurrency", "1"]
+#: Default: prefork with one child per CPU (Celery's own default); tuned: the worker's
+#: own process runs the jobs (solo).
+DEFAULT_ARGS: list[str] = []
 TUNED_ARGS = ["--pool", "solo", "--without-mingle", "--without-gossip", "--without-heartbeat"]
 
 app = Celery(__name__)  # Celery's defaults, but for the broker and result backend
@@ -74,7 +76,7 @@ class CeleryPeer(Peer):
     name = "celery"
     package = "celery"
     backend = "redis"
-    default_concurrency = 1
+    default_concurrency = os.cpu_count() or 1  # prefork children, one job at a time each
     tuned_concurrency = 1  # the solo pool runs one job at a time, in the worker's process
     fan_in = "Celery chord"
 

@@ -7,10 +7,10 @@ preload sends one job at a time. The broker keeps a queue as a list of message i
 is the list's ``LLEN``: the jobs waiting, not those a worker has fetched (the broker's
 own ``do_qsize`` counts those too).
 
-Default worker: ``python -m dramatiq bench.peers.dramatiq_peer --processes 1``, one worker
-process with Dramatiq's default 8 threads (``--processes`` defaults to the CPU count, so
-it is given). Tuned: the same with ``--threads TUNED_THREADS``, the fastest W2 drain of
-no-op jobs found in one process: 16, 32 and 64 threads drain alike (about 1.5 times the
+Default worker: ``python -m dramatiq bench.peers.dramatiq_peer``, Dramatiq's CLI
+defaults: one worker process per CPU (``--processes``), 8 threads each. Tuned (one
+process, what one core does): ``--processes 1 --threads TUNED_THREADS``, the fastest W2
+drain of no-op jobs found in one process: 16, 32 and 64 threads drain alike (about 1.5 times the
 default 8; 16 and 32 tied over a dozen runs each), and of those 16 contends least for the
 group barrier in W4 (``RedisBackend.decr`` is a ``WATCH`` loop retried on every conflict:
 the heir came after ~5 s with 8 threads, ~6 s with 16, 8-11 s with 32). Both keep
@@ -66,7 +66,7 @@ class DramatiqPeer(Peer):
     name = "dramatiq"
     package = "dramatiq"
     backend = "redis"
-    default_concurrency = DEFAULT_THREADS
+    default_concurrency = DEFAULT_THREADS * (os.cpu_count() or 1)  # threads in all processes
     tuned_concurrency = TUNED_THREADS
     fan_in = "Dramatiq group completion callback"
 
@@ -87,8 +87,8 @@ class DramatiqPeer(Peer):
         return int(self.broker.client.llen(f"{self.broker.namespace}:{QUEUE}"))
 
     def worker_argv(self, tuned: bool) -> list[str]:
-        argv = ["-m", "dramatiq", __name__, "--processes", "1"]
-        return [*argv, "--threads", str(TUNED_THREADS)] if tuned else argv
+        argv = ["-m", "dramatiq", __name__]
+        return [*argv, "--processes", "1", "--threads", str(TUNED_THREADS)] if tuned else argv
 
     async def submit_fan_in(self, children: int) -> None:
         family = dramatiq.group(
