@@ -494,7 +494,8 @@ class RedisStorage:
         oldest: dict[str, float] = {}
         for raw_queue, ready_ms, job_id in await self._call(self._scripts.oldest_queued, []):
             queue = raw_queue.decode(errors="replace")
-            # Queued before ready times were kept (schema 0.1): its creation time.
+            # No ready time stored: it became queued within READY_FROM_ID_MS of its
+            # creation (transitions.lua), or before ready times were kept.
             ready = int(ready_ms) / 1000 if ready_ms else created_at(job_id.decode())
             if ready is not None:
                 oldest[queue] = min(oldest.get(queue, ready), ready)

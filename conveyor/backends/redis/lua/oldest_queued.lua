@@ -1,6 +1,6 @@
 -- Storage.oldest_queued: for each queue with queued jobs, the first queued job of
 -- each of its priority lists (rule 10: a list is in ready order) and its ready time.
--- Returns queue, ready ms ('' for a job queued before ready times were kept), id.
+-- Returns queue, ready ms ('' where the id's creation time says it), id.
 -- A cancelled job stays in its list until a claim skips it, so a list's head is
 -- looked for among its first HEAD_SCAN entries.
 local HEAD_SCAN = 100

@@ -79,11 +79,21 @@ local function finished_key(state)
   return state == 'failed' and P .. 'failed_at' or P .. 'finished'
 end
 
+-- A queued job's ready time (Storage.oldest_queued) is its id's creation time, a
+-- UUIDv7's first 48 bits, unless that is further than this from when it became
+-- queued: a fresh enqueue stores none, 16 bytes less per queued job.
+local READY_FROM_ID_MS = 50
+
+local function id_ms(id)
+  return tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16)
+end
+
 -- Move a job between states; the state index, per-queue counts and event
 -- stream change with it, so they can never disagree with the job.
 local function set_state(id, jtype, queue, old, new)
-  if new == 'queued' then -- its ready time, for Storage.oldest_queued; integer ms pack small
-    redis.call('HSET', jk(id), F.state, CODE[new], F.ready, math.floor(NOW * 1000))
+  local ready = new == 'queued' and math.floor(NOW * 1000) or nil
+  if ready and math.abs(ready - (id_ms(id) or 0)) > READY_FROM_ID_MS then
+    redis.call('HSET', jk(id), F.state, CODE[new], F.ready, ready) -- integer ms pack small
   else
     redis.call('HSET', jk(id), F.state, CODE[new])
   end
