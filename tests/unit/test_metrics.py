@@ -4,6 +4,8 @@ cannot be read, a worker loop that is gone, and prometheus-client missing."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -59,11 +61,23 @@ def test_a_scrape_after_the_workers_loop_closed_reports_storage_down() -> None:
 def test_without_prometheus_client_metrics_are_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(metrics, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # importing it fails
     with pytest.raises(conveyor.ConfigurationError, match=r"conveyor-jobs\[metrics\]"):
         conveyor.Worker(metrics_port=9100)
     with pytest.raises(conveyor.ConfigurationError, match="prometheus-client"):
         conveyor.Worker(metrics=True)
+
+
+def test_a_worker_without_metrics_does_not_import_prometheus_client() -> None:
+    code = (
+        "import sys, conveyor\n"
+        "conveyor.Worker(conveyor.Config(url='memory://x'))\n"
+        "assert 'prometheus_client' not in sys.modules, 'imported'\n"
+        "conveyor.Worker(conveyor.Config(url='memory://y'), metrics=True)\n"
+        "assert 'prometheus_client' in sys.modules, 'not imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_metrics_port_out_of_range_is_refused() -> None:
