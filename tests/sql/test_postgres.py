@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import conveyor
 from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
-from conveyor.backends.sql.migrate import SCHEMA_VERSION, SchemaMismatch
+from conveyor.backends.sql.migrate import CHURN_STORAGE, SCHEMA_VERSION, SchemaMismatch
 from conveyor.core.backend_registry import open_storage
 from tests.support import (
     FAST_BACKOFF,
@@ -223,3 +223,19 @@ async def test_enqueue_survives_dead_pooled_connections(
     stored = await client.get(second.id)
     assert stored is not None
     assert stored.state is JobState.QUEUED
+
+
+async def test_tables_that_churn_are_vacuumed_early(client: conveyor.AsyncClient) -> None:
+    """Schema v10: autovacuum takes the churning tables at 1 % dead rows, unthrottled."""
+    await client.storage()
+    namespace = client.config.namespace
+    with psycopg.connect(client.config.url.replace("+psycopg", "")) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (namespace,),
+        ).fetchall()
+    options = {name: set(opts or []) for name, opts in rows}
+    for table in ("jobs", "counters", "settled_counts", "job_keys", "workers", "worker_minutes"):
+        assert {p.replace(" ", "") for p in CHURN_STORAGE} <= options[table], table
+    assert options["schema_version"] == set()  # written once: the defaults

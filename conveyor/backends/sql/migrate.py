@@ -21,7 +21,7 @@ from conveyor.core.errors import ConfigurationError
 
 from .schema import SETTLED, Tables
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 class SchemaMismatch(ConfigurationError):
@@ -106,6 +106,37 @@ def _family_roots_v9(conn: Connection, tables: Tables) -> None:
     _add_columns(conn, {tables.jobs: ("root_id VARCHAR(36)",)})
 
 
+#: PostgreSQL storage parameters of the tables that churn. Every job is inserted,
+#: updated a few times and deleted once retention passes, so dead row versions pile
+#: up fastest there: autovacuum takes them once 1 % of a table is dead (not the
+#: default 20 %, which a table bloated by a burst only raises), at full speed (no
+#: cost-based pauses). Measured: bench/README.md, "Soak".
+CHURN_STORAGE = (
+    "autovacuum_vacuum_scale_factor = 0.01",
+    "autovacuum_vacuum_threshold = 1000",
+    "autovacuum_vacuum_insert_scale_factor = 0.01",
+    "autovacuum_vacuum_cost_delay = 0",
+    "autovacuum_analyze_scale_factor = 0.02",
+)
+
+
+def _vacuum_churn_v10(conn: Connection, tables: Tables) -> None:
+    """PostgreSQL: autovacuum keeps up with the tables that churn (``CHURN_STORAGE``)."""
+    if conn.dialect.name != "postgresql":
+        return
+    churning = (
+        tables.jobs,
+        tables.counters,
+        tables.settled_counts,
+        tables.job_keys,
+        tables.workers,
+        tables.worker_minutes,
+    )
+    parameters = ", ".join(CHURN_STORAGE)
+    for table in churning:
+        conn.execute(text(f"ALTER TABLE {_qualified(conn, table)} SET ({parameters})"))
+
+
 def _add_columns(conn: Connection, added: dict[Table, tuple[str, ...]]) -> None:
     for table, columns in added.items():
         present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
@@ -130,6 +161,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     7: _unique_keys_v7,
     8: _progress_and_plans_v8,
     9: _family_roots_v9,
+    10: _vacuum_churn_v10,
 }
 
 
