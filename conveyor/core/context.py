@@ -62,6 +62,7 @@ class JobContext:
         self._loop_thread = threading.get_ident()
         self._buffer: list[JobSpec] = []
         self._staging: set[asyncio.Task[None]] = set()
+        self._last_staged: asyncio.Task[None] | None = None
         self._open = True
         self.peak_buffered = 0
         """The most declarations held in memory at once (for tests and tuning)."""
@@ -166,7 +167,7 @@ class JobContext:
         self._check_open()
         if self._buffer:
             batch, self._buffer = self._buffer, []
-            await self._stage(self._lease, batch)
+            self._stage_in_order(batch)
         await self._drain()
 
     def _declare(self, message: object, family: Family, options: EnqueueOptions) -> Job:
@@ -178,14 +179,32 @@ class JobContext:
         if len(self._buffer) >= self._stage_batch:
             batch, self._buffer = self._buffer, []
             if threading.get_ident() == self._loop_thread:
-                task = self._loop.create_task(self._stage(self._lease, batch))
-                self._staging.add(task)
-                task.add_done_callback(self._staging.discard)
+                self._stage_in_order(batch)
             else:  # a sync handler's thread: wait, which bounds memory strictly
                 asyncio.run_coroutine_threadsafe(
                     self._stage(self._lease, batch), self._loop
                 ).result()
         return job_of(spec, JobState.HELD)
+
+    def _stage_in_order(self, batch: list[JobSpec]) -> None:
+        """Stage ``batch`` in the background, after the batch before it is stored.
+
+        Batches sent at once could reach storage in either order (each takes a
+        connection of its own), and the order of declarations is the order that
+        siblings take a shared unique key in (rule 15) and join the ready order in
+        (rule 10).
+        """
+        previous = self._last_staged
+
+        async def stage() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})  # its error, if any, is _drain's to raise
+            await self._stage(self._lease, batch)
+
+        task = self._loop.create_task(stage())
+        self._last_staged = task
+        self._staging.add(task)
+        task.add_done_callback(self._staging.discard)
 
     def _check_open(self) -> None:
         if not self._open:

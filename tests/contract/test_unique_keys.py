@@ -4,14 +4,17 @@ queue answers with that job instead of making another."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 import conveyor
 from conveyor import JobState, When
 from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor.core.job import JobSpec, Lease
 from conveyor.core.storage import JobFilter, Storage
 from tests.support import basic_worker, running, settle
 
@@ -180,3 +183,45 @@ async def test_a_keyed_child_of_a_failed_attempt_takes_no_key(
     assert failed.state is JobState.FAILED
     fresh = await client.enqueue(BasicJob(name="top"), queue="keyed", key="k")
     assert not fresh.duplicate
+
+
+class FirstStageLate:
+    """Storage whose first ``stage`` call waits a while before it is stored, as a call
+    on a slower connection does; everything else goes to the real storage."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self.staged: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
+        if not self.staged:
+            self.staged.append("(late)")
+            await asyncio.sleep(0.2)
+        await self._storage.stage(lease, declarations)
+        self.staged += [BasicJob.FromString(d.payload).name for d in declarations]
+
+
+async def test_siblings_take_a_shared_key_in_declaration_order_whatever_the_batches(
+    config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    # One declaration per staging batch, the first batch slow: the worker stages the
+    # batches one after another, so "first" still comes first (rule 15's order).
+    slow = FirstStageLate(storage)
+    worker = conveyor.Worker(config, claim_wait=0.2, stage_batch=1, storage=slow)
+
+    @worker.handler
+    async def run(ctx: conveyor.JobContext, msg: BasicJob) -> None:
+        if msg.name == "parent":
+            for name in ("first", "second", "third"):
+                ctx.enqueue_child(BasicJob(name=name), key="shared")
+            await asyncio.sleep(0.3)  # the batches are in flight while the handler runs
+
+    parent = await client.enqueue(BasicJob(name="parent"))
+    await worker.run_until_idle(timeout=30)
+    tree = {j.payload().name: j for j in await storage.family_tree(parent.id)}  # type: ignore[attr-defined]
+    assert slow.staged == ["(late)", "first", "second", "third"]
+    assert tree["first"].state is JobState.SUCCEEDED
+    assert [tree[n].state for n in ("second", "third")] == [JobState.CANCELLED] * 2
