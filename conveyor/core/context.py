@@ -198,7 +198,9 @@ class JobContext:
 
         async def stage() -> None:
             if previous is not None:
-                await asyncio.wait({previous})  # its error, if any, is _drain's to raise
+                await asyncio.wait({previous})
+                if previous.cancelled() or previous.exception() is not None:
+                    return  # staging failed (a lost lease): _drain raises that error
             await self._stage(self._lease, batch)
 
         task = self._loop.create_task(stage())
@@ -214,8 +216,16 @@ class JobContext:
             )
 
     async def _drain(self) -> None:
+        """Wait until no batch is being staged, then raise the first batch's error."""
+        failed: BaseException | None = None
         while self._staging:
-            await asyncio.gather(*list(self._staging))
+            pending = list(self._staging)
+            await asyncio.wait(pending)
+            for task in pending:
+                error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+                failed = failed or error
+        if failed is not None:
+            raise failed
 
     async def _finish(self) -> list[JobSpec]:
         """End the attempt successfully: wait for staging and the last progress report,

@@ -120,7 +120,8 @@ async def test_a_live_worker_serves_outcomes_durations_running_and_its_queues(
         await client.cancel(slow.id)
         for _ in range(200):  # the handler stops at once; bounded poll for the count
             found = await scrape(worker.metrics_port)
-            if jobs("cancelled"):
+            running_now = value(found, "conveyor_worker_running_jobs", worker=worker.id)
+            if jobs("cancelled") and running_now == 0:  # counted, then its task ends
                 break
             await asyncio.sleep(0.05)
         assert jobs("cancelled") == 1

@@ -51,7 +51,7 @@ async def test_three_workers_make_one_job_per_tick(
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.6)
-        ended = datetime.now(UTC)
+    ended = datetime.now(UTC)  # the workers have stopped: no tick after this
     jobs = await all_jobs(storage)
     whole_seconds = [
         started.replace(microsecond=0) + timedelta(seconds=s)
