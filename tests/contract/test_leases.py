@@ -205,8 +205,10 @@ async def test_a_finished_job_keeps_its_lease_while_its_outcome_is_on_the_way(
 ) -> None:
     """Found by tests/chaos: outcomes waiting for a slow settle lost their leases, so
     finished jobs ran again and their outcomes were refused."""
-    slow = SlowSettle(storage, delay=1.0)
-    worker = step_worker(config, journal, lease=0.3, storage=slow)  # maintenance every 0.05 s
+    # The settle takes over twice the lease; the lease tolerates a 0.4 s stall of its
+    # renewals (0.3 s lost some on SQLite under a loaded CI machine).
+    slow = SlowSettle(storage, delay=1.5)
+    worker = step_worker(config, journal, lease=0.6, storage=slow)  # maintenance every 0.05 s
     async with running(worker):
         jobs = [await client.enqueue(step(f"quick{i}")) for i in range(5)]
         settled = [await settle(client, job.id) for job in jobs]
