@@ -7,19 +7,40 @@ tests that need it (it is never skipped).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from conveyor.backends.memory import drop_store
 
+if TYPE_CHECKING:
+    import redis
+
 BACKENDS = ["memory", "sqlite", "redis", "postgres"]
+#: Backends on servers that ``nox -s cluster`` and ``nox -s pgbouncer`` start: the suites
+#: that run on them name them in ``$CONVEYOR_TEST_BACKENDS`` (comma-separated), which
+#: replaces the list above.
+SERVER_BACKENDS = ["redis_cluster", "pgbouncer"]
+
+
+def selected_backends() -> list[str]:
+    chosen = os.environ.get("CONVEYOR_TEST_BACKENDS", "")
+    names = [name.strip() for name in chosen.split(",") if name.strip()] or BACKENDS
+    unknown = sorted(set(names) - {*BACKENDS, *SERVER_BACKENDS})
+    if unknown:
+        raise pytest.UsageError(f"CONVEYOR_TEST_BACKENDS names unknown backends: {unknown}")
+    return names
 
 
 def backend_params() -> list[object]:
-    return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in BACKENDS]
+    return [
+        pytest.param(name, marks=getattr(pytest.mark, name), id=name)
+        for name in selected_backends()
+    ]
 
 
 @pytest.fixture
@@ -35,6 +56,10 @@ def memory_url(namespace: str) -> Iterator[str]:
 
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
+#: The cluster ``tools/redis_cluster.py start`` makes.
+REDIS_CLUSTER_URL = os.environ.get(
+    "CONVEYOR_TEST_CLUSTER_URL", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/0"
+)
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -67,16 +92,57 @@ def postgres_server() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
-def redis_url(redis_server: str, namespace: str) -> Iterator[str]:
-    """The shared test server; the test's namespace is its key prefix, deleted afterwards."""
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> str:
+    """The local Redis Cluster (``python tools/redis_cluster.py start``); unreachable
+    fails the tests that need it."""
     import redis
 
-    yield redis_server
-    with redis.Redis.from_url(redis_server) as client:
+    try:
+        with sync_redis(REDIS_CLUSTER_URL) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"a Redis Cluster is required at {REDIS_CLUSTER_URL} and is unreachable ({exc}); "
+            "start one with: python tools/redis_cluster.py start",
+            pytrace=False,
+        )
+    return REDIS_CLUSTER_URL
+
+
+def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for a test's own reads and clean-up, cluster or not."""
+    import redis
+
+    if url.startswith("redis+cluster://"):
+        from conveyor.backends.redis._connect import cluster_nodes
+
+        nodes, _ = cluster_nodes(url)
+        startup = [redis.cluster.ClusterNode(host, port) for host, port in nodes]
+        return redis.RedisCluster(startup_nodes=startup)
+    return redis.Redis.from_url(url)
+
+
+def drop_redis_namespace(url: str, namespace: str) -> None:
+    """Delete every key of a namespace (all in its one hash slot)."""
+    with sync_redis(url) as client:
         keys = list(client.scan_iter(match="{" + namespace + "}:*", count=1000))
         for start in range(0, len(keys), 500):
             client.delete(*keys[start : start + 500])
+
+
+@pytest.fixture
+def redis_url(redis_server: str, namespace: str) -> Iterator[str]:
+    """The shared test server; the test's namespace is its key prefix, deleted afterwards."""
+    yield redis_server
+    drop_redis_namespace(redis_server, namespace)
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster_server: str, namespace: str) -> Iterator[str]:
+    """The local cluster; the test's namespace is its key prefix, deleted afterwards."""
+    yield redis_cluster_server
+    drop_redis_namespace(redis_cluster_server, namespace)
 
 
 @pytest.fixture

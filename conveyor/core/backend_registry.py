@@ -18,6 +18,7 @@ _SCHEMES: dict[str, str] = {
     "memory": "conveyor.backends.memory:MemoryStorage",
     "redis": "conveyor.backends.redis:RedisStorage",
     "rediss": "conveyor.backends.redis:RedisStorage",
+    "redis+cluster": "conveyor.backends.redis:RedisStorage",
     "unix": "conveyor.backends.redis:RedisStorage",
     "postgresql": "conveyor.backends.sql:SQLStorage",
     "postgresql+psycopg": "conveyor.backends.sql:SQLStorage",

@@ -12,6 +12,7 @@ import uuid
 
 import conveyor
 from conveyor.backends.memory import drop_store
+from tests.conftest import drop_redis_namespace
 from tests.support import FAST_BACKOFF
 
 
@@ -32,13 +33,8 @@ class Namespaces:
         self._open.discard(config.namespace)
         if config.scheme == "memory":
             drop_store(config.url, config.namespace)
-        elif config.scheme in ("redis", "rediss", "unix"):
-            import redis
-
-            with redis.Redis.from_url(config.url) as client:
-                keys = list(client.scan_iter(match="{" + config.namespace + "}:*", count=1000))
-                for start in range(0, len(keys), 500):
-                    client.delete(*keys[start : start + 500])
+        elif config.scheme in ("redis", "rediss", "unix", "redis+cluster"):
+            drop_redis_namespace(config.url, config.namespace)
         elif config.scheme.startswith("postgresql"):
             import psycopg
 

@@ -19,6 +19,14 @@ from conveyor.core.errors import (
 
 from .layout import ERROR
 
+#: What redis-py raises while a cluster's slot map changes under it. RedisClusterException
+#: (no slot owner, no node reachable) is not one of its RedisErrors.
+_CLUSTER_IN_FLUX = (
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.RedisClusterException,
+)
+
 
 def from_reply(message: str) -> ConveyorError | None:
     """The typed error a script's error reply stands for (``layout.ERROR``), if any."""
@@ -38,6 +46,10 @@ def translated(url: str) -> Iterator[None]:
     """Run Redis calls; their errors leave as Conveyor errors (the cause kept)."""
     try:
         yield
+    except _CLUSTER_IN_FLUX as exc:
+        # A cluster between a master's failure and its replica's promotion (or a slot
+        # migrating): the command did not run, and will once the slot is served again.
+        raise BackendUnavailable(f"Redis Cluster at {mask_url(url)} is unavailable: {exc}") from exc
     except redis_errors.ResponseError as exc:
         message = str(exc)
         typed = from_reply(message)

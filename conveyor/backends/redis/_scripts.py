@@ -19,8 +19,9 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
+
+    from ._connect import Client
 
 NAMES = (
     "enqueue",
@@ -117,7 +118,7 @@ def source(name: str) -> str:
 class Scripts:
     """One ``AsyncScript`` per entry script."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Client) -> None:
         loaded = {name: client.register_script(source(name)) for name in NAMES}
         self.enqueue: AsyncScript = loaded["enqueue"]
         self.claim: AsyncScript = loaded["claim"]

@@ -6,18 +6,14 @@ import contextlib
 import json
 import logging
 import random
-import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from conveyor.core import rules
 from conveyor.core.config import Config, mask_url
 from conveyor.core.errors import (
-    BackendError,
-    ConfigurationError,
     MissingExtra,
     PayloadDecodeError,
 )
@@ -45,7 +41,6 @@ from conveyor.core.storage import (
 )
 
 try:
-    import redis.asyncio as aioredis
     from redis import exceptions as redis_errors
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra(
@@ -60,6 +55,7 @@ from ._codec import (
     pairs,
     specs_args,
 )
+from ._connect import Client, connect
 from ._errors import translated
 from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
@@ -70,43 +66,14 @@ NAMESPACE_SCAN = 100_000
 Fields = dict[bytes, bytes]  # replies are bytes: the client runs with decode_responses=False
 
 LIST_BATCH = 200
-# TCP options for every Redis connection (those this platform has): probe an idle
-# connection after 30 s, every 5 s, give up after 3; and fail a send that the server has
-# not acknowledged within 30 s.
-KEEPALIVE: dict[int, int] = {
-    option: value
-    for name, value in (
-        ("TCP_KEEPIDLE", 30),
-        ("TCP_KEEPINTVL", 5),
-        ("TCP_KEEPCNT", 3),
-        ("TCP_USER_TIMEOUT", 30_000),
-    )
-    if (option := getattr(socket, name, None)) is not None
-}
-LIST_SCAN_LIMIT = 5000
-_TOKEN = FIELD["token"].encode()  # a filtered listing examines at most this many jobs per page
-
-
-def _password_misread(url: str) -> bool:
-    """Whether a '/', '?' or '#' in the password ends the host part early, so that
-    redis-py would take a piece of the password for the host or port (and show it
-    in its error)."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("redis", "rediss") or parts.password is not None:
-        return False
-    if "@" not in url.partition("://")[2]:
-        return False
-    try:
-        parts.port  # noqa: B018 (it parses the port)
-    except ValueError:
-        return True
-    return parts.hostname is None
+LIST_SCAN_LIMIT = 5000  # a filtered listing examines at most this many jobs per page
+_TOKEN = FIELD["token"].encode()
 
 
 class RedisStorage:
     """Jobs in Redis hashes; queues in lists; every transition one Lua script."""
 
-    def __init__(self, client: aioredis.Redis, config: Config) -> None:
+    def __init__(self, client: Client, config: Config) -> None:
         self._redis = client
         self._url = config.url
         self._prefix = "{" + config.namespace + "}:"
@@ -124,34 +91,7 @@ class RedisStorage:
             ConfigurationError: the URL is malformed.
             BackendUnavailable: Redis does not answer.
         """
-        if _password_misread(config.url):
-            raise ConfigurationError(
-                f"bad Redis URL {mask_url(config.url)!r}: its password holds '/', '?' or '#', "
-                "which end the host part of a URL; percent-encode it (urllib.parse.quote)"
-            )
-        try:
-            client = aioredis.Redis.from_url(
-                config.url,
-                decode_responses=False,
-                socket_connect_timeout=5,
-                # No per-command timeout: redis-py enforces it by wrapping every send in
-                # asyncio.wait_for, a task per command, which cost a third of a one-round-
-                # trip enqueue (bench/README.md). Dead connections are found by the kernel
-                # instead (keepalive probes, and TCP_USER_TIMEOUT for unacknowledged
-                # sends). A URL's own ?socket_timeout= still wins.
-                socket_timeout=None,
-                socket_keepalive=True,
-                socket_keepalive_options=KEEPALIVE,
-                client_name=f"conveyor:{config.namespace}",  # visible in CLIENT LIST
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL {mask_url(config.url)!r}: {exc}") from exc
-        try:
-            with translated(config.url):
-                await client.ping()
-        except BackendError:
-            await client.aclose()
-            raise
+        client = await connect(config)
         storage = cls(client, config)
         await storage._warn_if_evicting()
         return storage
@@ -162,18 +102,19 @@ class RedisStorage:
         ``stats`` and ``workers`` keys (a hint, so it stops after NAMESPACE_SCAN keys)."""
         storage = await cls.open(config)
         found: set[str] = set()
+        scanned = 0
         try:
             with translated(config.url):
-                cursor, scanned = 0, 0
-                while True:
-                    cursor, keys = await storage._redis.scan(cursor, match="{*}:*", count=1000)
-                    scanned += 1000
-                    for key in cast(list[bytes], keys):
-                        name, _, rest = key.decode(errors="replace").partition("}:")
-                        if rest in ("stats", "workers"):
-                            found.add(name.removeprefix("{"))
-                    if cursor == 0 or scanned >= NAMESPACE_SCAN:
-                        return sorted(found)
+                # scan_iter walks every master of a cluster, and the one server otherwise.
+                keys = storage._redis.scan_iter(match="{*}:*", count=1000)
+                async for key in keys:
+                    scanned += 1
+                    name, _, rest = cast(bytes, key).decode(errors="replace").partition("}:")
+                    if rest in ("stats", "workers"):
+                        found.add(name.removeprefix("{"))
+                    if scanned >= NAMESPACE_SCAN:
+                        break
+            return sorted(found)
         finally:
             await storage.aclose()
 
@@ -518,7 +459,9 @@ class RedisStorage:
                 for minute in span:
                     pipe.hmget(self._key("cnt", str(minute)), fields)
                 for minute in span:
-                    pipe.pfcount(self._key("wmin", str(minute)))
+                    # by name: redis-py refuses pfcount in a cluster pipeline, since it
+                    # may name several keys (one key here, in the namespace's slot)
+                    pipe.execute_command("PFCOUNT", self._key("wmin", str(minute)))
                 replies = await pipe.execute()
         rows, workers = replies[:minutes], replies[minutes:]
         return [
