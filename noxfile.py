@@ -1,4 +1,6 @@
 """Developer and CI sessions: ``nox -s tests lint typecheck``; ``nox -s protos`` regenerates code.
+``nox -s cluster`` and ``nox -s pgbouncer`` run the contract suites on a local Redis Cluster
+and through a local PgBouncer, starting them.
 
 ``nox -s tests -- -m memory`` (or ``redis``, ``postgres``, ``sqlite``) runs one backend.
 ``nox -s demo`` runs ``conveyor demo`` (a live family of jobs, with the admin) on embedded SQLite.
@@ -6,8 +8,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 
 import nox
 
@@ -29,6 +33,45 @@ def tests(session: nox.Session) -> None:
     """The whole suite against real Redis and PostgreSQL (a missing server fails it)."""
     install_dev(session)
     session.run("pytest", *session.posargs)
+
+
+#: What the server sessions run: the suites every backend must pass, on that server.
+SERVER_SUITES = ("tests/contract", "tests/property")
+
+
+@nox.session(python=PYTHON)
+def cluster(session: nox.Session) -> None:
+    """The contract and property suites, and a master-failover chaos run, on a local Redis
+    Cluster: 3 masters and 3 replicas on 127.0.0.1:7000-7005, started by
+    tools/redis_cluster.py unless one is up (``python tools/redis_cluster.py stop`` ends it)."""
+    install_dev(session)
+    with server(session, "tools/redis_cluster.py"):
+        env = {"CONVEYOR_TEST_BACKENDS": "redis_cluster"}
+        session.run("pytest", *SERVER_SUITES, "tests/cluster", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def pgbouncer(session: nox.Session) -> None:
+    """The contract and property suites on PostgreSQL through PgBouncer in transaction
+    pooling (127.0.0.1:6432, started by tools/pgbouncer.py unless one is up; Debian's
+    ``pgbouncer`` package), and the workers' polling fallback without a direct address."""
+    install_dev(session)
+    with server(session, "tools/pgbouncer.py"):
+        env = {"CONVEYOR_TEST_BACKENDS": "pgbouncer"}
+        session.run("pytest", *SERVER_SUITES, "tests/pgbouncer", *session.posargs, env=env)
+
+
+@contextlib.contextmanager
+def server(session: nox.Session, tool: str) -> Iterator[None]:
+    """A local server ``tool start`` brings up for the block, and stops after it unless it
+    was already up."""
+    said = session.run("python", tool, "start", silent=True)
+    print(said, end="")
+    try:
+        yield
+    finally:
+        if "already" not in str(said):
+            session.run("python", tool, "stop")
 
 
 @nox.session(python=PYTHON)

@@ -671,7 +671,8 @@ def _workload_note(data: dict[str, Any], backend: str, name: str) -> str:
         if backend == "sqlite":
             extra = (
                 " On SQLite an idle worker learns of another process's jobs only by polling "
-                "(every 0.5 s, `SQLITE_POLL`), so latency is dominated by that interval."
+                "(every 0.5 s, `POLL` in conveyor/backends/sql/pooling.py), so latency is "
+                "dominated by that interval."
             )
         return (
             f"{first.get('jobs', '?')} jobs at {cfg.get('w3_rate')} jobs/s for "

@@ -61,6 +61,12 @@ REDIS_CLUSTER_URL = os.environ.get(
     "CONVEYOR_TEST_CLUSTER_URL", "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/0"
 )
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: The same database through ``tools/pgbouncer.py``'s transaction pooler; LISTEN goes to
+#: the server directly.
+PGBOUNCER_URL = os.environ.get(
+    "CONVEYOR_TEST_PGBOUNCER_URL",
+    "postgresql+psycopg://postgres@127.0.0.1:6432/test?pooler=pgbouncer&direct=127.0.0.1:5432",
+)
 
 
 @pytest.fixture(scope="session")
@@ -150,14 +156,45 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'conveyor.db'}"
 
 
+def drop_postgres_schema(namespace: str) -> None:
+    """Drop a namespace's schema from the test database (directly, not through PgBouncer)."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{namespace}" CASCADE')
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str, namespace: str) -> Iterator[str]:
     """The shared test database; the test's namespace is its schema, dropped afterwards."""
+    yield postgres_server
+    drop_postgres_schema(namespace)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(postgres_server: str) -> str:
+    """The test database through the local PgBouncer (``python tools/pgbouncer.py
+    start``); unreachable fails the tests that need it."""
     import psycopg
 
-    yield postgres_server
-    with psycopg.connect(postgres_server.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{namespace}" CASCADE')
+    dsn = PGBOUNCER_URL.replace("+psycopg", "").partition("?")[0]
+    try:
+        with psycopg.connect(dsn, connect_timeout=2, prepare_threshold=None) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as exc:
+        pytest.fail(
+            f"PgBouncer is required at {dsn} and is unreachable ({exc}); "
+            "start it with: python tools/pgbouncer.py start",
+            pytrace=False,
+        )
+    return PGBOUNCER_URL
+
+
+@pytest.fixture
+def pgbouncer_url(pgbouncer_server: str, namespace: str) -> Iterator[str]:
+    """The test database through PgBouncer; the test's schema is dropped afterwards."""
+    yield pgbouncer_server
+    drop_postgres_schema(namespace)
 
 
 @pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),

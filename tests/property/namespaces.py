@@ -12,7 +12,7 @@ import uuid
 
 import conveyor
 from conveyor.backends.memory import drop_store
-from tests.conftest import drop_redis_namespace
+from tests.conftest import drop_postgres_schema, drop_redis_namespace
 from tests.support import FAST_BACKOFF
 
 
@@ -36,11 +36,7 @@ class Namespaces:
         elif config.scheme in ("redis", "rediss", "unix", "redis+cluster"):
             drop_redis_namespace(config.url, config.namespace)
         elif config.scheme.startswith("postgresql"):
-            import psycopg
-
-            dsn = config.url.replace("+psycopg", "")
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{config.namespace}" CASCADE')
+            drop_postgres_schema(config.namespace)
         # sqlite: the test's database file goes with its fixture.
 
     def drop_all(self) -> None:

@@ -63,17 +63,18 @@ from .pg_enqueue import (
     single_enqueue_params,
     single_enqueue_statement,
 )
+from .pooling import NO_POOLER, POLL, Pooling, split_pooling
 from .schema import SETTLED, build_tables
 
 log = logging.getLogger("conveyor.sql")
 T = TypeVar("T")
 
 WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
-SQLITE_POLL = 0.5  # other processes' work on SQLite is found by polling this often
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
 
 
-def _driver_url(url: str) -> tuple[str, bool]:
+def _driver_url(url: str) -> tuple[str, bool, Pooling]:
+    """SQLAlchemy's URL, whether it is PostgreSQL, and what it says of a pooler."""
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme in ("postgresql", "postgresql+psycopg"):
@@ -84,13 +85,14 @@ def _driver_url(url: str) -> tuple[str, bool]:
                 f"bad database URL {mask_url(url)!r}: an '@' in the user name or password "
                 "must be percent-encoded as %40"
             )
-        return f"postgresql+psycopg://{rest}", True
+        plain, pooling = split_pooling(f"postgresql+psycopg://{rest}")
+        return plain, True, pooling
     if scheme in ("sqlite", "sqlite+aiosqlite"):
         if rest in ("", "/", "/:memory:"):
             raise ConfigurationError(
                 "SQLite needs a file (sqlite:///path.db); for an in-process store use memory://"
             )
-        return f"sqlite+aiosqlite://{rest}", False
+        return f"sqlite+aiosqlite://{rest}", False, NO_POOLER
     raise ConfigurationError(f"not a SQL URL: {mask_url(url)}")
 
 
@@ -109,7 +111,9 @@ def _retryable(exc: DBAPIError) -> bool:
 class SQLStorage:
     """Jobs as rows; every transition one transaction."""
 
-    def __init__(self, engine: AsyncEngine, config: Config, *, postgres: bool) -> None:
+    def __init__(
+        self, engine: AsyncEngine, config: Config, *, postgres: bool, pooling: Pooling = NO_POOLER
+    ) -> None:
         self._engine = engine
         # Same pool; its connections run one statement per transaction (enqueue).
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -124,6 +128,8 @@ class SQLStorage:
         # PostgreSQL: the interrupts (rule 12) this process's LISTEN connection receives.
         self._interrupted: LocalSignal = local_signal(f"{engine.url}|{config.namespace}|cancel")
         self._write_lock = asyncio.Lock() if not postgres else None
+        # Where LISTEN goes: the server itself, or nowhere (then workers poll every POLL).
+        self._listen_dsn = _listen_dsn(engine, pooling) if postgres else None
         self._listener: asyncio.Task[None] | None = None
         self._promoted_at = 0.0
         self._reconciled = ("", "")  # where the reconciler's slices ended (waiting, held)
@@ -139,8 +145,8 @@ class SQLStorage:
     async def namespaces(cls, config: Config) -> list[str]:
         """Namespaces with a Conveyor schema in this database (their version table),
         without creating any."""
-        driver_url, postgres = _driver_url(config.url)
-        engine = create_async_engine(driver_url)
+        driver_url, postgres, pooling = _driver_url(config.url)
+        engine = create_async_engine(driver_url, **_engine_options(config, postgres, pooling))
         try:
             if postgres:
                 query = text(
@@ -152,7 +158,7 @@ class SQLStorage:
                     "SELECT substr(name, 1, length(name) - 15) FROM sqlite_master "
                     "WHERE type = 'table' AND name LIKE '%\\_schema_version' ESCAPE '\\'"
                 )
-            storage = cls(engine, config, postgres=postgres)
+            storage = cls(engine, config, postgres=postgres, pooling=pooling)
             with storage._translated():
                 async with engine.connect() as conn:
                     return sorted(str(row[0]) for row in (await conn.execute(query)).all())
@@ -167,17 +173,9 @@ class SQLStorage:
             ConfigurationError: a bad URL, or a schema this code cannot use.
             BackendUnavailable: the database does not answer.
         """
-        driver_url, postgres = _driver_url(config.url)
+        driver_url, postgres, pooling = _driver_url(config.url)
         try:
-            options: dict[str, Any] = {}
-            if postgres:
-                options.update(
-                    pool_size=10,
-                    max_overflow=20,
-                    # Visible in pg_stat_activity, so operators can tell Conveyor's sessions.
-                    connect_args={"application_name": f"conveyor:{config.namespace}"},
-                )
-            engine = create_async_engine(driver_url, **options)
+            engine = create_async_engine(driver_url, **_engine_options(config, postgres, pooling))
         except (ArgumentError, ValueError) as exc:
             raise ConfigurationError(f"bad database URL {mask_url(config.url)!r}: {exc}") from exc
         except ImportError as exc:
@@ -187,7 +185,7 @@ class SQLStorage:
             ) from exc
         if not postgres:
             _sqlite_setup(engine)
-        storage = cls(engine, config, postgres=postgres)
+        storage = cls(engine, config, postgres=postgres, pooling=pooling)
         try:
             with storage._translated():
                 if config.migrate:
@@ -290,7 +288,7 @@ class SQLStorage:
         """After commit: wake this process's waiters at once (and feed SQLite's event stream)."""
         if tx.wakes:
             self._signal.wake()
-        if not self._postgres and tx.events:
+        if self._listen_dsn is None and tx.events:
             self._signal.publish("\n".join(tx.event_lines()))
 
     async def _listen(self) -> None:
@@ -301,7 +299,9 @@ class SQLStorage:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, application_name=f"conveyor:{self._namespace}"
+                    self._listen_dsn or "",
+                    autocommit=True,
+                    application_name=f"conveyor:{self._namespace}",
                 ) as conn:
                     await conn.execute(f'LISTEN "{self._wake_channel}"')
                     await conn.execute(f'LISTEN "{self._interrupt_channel}"')
@@ -314,10 +314,6 @@ class SQLStorage:
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost, reconnecting: %s", exc)
                 await asyncio.sleep(0.5)
-
-    @property
-    def _dsn(self) -> str:
-        return self._engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     # --- producing and working ----------------------------------------------------
 
@@ -442,14 +438,14 @@ class SQLStorage:
         async def next_due() -> float | None:
             return earliest(await self._next_due(), look_again)
 
-        poll = None if self._postgres else SQLITE_POLL
+        poll = None if self._listen_dsn is not None else POLL
         return await wait_for_work(self._signal, take, next_due, wait, poll)
 
     def _start_listening(self) -> None:
         # Only a claiming process listens: a producer's own LISTEN connection would be
         # woken by every job it enqueues. The listener wakes waiters once LISTEN is on,
         # so a job enqueued before that is not missed.
-        if self._postgres and self._listener is None:
+        if self._listen_dsn is not None and self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name="conveyor-listen")
 
     async def _next_due(self) -> float | None:
@@ -482,7 +478,7 @@ class SQLStorage:
         await self._tx(report)
 
     async def interrupts(self) -> AsyncIterator[Lease]:
-        if not self._postgres:
+        if self._listen_dsn is None:
             async for held in self._polled_interrupts():
                 yield held
             return
@@ -493,13 +489,14 @@ class SQLStorage:
                 yield Lease(job_id, int(token))
 
     async def _polled_interrupts(self) -> AsyncIterator[Lease]:
-        """SQLite has no notifications: look for attempts cancelled since the last look
-        every ``SQLITE_POLL`` seconds (those of every process on the file)."""
+        """Without notifications (SQLite, or PostgreSQL through a pooler with no direct
+        address): look for attempts cancelled since the last look every ``POLL`` seconds
+        (those of every process)."""
         jobs = self._t.jobs
         since = time.time()
         seen: dict[Lease, float] = {}
         while True:
-            await asyncio.sleep(SQLITE_POLL)
+            await asyncio.sleep(POLL)
             looked = time.time()
             stmt = select(jobs.c.id, jobs.c.lease_token, jobs.c.finished_at).where(
                 jobs.c.state.in_(SETTLED),  # as the finished-at index says, so it is used
@@ -644,7 +641,8 @@ class SQLStorage:
         return await self._read(read)
 
     async def events(self) -> AsyncIterator[JobEvent]:
-        payloads = self._pg_event_payloads() if self._postgres else stream(self._signal.listen)
+        listening = self._listen_dsn is not None
+        payloads = self._pg_event_payloads() if listening else stream(self._signal.listen)
         async for payload in payloads:
             for line in payload.split("\n"):
                 if line:
@@ -654,7 +652,7 @@ class SQLStorage:
         import psycopg
 
         with self._translated():
-            conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(self._listen_dsn or "", autocommit=True)
         try:
             await conn.execute(f'LISTEN "{self._event_channel}"')
             async for note in conn.notifies():
@@ -689,6 +687,27 @@ class SQLStorage:
                 await self._listener
             self._listener = None
         await self._engine.dispose()
+
+
+def _engine_options(config: Config, postgres: bool, pooling: Pooling) -> dict[str, Any]:
+    if not postgres:
+        return {}
+    # Visible in pg_stat_activity, so operators can tell Conveyor's sessions.
+    connect: dict[str, Any] = {"application_name": f"conveyor:{config.namespace}"}
+    if pooling.pooler is not None:
+        connect["prepare_threshold"] = None  # a prepared statement outlives no transaction
+    return {"pool_size": 10, "max_overflow": 20, "connect_args": connect}
+
+
+def _listen_dsn(engine: AsyncEngine, pooling: Pooling) -> str | None:
+    """The libpq URL of a session that keeps LISTENing: the server's own (``None``
+    through a pooler that was given no direct address)."""
+    url = engine.url.set(drivername="postgresql")
+    if pooling.pooler is not None:
+        if pooling.direct is None:
+            return None
+        url = url.set(host=pooling.direct[0], port=pooling.direct[1])
+    return url.render_as_string(hide_password=False)
 
 
 def _short(exc: BaseException) -> str:
