@@ -328,7 +328,10 @@ ADMIN_POINTER = (
     "on three worker processes (`python -m bench.families`), are in "
     "[PROCESSES_RESULTS.md](PROCESSES_RESULTS.md) and [FAMILIES_RESULTS.md](FAMILIES_RESULTS.md). "
     "W2 with job bodies that do I/O or use CPU: [RESULTS_BODY_REDIS.md](RESULTS_BODY_REDIS.md), "
-    "[RESULTS_BODY_CPU.md](RESULTS_BODY_CPU.md)."
+    "[RESULTS_BODY_CPU.md](RESULTS_BODY_CPU.md). Server CPU per job on a Redis Cluster of 1 "
+    "and 3 shards and on PostgreSQL directly and through PgBouncer (`python -m "
+    "bench.capacity`), the figures behind docs/scaling.md's capacity model: "
+    "[CAPACITY_RESULTS.md](CAPACITY_RESULTS.md)."
 )
 D = "\u2013"  # an en dash, for ranges
 BODY_NOTES = {

@@ -133,13 +133,25 @@ def start(base: int, masters: int, replicas: int, root: Path) -> None:
         shutil.rmtree(home, ignore_errors=True)  # a stale nodes.conf names old node ids
         start_node(port, home)
     wait_until(lambda: all(cluster_info(p) for p in ports), "start its nodes")
-    redis_cli(
-        ports[0],
-        "--cluster", "create",
-        *(f"{HOST}:{port}" for port in ports),
-        "--cluster-replicas", str(replicas),
-        "--cluster-yes",
-    )  # fmt: skip
+    if masters == 1:
+        # redis-cli --cluster create wants three masters; one node takes every slot itself.
+        for port in ports[1:]:
+            redis_cli(port, "cluster", "meet", HOST, str(ports[0]))
+        redis_cli(ports[0], "cluster", "addslotsrange", "0", "16383")
+        wait_until(
+            lambda: cluster_info(ports[-1]).get("cluster_known_nodes") == str(len(ports)), "meet"
+        )
+        master_id = redis_cli(ports[0], "cluster", "myid").strip()
+        for port in ports[1:]:
+            redis_cli(port, "cluster", "replicate", master_id)
+    else:
+        redis_cli(
+            ports[0],
+            "--cluster", "create",
+            *(f"{HOST}:{port}" for port in ports),
+            "--cluster-replicas", str(replicas),
+            "--cluster-yes",
+        )  # fmt: skip
     wait_until(lambda: healthy(ports, masters), "serve every slot")
     print(f"cluster up: {masters} masters, {replicas} replica(s) each,", end=" ")
     print(f"{HOST}:{ports[0]}-{ports[-1]}")
