@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -71,6 +72,7 @@ T = TypeVar("T")
 
 WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
+WAL_SWITCH_TRIES = 100  # 5 s of tries at turning WAL on while another process holds the lock
 
 
 def _driver_url(url: str) -> tuple[str, bool, Pooling]:
@@ -715,6 +717,20 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, again while another process holds the file's lock:
+    SQLite answers "database is locked" at once here, busy timeout or not, when two
+    processes open a new file together (seen in CI: a worker and a producer starting)."""
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "database is locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.05)  # on the connection's own thread (aiosqlite), not the loop's
+
+
 def _sqlite_setup(engine: AsyncEngine) -> None:
     """WAL mode, a busy timeout, and ``BEGIN IMMEDIATE`` for writers so they queue, not fail."""
 
@@ -725,7 +741,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         # The timeout first: switching to WAL takes a lock, and a new connection
         # opened while another process writes must wait for it, not fail.
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
