@@ -4,7 +4,7 @@ SIGKILLed every 1-3 s; afterwards every family has succeeded, every heir ran exa
 once in the accounting (re-armed ones after the repair, SETTLED ones only before it),
 and the counters add up (docs/rules.md rules 6, 7 and 8).
 
-``CHAOS_REPAIR_SECONDS`` sets how long the killing goes on (20 in CI; ``nox -s chaos`` runs 300).
+``CHAOS_REPAIR_SECONDS`` sets how long the killing goes on (12 in CI; ``nox -s chaos`` runs 300).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .scenario import OUTPUT, Run, open_jobs, wait_registered
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-SECONDS = float(os.environ.get("CHAOS_REPAIR_SECONDS", "20"))
+SECONDS = float(os.environ.get("CHAOS_REPAIR_SECONDS", "12"))
 FAMILIES = 3
 SETTLE_WITHIN = 240.0
 

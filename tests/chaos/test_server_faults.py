@@ -8,7 +8,7 @@
   The shared cluster is not restarted: other programs on this machine use it.
 
 Workers must reconnect with back-off and carry on; the checks are those of the
-worker crash test. ``CHAOS_FAULT_SECONDS`` sets how long (20 in CI).
+worker crash test. ``CHAOS_FAULT_SECONDS`` sets how long (15 in CI).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .scenario import run_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-SECONDS = float(os.environ.get("CHAOS_FAULT_SECONDS", "20"))
+SECONDS = float(os.environ.get("CHAOS_FAULT_SECONDS", "15"))
 
 
 def seed() -> int:

@@ -7,7 +7,7 @@ The workers share a limit of 20 running jobs (rule 14), sampled all along: never
 more may run, kills included. Jobs with four unique keys (rule 15) are enqueued all
 along too: no key may ever be held by two jobs at once.
 
-``CHAOS_SECONDS`` sets how long the killing goes on (20 in CI; ``nox -s chaos`` runs
+``CHAOS_SECONDS`` sets how long the killing goes on (15 in CI; ``nox -s chaos`` runs
 600); ``CHAOS_SEED`` replays a run. Figures go to ``test-output/chaos/``.
 """
 
@@ -25,7 +25,7 @@ from .scenario import run_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-SECONDS = float(os.environ.get("CHAOS_SECONDS", "20"))
+SECONDS = float(os.environ.get("CHAOS_SECONDS", "15"))
 #: Rule 14 under the kills: three workers of 16 slots share 20 (CHAOS_MAX_RUNNING=0: none).
 MAX_RUNNING = int(os.environ.get("CHAOS_MAX_RUNNING", "20"))
 #: Rule 15 under the kills: jobs with this many unique keys enqueued all along (0: none).
