@@ -27,8 +27,8 @@ async def test_a_family_settles_with_workers_polling(config: conveyor.Config) ->
     async with conveyor.AsyncClient(config) as client, running(step_worker(config, journal)):
         root = await client.enqueue(family)
         assert (await settle(client, root.id)).state is JobState.SUCCEEDED
-        after = await client.get(await wait_id(journal, "after"))
-    assert after is not None and after.state is JobState.SUCCEEDED
+        after = await settle(client, await wait_id(journal, "after"))
+    assert after.state is JobState.SUCCEEDED
     assert sorted(journal.runs) == ["a", "after", "b", "root"]
 
 
