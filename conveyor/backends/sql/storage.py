@@ -749,13 +749,19 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        # The timeout first: switching to WAL takes a lock, and a new connection
-        # opened while another process writes must wait for it, not fail.
-        cursor.execute("PRAGMA busy_timeout=30000")
-        _switch_to_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        try:
+            cursor = dbapi_connection.cursor()
+            # The timeout first: switching to WAL takes a lock, and a new connection
+            # opened while another process writes must wait for it, not fail.
+            cursor.execute("PRAGMA busy_timeout=30000")
+            _switch_to_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+        except BaseException:
+            # The pool does not close a connection whose set-up failed, and a transaction
+            # retried on "database is locked" would leave one open per try.
+            dbapi_connection.close()
+            raise
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
