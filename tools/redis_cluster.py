@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -114,9 +115,9 @@ def start_node(port: int, home: Path) -> None:
     )
 
 
-def wait_until(condition: object, what: str, timeout: float = START_TIMEOUT) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise RuntimeError(f"the local cluster did not {what} within {timeout:.0f} s")
         time.sleep(0.2)

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ pytestmark = [pytest.mark.redis_cluster, pytest.mark.slow, pytest.mark.timeout(6
 SECONDS = float(os.environ.get("CHAOS_FAULT_SECONDS", "20"))
 
 
-async def until(condition: object, what: str, timeout: float = 30.0) -> None:
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(condition):  # type: ignore[arg-type]
+    while not await asyncio.to_thread(condition):
         assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s"
         await asyncio.sleep(0.2)
 

@@ -306,7 +306,7 @@ class SQLStorage:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._listen_dsn or "",
+                    self._listening_dsn(),
                     autocommit=True,
                     application_name=f"conveyor:{self._namespace}",
                 ) as conn:
@@ -321,6 +321,13 @@ class SQLStorage:
             except (psycopg.Error, OSError) as exc:
                 log.warning("LISTEN connection lost, reconnecting: %s", exc)
                 await asyncio.sleep(0.5)
+
+    def _listening_dsn(self) -> str:
+        """Where LISTEN goes; only asked for when there is somewhere (never an empty DSN,
+        which libpq would read as "the local server's defaults")."""
+        if self._listen_dsn is None:
+            raise AssertionError("LISTEN asked for with no session to listen on")
+        return self._listen_dsn
 
     # --- producing and working ----------------------------------------------------
 
@@ -659,7 +666,7 @@ class SQLStorage:
         import psycopg
 
         with self._translated():
-            conn = await psycopg.AsyncConnection.connect(self._listen_dsn or "", autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(self._listening_dsn(), autocommit=True)
         try:
             await conn.execute(f'LISTEN "{self._event_channel}"')
             async for note in conn.notifies():
