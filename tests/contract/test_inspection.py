@@ -269,11 +269,17 @@ async def test_queue_stats_stay_exact_through_retry_discard_prune_and_maintenanc
         await client.retry(jobs[0].id)
         await storage.discard(jobs[1].id)
         assert await counts() == {JobState.CANCELLED: 2, JobState.QUEUED: 1}
-        await storage.maintain()  # folds whatever the backend keeps, prunes nothing yet
-        assert await counts() == {JobState.CANCELLED: 2, JobState.QUEUED: 1}
+        # Folds whatever the backend keeps; it may already prune when the machine is
+        # slow enough that 0.3 s passed since the cancels (CI saw it on SQLite), so
+        # the counts must agree with what this pass reports rather than with a clock.
+        early = await storage.maintain()
+        assert early.pruned in (0, 1, 2)
+        left = 2 - early.pruned
+        expected = {JobState.CANCELLED: left, JobState.QUEUED: 1}
+        assert await counts() == {state: n for state, n in expected.items() if n}
         await asyncio.sleep(0.4)
         report = await storage.maintain()
-        assert report.pruned == 2
+        assert report.pruned == left
         assert await counts() == {JobState.QUEUED: 1}
 
 
