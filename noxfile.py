@@ -41,12 +41,14 @@ SERVER_SUITES = ("tests/contract", "tests/property")
 
 @nox.session(python=PYTHON)
 def cluster(session: nox.Session) -> None:
-    """The contract and property suites, and a master-failover chaos run, on a local Redis
+    """The contract and property suites, and master-failover chaos runs, on a local Redis
     Cluster: 3 masters and 3 replicas on 127.0.0.1:7000-7005, started by
-    tools/redis_cluster.py unless one is up (``python tools/redis_cluster.py stop`` ends it)."""
+    tools/redis_cluster.py unless one is up (``python tools/redis_cluster.py stop`` ends it);
+    each with a namespace in one slot and with one spread over 3 shards (``?shards=3``),
+    and the suites on a namespace spread over 3 shards of the plain server too."""
     install_dev(session)
     with server(session, "tools/redis_cluster.py"):
-        env = {"CONVEYOR_TEST_BACKENDS": "redis_cluster"}
+        env = {"CONVEYOR_TEST_BACKENDS": "redis_cluster,redis_cluster_sharded,redis_sharded"}
         session.run("pytest", *SERVER_SUITES, "tests/cluster", *session.posargs, env=env)
 
 

@@ -10,6 +10,8 @@ masters only (tools/redis_cluster.py, ports 7100-7102, started and stopped here)
 namespace gets ``--jobs`` queued no-op jobs, then one ``conveyor worker
 bench.cli_app:worker --burst`` per namespace drains it (every other option at its
 default). On 3 shards the namespaces are chosen so that each lands on its own shard.
+A last variant spreads one namespace over the shards (``?shards=3`` on 3 shards, plain on
+1) and drains it with 3 workers, to show what one namespace gains from more shards.
 Measured: jobs/s from the workers' spawn to the last one's exit, and on each master
 the server CPU (``INFO cpu``) and commands (``INFO commandstats``) per job. The model
 predicts a shard's utilisation as rate x CPU per job; the table sets it beside the
@@ -43,6 +45,7 @@ import redis
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.backends.redis._connect import cluster_nodes
+from conveyor.backends.redis.sharded import shard_namespaces
 from tools import pgbouncer, redis_cluster
 
 HERE = Path(__file__).resolve().parent
@@ -82,9 +85,13 @@ def namespaces_on_distinct_shards(shards: int, count: int) -> list[str]:
     return list(chosen.values())
 
 
-async def drain(shards: int, count: int, jobs: int) -> Measure:
+async def drain(shards: int, count: int, jobs: int, spread: bool = False) -> Measure:
+    """Drain ``jobs`` per namespace; with ``spread``, one namespace over every shard
+    (``?shards=``), drained by one worker per shard."""
     ports = [BASE_PORT + i for i in range(shards)]
-    url = f"redis+cluster://127.0.0.1:{BASE_PORT}/0"
+    base = f"redis+cluster://127.0.0.1:{BASE_PORT}/0"
+    parts = shards if spread else 1
+    url = f"{base}?shards={parts}"
     names = namespaces_on_distinct_shards(shards, count)
     for name in names:
         async with conveyor.AsyncClient(conveyor.Config(url=url, namespace=name)) as client:
@@ -102,6 +109,7 @@ async def drain(shards: int, count: int, jobs: int) -> Measure:
     procs = [
         await asyncio.create_subprocess_exec(*command, "--namespace", name, env=env, cwd=REPO)
         for name in names
+        for _ in range(3 if spread else 1)
     ]
     try:
         codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), DEADLINE)
@@ -117,19 +125,25 @@ async def drain(shards: int, count: int, jobs: int) -> Measure:
     calls = sum(after[port][1] - before[port][1] for port in ports)
     busiest = max(cpu, key=lambda port: cpu[port])
     per_job = sum(cpu.values()) / total
-    served = [n for n in names if redis_cluster.master_of(BASE_PORT, "{" + n + "}:") == busiest]
+    # A namespace's shards split its jobs evenly (by id): the busiest master serves its
+    # shards' share of each namespace.
+    served = sum(
+        redis_cluster.master_of(BASE_PORT, "{" + part + "}:") == busiest
+        for name in names
+        for part in shard_namespaces(name, parts)
+    )
     for name in names:
-        drop_namespace(url, name)
-    busiest_rate = len(served) * jobs / took
+        drop_namespace(base, name)
+    busiest_rate = served / parts * jobs / took
     return Measure(total / took, per_job * 1e6, calls / total, cpu[busiest] / took, busiest_rate)
 
 
 def drop_namespace(url: str, name: str) -> None:
     nodes, _ = cluster_nodes(url)
     with redis.RedisCluster(host=nodes[0][0], port=nodes[0][1]) as client:
-        keys = list(client.scan_iter(match="{" + name + "}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        for pattern in ("{" + name + "}:*", "{" + name + "~*"):  # and its shards'
+            for key in list(client.scan_iter(match=pattern, count=1000)):
+                client.delete(key)
 
 
 # --- PostgreSQL, directly and through PgBouncer -----------------------------------------
@@ -194,17 +208,20 @@ async def pg_drain(route: str, jobs: int) -> dict[str, float]:
     }
 
 
-def run_all(args: argparse.Namespace) -> dict[tuple[int, int], list[Measure]]:
-    found: dict[tuple[int, int], list[Measure]] = {}
+Variant = tuple[int, int, bool]  # shards, namespaces, one namespace spread over the shards
+
+
+def run_all(args: argparse.Namespace) -> dict[Variant, list[Measure]]:
+    found: dict[Variant, list[Measure]] = {}
     home = Path(redis_cluster.default_dir()).with_name("conveyor-bench-cluster")
     for shards in (1, 3):
         redis_cluster.start(BASE_PORT, shards, 0, home / str(shards))
         try:
             for _ in range(args.rounds):
-                for count in (1, 3):
-                    measure = asyncio.run(drain(shards, count, args.jobs))
-                    found.setdefault((shards, count), []).append(measure)
-                    print(shards, "shards", count, "namespaces", measure, flush=True)
+                for count, spread in ((1, False), (3, False), (1, True)):
+                    measure = asyncio.run(drain(shards, count, args.jobs, spread))
+                    found.setdefault((shards, count, spread), []).append(measure)
+                    print(shards, "shards", count, "namespaces", spread, measure, flush=True)
         finally:
             redis_cluster.stop(BASE_PORT, shards, 0, home / str(shards))
     return found
@@ -226,13 +243,16 @@ def median(values: list[float]) -> str:
 
 
 def report(
-    found: dict[tuple[int, int], list[Measure]],
+    found: dict[Variant, list[Measure]],
     postgres: dict[str, list[dict[str, float]]],
     args: argparse.Namespace,
 ) -> str:
-    base = {count: statistics.median(m.rate for m in found[(1, count)]) for count in (1, 3)}
+    base = {
+        (count, spread): statistics.median(m.rate for m in found[(1, count, spread)])
+        for _, count, spread in found
+    }
     # The model's one input: server CPU per job, measured on one shard with one namespace.
-    cost = statistics.median(m.cpu_per_job for m in found[(1, 1)]) / 1e6
+    cost = statistics.median(m.cpu_per_job for m in found[(1, 1, False)]) / 1e6
     lines = [
         "# Capacity: what a job costs the server",
         "",
@@ -249,14 +269,18 @@ def report(
         "the jobs/s of the namespaces it serves times that cost; the last two columns set "
         "the prediction beside the measured CPU of the busiest shard.",
         "",
+        "The last two rows are one namespace drained by 3 workers: on 1 shard, and spread "
+        "over 3 shards with `?shards=3`.",
+        "",
         "| shards | namespaces | jobs/s | vs 1 shard | server CPU µs/job "
         "| commands/job (in scripts too) | busiest shard, measured | busiest shard, model |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for (shards, count), measures in sorted(found.items()):
+    for (shards, count, spread), measures in sorted(found.items(), key=lambda kv: kv[0][::-1]):
         rate = statistics.median(m.rate for m in measures)
+        what = f"1 spread (3 workers{', shards=3' if shards > 1 else ''})" if spread else count
         lines.append(
-            f"| {shards} | {count} | {rate:,.0f} | {rate / base[count]:.2f}x "
+            f"| {shards} | {what} | {rate:,.0f} | {rate / base[(count, spread)]:.2f}x "
             f"| {median([m.cpu_per_job for m in measures])} "
             f"| {median([m.commands_per_job for m in measures])} "
             f"| {statistics.median(m.busiest for m in measures):.0%} of a core "
@@ -273,12 +297,12 @@ def report(
         "| route | jobs/s | vs direct | postgres CPU µs/job | pgbouncer CPU µs/job |",
         "|---|---|---|---|---|",
     ]
-    for route, measures in postgres.items():
-        rate = statistics.median(m["rate"] for m in measures)
+    for route, rows in postgres.items():
+        rate = statistics.median(m["rate"] for m in rows)
         lines.append(
             f"| {route} | {rate:,.0f} | {rate / direct:.2f}x "
-            f"| {median([m['server_us'] for m in measures])} "
-            f"| {median([m['bouncer_us'] for m in measures])} |"
+            f"| {median([m['server_us'] for m in rows])} "
+            f"| {median([m['bouncer_us'] for m in rows])} |"
         )
     return "\n".join(lines) + "\n"
 

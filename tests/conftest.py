@@ -24,7 +24,29 @@ BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 #: Backends on servers that ``nox -s cluster`` and ``nox -s pgbouncer`` start: the suites
 #: that run on them name them in ``$CONVEYOR_TEST_BACKENDS`` (comma-separated), which
 #: replaces the list above.
-SERVER_BACKENDS = ["redis_cluster", "pgbouncer"]
+SERVER_BACKENDS = ["redis_cluster", "pgbouncer", "redis_sharded", "redis_cluster_sharded"]
+#: How many shards the ``*_sharded`` backends spread a namespace over.
+TEST_SHARDS = 3
+
+
+#: Backends that spread one namespace over shards, which relax the rules a shard boundary
+#: cuts (docs/rules.md, "A namespace over shards"): tests marked ``one_shard`` assert those
+#: rules as one shard keeps them and are deselected for these, whose own versions of the
+#: rules tests/redis/test_sharded.py checks.
+SHARDED_BACKENDS = {"redis_sharded", "redis_cluster_sharded"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("config") if callspec is not None else None
+        sharded = backend in SHARDED_BACKENDS
+        (dropped if sharded and item.get_closest_marker("one_shard") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def selected_backends() -> list[str]:
@@ -120,6 +142,9 @@ def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
     """A blocking client for a test's own reads and clean-up, cluster or not."""
     import redis
 
+    from conveyor.backends.redis.sharded import split_shards
+
+    url = split_shards(url)[0]
     if url.startswith("redis+cluster://"):
         from conveyor.backends.redis._connect import cluster_nodes
 
@@ -130,11 +155,16 @@ def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
 
 
 def drop_redis_namespace(url: str, namespace: str) -> None:
-    """Delete every key of a namespace (all in its one hash slot)."""
+    """Delete every key of a namespace and of its shards (each in its one hash slot)."""
     with sync_redis(url) as client:
-        keys = list(client.scan_iter(match="{" + namespace + "}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        for pattern in ("{" + namespace + "}:*", "{" + namespace + "~*"):
+            keys = list(client.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(keys), 500):
+                # a DEL per key: a cluster refuses one DEL across slots
+                pipe = client.pipeline(transaction=False)
+                for key in keys[start : start + 500]:
+                    pipe.delete(key)
+                pipe.execute()
 
 
 @pytest.fixture
@@ -148,6 +178,20 @@ def redis_url(redis_server: str, namespace: str) -> Iterator[str]:
 def redis_cluster_url(redis_cluster_server: str, namespace: str) -> Iterator[str]:
     """The local cluster; the test's namespace is its key prefix, deleted afterwards."""
     yield redis_cluster_server
+    drop_redis_namespace(redis_cluster_server, namespace)
+
+
+@pytest.fixture
+def redis_sharded_url(redis_server: str, namespace: str) -> Iterator[str]:
+    """The test's namespace spread over TEST_SHARDS shards of the shared server."""
+    yield f"{redis_server}?shards={TEST_SHARDS}"
+    drop_redis_namespace(redis_server, namespace)
+
+
+@pytest.fixture
+def redis_cluster_sharded_url(redis_cluster_server: str, namespace: str) -> Iterator[str]:
+    """The test's namespace spread over TEST_SHARDS shards of the local cluster."""
+    yield f"{redis_cluster_server}?shards={TEST_SHARDS}"
     drop_redis_namespace(redis_cluster_server, namespace)
 
 

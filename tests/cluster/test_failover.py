@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.backends.redis.sharded import shard_namespaces
 from tests.chaos.fleet import Fleet
 from tests.chaos.scenario import run_scenario
 from tools import redis_cluster
@@ -36,19 +37,24 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0)
         await asyncio.sleep(0.2)
 
 
+@pytest.mark.parametrize("shards", [1, 3])
 async def test_families_survive_master_failovers(
-    redis_cluster_url: str, namespace: str, tmp_path: Path
+    redis_cluster_url: str, namespace: str, tmp_path: Path, shards: int
 ) -> None:
+    """With ``shards=3`` the namespace is spread over the cluster (``?shards=3``): each
+    failover hits one shard's master, chosen at random, while the others work on."""
     home = redis_cluster.default_dir()
     ports = sorted(int(p.name) for p in home.iterdir() if p.name.isdigit())
-    slot_key = "{" + namespace + "}:"
+    slot_keys = ["{" + name + "}:" for name in shard_namespaces(namespace, shards)]
     failovers: list[tuple[int, int | None]] = []
 
     def healed() -> bool:
         return redis_cluster.healthy(ports, masters=3)
 
     async def failover(rng: random.Random) -> None:
-        """Kill the master serving the namespace, see its replica promoted, restart it."""
+        """Kill the master serving (a shard of) the namespace, see its replica promoted,
+        restart it."""
+        slot_key = rng.choice(slot_keys)
         old = redis_cluster.master_of(ports[0], slot_key)
         assert old is not None
         os.kill(int((home / str(old) / "redis.pid").read_text()), signal.SIGKILL)
@@ -83,8 +89,8 @@ async def test_families_survive_master_failovers(
         await until(healed, "the cluster healed", timeout=90)  # for the tests after this one
 
     figures = await run_scenario(
-        "cluster-failover",
-        redis_cluster_url,
+        f"cluster-failover-{shards}",
+        f"{redis_cluster_url}?shards={shards}",
         namespace,
         tmp_path,
         seconds=SECONDS,

@@ -30,17 +30,17 @@ async def tamper(
         if state is not None:
             row.state = state
     elif scheme.startswith("redis"):
-        await _redis(storage, config.namespace, job_id, open_children, state)
+        await _redis(storage, job_id, open_children, state)
     else:
         await _sql(storage, job_id, open_children, state)
 
 
 async def _redis(
-    storage: Any, namespace: str, job_id: str, open_children: int | None, state: JobState | None
+    storage: Any, job_id: str, open_children: int | None, state: JobState | None
 ) -> None:
     from conveyor.backends.redis.layout import FIELD, STATE_CODE
 
-    client, prefix = storage._redis, "{" + namespace + "}:"
+    client, prefix = await _redis_home(storage, job_id)
     key = f"{prefix}job:{job_id}"
     if open_children is not None:
         await client.hset(key, FIELD["open"], open_children)
@@ -49,6 +49,16 @@ async def _redis(
         await client.zrem(f"{prefix}idx:{old.value}", job_id)
         await client.zadd(f"{prefix}idx:{state.value}", {job_id: 0})
         await client.hset(key, FIELD["state"], STATE_CODE[state])
+
+
+async def _redis_home(storage: Any, job_id: str) -> tuple[Any, str]:
+    """The client and key prefix of the shard that holds a job (the namespace's own
+    prefix unless it is spread over shards)."""
+    from conveyor.backends.redis.sharded import ShardedStorage
+
+    if isinstance(storage, ShardedStorage):
+        storage = await storage._find(job_id)
+    return storage._redis, storage._prefix
 
 
 async def _sql(
@@ -72,7 +82,8 @@ async def forget(config: conveyor.Config, storage: Storage, job_id: str) -> None
     if scheme == "memory":
         storage._store._s.forget(job_id)  # type: ignore[attr-defined]
     elif scheme.startswith("redis"):
-        await storage._redis.delete("{" + config.namespace + "}:job:" + job_id)  # type: ignore[attr-defined]
+        client, prefix = await _redis_home(storage, job_id)
+        await client.delete(f"{prefix}job:{job_id}")
     else:
         from sqlalchemy import delete
 

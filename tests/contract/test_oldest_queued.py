@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import HandBack, Storage
@@ -40,6 +42,7 @@ async def test_the_oldest_queued_job_of_each_queue_across_priorities(
     assert between + 0.05 - SLACK <= oldest["b"] <= after + SLACK
 
 
+@pytest.mark.one_shard("rule 10: the ready order holds per shard")
 async def test_a_claimed_or_cancelled_job_no_longer_counts(
     client: conveyor.AsyncClient, storage: Storage
 ) -> None:

@@ -85,13 +85,14 @@ async def test_pause_and_resume_of_an_unknown_queue_are_refused(
         with pytest.raises(conveyor.UnknownQueue, match="no queue named 'nowhere'"):
             await call("nowhere")
     assert await storage.queue_controls() == []
-    await client.set_queue_limits("later", max_running=1)  # limits may come first
+    await client.set_queue_limits("later", max_running=3)  # limits may come first
     await client.pause("later")  # and make the queue known
     assert await client.queue_controls() == [
-        QueueControls("later", paused=True, limits=QueueLimits(max_running=1))
+        QueueControls("later", paused=True, limits=QueueLimits(max_running=3))
     ]
 
 
+@pytest.mark.one_shard("rule 14: limits below the shard count are refused")
 async def test_max_running_holds_across_three_workers(
     config: conveyor.Config, client: conveyor.AsyncClient
 ) -> None:
@@ -132,6 +133,7 @@ async def test_rate_spends_a_full_bucket_then_refills_evenly(
     assert max(claimed_at) - min(claimed_at) >= 0.6 - 1e-6
 
 
+@pytest.mark.one_shard("rule 14: limits below the shard count are refused")
 async def test_limits_are_replaced_and_removed_and_a_new_rate_starts_full(
     config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
 ) -> None:

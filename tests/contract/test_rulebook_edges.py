@@ -78,6 +78,7 @@ async def test_a_repeated_declaration_is_refused_and_stores_nothing(
     assert await storage.get(child.id) is None
 
 
+@pytest.mark.one_shard("rule 10: the ready order holds per shard")
 async def test_a_handed_back_job_goes_behind_the_jobs_already_queued(
     config: conveyor.Config, storage: Storage
 ) -> None:
@@ -91,6 +92,7 @@ async def test_a_handed_back_job_goes_behind_the_jobs_already_queued(
     assert order == [second.id, third.id, first.id]
 
 
+@pytest.mark.one_shard("rule 10: the ready order holds per shard")
 async def test_a_retried_job_goes_behind_the_jobs_already_queued(
     config: conveyor.Config, storage: Storage
 ) -> None:
@@ -105,6 +107,7 @@ async def test_a_retried_job_goes_behind_the_jobs_already_queued(
     assert order == [second.id, third.id, first.id]
 
 
+@pytest.mark.one_shard("rule 10: the ready order holds per shard")
 async def test_priority_still_comes_before_the_ready_order(
     config: conveyor.Config, storage: Storage
 ) -> None:

@@ -66,6 +66,7 @@ async def test_delayed_child_is_released_scheduled(
     assert journal.first_start("late-kid") - journal.last_finish("root") >= 0.25
 
 
+@pytest.mark.one_shard("rule 10: the ready order holds per shard")
 async def test_higher_priority_first_then_oldest(
     config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
 ) -> None:
@@ -76,6 +77,7 @@ async def test_higher_priority_first_then_oldest(
     assert [c.job.id for c in claimed] == [high.id, low.id, low2.id]
 
 
+@pytest.mark.one_shard("rule 10: the ready order holds per shard")
 async def test_claim_respects_limit_and_queues(
     config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
 ) -> None:

@@ -118,6 +118,7 @@ async def test_bad_keys_are_refused_and_nothing_stored(
     assert await count_jobs(storage) == 0
 
 
+@pytest.mark.one_shard("rule 15: a declaration's key is held on its family's shard")
 async def test_declarations_take_their_keys_when_released(
     config: conveyor.Config, client: conveyor.AsyncClient, storage: Storage
 ) -> None:

@@ -46,7 +46,7 @@ async def test_a_cluster_url_with_no_node_answering_is_unavailable_and_masked() 
     [
         ("redis+cluster:///0", "names no node"),
         ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
-        ("redis+cluster://127.0.0.1:7000/0?ssl=true", "no query options"),
+        ("redis+cluster://127.0.0.1:7000/0?ssl=true", "no query options but shards=N"),
         ("redis+cluster://127.0.0.1:7000,127.0.0.1:x/0", "'127.0.0.1:x' is not host:port"),
         ("redis+cluster://127.0.0.1:7000,:7001/0", "':7001' is not host:port"),
         ("redis+cluster://:p/w@127.0.0.1:7000/0", "percent-encode"),

@@ -103,7 +103,7 @@ def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], SplitResult]:
     if database not in ("", "0"):
         raise _bad(url, f"a cluster has only database 0, not {database!r}")
     if parts.query:
-        raise _bad(url, "it takes no query options")
+        raise _bad(url, "it takes no query options but shards=N")
     return nodes, parts
 
 

@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -59,6 +60,7 @@ from ._connect import Client, connect
 from ._errors import translated
 from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
+from .sharded import SHARD_MARK, ShardedStorage, check_shard_count, shard_namespaces, split_shards
 
 log = logging.getLogger("conveyor.redis")
 #: Keys ``namespaces`` looks at, at most: it only feeds a hint.
@@ -73,10 +75,11 @@ _TOKEN = FIELD["token"].encode()
 class RedisStorage:
     """Jobs in Redis hashes; queues in lists; every transition one Lua script."""
 
-    def __init__(self, client: Client, config: Config) -> None:
+    def __init__(self, client: Client, config: Config, *, namespace: str | None = None) -> None:
         self._redis = client
         self._url = config.url
-        self._prefix = "{" + config.namespace + "}:"
+        # ``namespace``: one shard of a namespace spread over several (``sharded.py``)
+        self._prefix = "{" + (namespace or config.namespace) + "}:"
         self._keys = [self._prefix]
         self._retention = config.retention.total_seconds()
         self._failed_retention = config.failed_retention.total_seconds()
@@ -84,23 +87,36 @@ class RedisStorage:
         self._scripts = Scripts(client)
 
     @classmethod
-    async def open(cls, config: Config) -> RedisStorage:
-        """Connect and check the server.
+    async def open(cls, config: Config) -> RedisStorage | ShardedStorage:
+        """Connect and check the server; a URL with ``?shards=N`` (N > 1) spreads the
+        namespace over N shards (``sharded.py``).
 
         Raises:
-            ConfigurationError: the URL is malformed.
+            ConfigurationError: the URL is malformed, or names another shard count than
+                the namespace was made with.
             BackendUnavailable: Redis does not answer.
         """
+        url, count = split_shards(config.url)
+        config = replace(config, url=url)
         client = await connect(config)
+        try:
+            await check_shard_count(client, config, count)
+        except BaseException:
+            await client.aclose()
+            raise
         storage = cls(client, config)
         await storage._warn_if_evicting()
-        return storage
+        if count == 1:
+            return storage
+        names = shard_namespaces(config.namespace, count)
+        return ShardedStorage([storage, *(cls(client, config, namespace=n) for n in names[1:])])
 
     @classmethod
     async def namespaces(cls, config: Config) -> list[str]:
         """Namespaces with jobs or workers in this database: a bounded ``SCAN`` for their
         ``stats`` and ``workers`` keys (a hint, so it stops after NAMESPACE_SCAN keys)."""
-        storage = await cls.open(config)
+        client = await connect(replace(config, url=split_shards(config.url)[0]))
+        storage = cls(client, config)
         found: set[str] = set()
         scanned = 0
         try:
@@ -110,7 +126,7 @@ class RedisStorage:
                 async for key in keys:
                     scanned += 1
                     name, _, rest = cast(bytes, key).decode(errors="replace").partition("}:")
-                    if rest in ("stats", "workers"):
+                    if rest in ("stats", "workers") and SHARD_MARK not in name:
                         found.add(name.removeprefix("{"))
                     if scanned >= NAMESPACE_SCAN:
                         break
@@ -158,21 +174,33 @@ class RedisStorage:
         if not queues or limit < 1:
             return []
         deadline = time.monotonic() + wait
-        wake_keys = [self._key("wake", q) for q in queues]
         while True:
-            claimed, next_due = await take_or_hand_back(
-                self._take(worker_id, queues, limit, lease), self
-            )
+            claimed, next_due = await self.claim_once(worker_id, queues, limit, lease)
             if claimed:
                 return claimed
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            if next_due:
-                remaining = min(remaining, max(float(next_due) - time.time(), 0.0) + 0.001)
-            with translated(self._url):
-                # Blocks on the server until an enqueue pushes a wake token.
-                await self._redis.blpop(wake_keys, timeout=max(remaining, 0.001))
+            if next_due is not None:
+                remaining = min(remaining, max(next_due - time.time(), 0.0) + 0.001)
+            await self.wait_for_wake(queues, remaining)
+
+    async def claim_once(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claimed], float | None]:
+        """One claim round trip, never blocking: what it took, and when the queues'
+        next scheduled job is due (``None``: none is)."""
+        claimed, next_due = await take_or_hand_back(
+            self._take(worker_id, queues, limit, lease), self
+        )
+        return claimed, float(next_due) if next_due else None
+
+    async def wait_for_wake(self, queues: Sequence[str], timeout: float) -> None:
+        """Block on the server until an enqueue or release pushes a wake token for one of
+        ``queues``, or ``timeout`` seconds pass."""
+        wake_keys = [self._key("wake", q) for q in queues]
+        with translated(self._url):
+            await self._redis.blpop(wake_keys, timeout=max(timeout, 0.001))
 
     async def _take(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float
@@ -182,6 +210,17 @@ class RedisStorage:
             self._scripts.claim, [worker_id, lease, limit, offset, *queues]
         )
         return await self._decode_claims(rows), next_due.decode() if next_due else ""
+
+    async def holds(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each job is stored here (one pipelined round trip)."""
+        if not job_ids:
+            return []
+        with translated(self._url):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.exists(self._key("job", job_id))
+                found = await pipe.execute()
+        return [bool(n) for n in found]
 
     async def _decode_claims(self, rows: list[list[Any]]) -> list[Claimed]:
         claimed: list[Claimed] = []
