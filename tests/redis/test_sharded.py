@@ -325,3 +325,51 @@ async def test_stats_add_up_over_the_shards(sharded: ShardedStorage) -> None:
         "b": {JobState.QUEUED: 9, JobState.CANCELLED: 1},
     }
     assert set(await sharded.oldest_queued()) == {"a", "b"}
+
+
+async def test_a_shard_that_fails_is_passed_over_while_others_have_work(
+    sharded: ShardedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard in failover must not stop the others' work; its error reaches the worker
+    (which backs off) only when no other shard had any."""
+    ids = await sharded.enqueue([spec(str(i)) for i in range(30)])
+    down = await shard_of(sharded, ids[0])
+
+    async def unavailable(*args: object, **kwargs: object) -> object:
+        raise conveyor.BackendUnavailable("shard in failover")
+
+    monkeypatch.setattr(sharded._shards[down], "claim_once", unavailable)
+    monkeypatch.setattr(sharded._shards[down], "wait_for_wake", unavailable)
+    claimed = await sharded.claim("w", ["q"], 30, 30, 0)
+    elsewhere = [i for i in ids if await shard_of(sharded, i) != down]
+    assert sorted(c.job.id for c in claimed) == sorted(elsewhere)
+    with pytest.raises(conveyor.BackendUnavailable, match="shard in failover"):
+        await sharded.claim("w", ["q"], 30, 30, 0.2)
+    monkeypatch.undo()
+    rest = await sharded.claim("w", ["q"], 30, 30, 0)
+    assert sorted(c.job.id for c in rest) == sorted(set(ids) - set(elsewhere))
+
+
+async def test_a_cancelled_claim_hands_back_what_earlier_shards_gave(
+    sharded: ShardedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await sharded.enqueue([spec(str(i)) for i in range(30)])
+    gate = asyncio.Event()
+    last = sharded._shards[(sharded._turn + N - 1) % N]  # the round's last shard
+    real = last.claim_once
+
+    async def stuck(*args: object, **kwargs: object) -> object:
+        await gate.wait()
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(last, "claim_once", stuck)
+    claiming = asyncio.create_task(sharded.claim("w", ["q"], 30, 30, 0))
+    await asyncio.sleep(0.2)  # the earlier shards have answered; the last one hangs
+    claiming.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await claiming
+    monkeypatch.undo()
+    # Nothing stays leased to a claim nobody received: every job is queued again.
+    states = {(await sharded.get(i)).state for i in ids}  # type: ignore[union-attr]
+    assert states == {JobState.QUEUED}
+    assert sharded._leases == {}
