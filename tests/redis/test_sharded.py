@@ -373,3 +373,30 @@ async def test_a_cancelled_claim_hands_back_what_earlier_shards_gave(
     states = {(await sharded.get(i)).state for i in ids}  # type: ignore[union-attr]
     assert states == {JobState.QUEUED}
     assert sharded._leases == {}
+
+
+async def test_counters_add_up_by_minute_even_across_a_minutes_end(
+    sharded: ShardedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.core.storage import MinuteCount
+
+    def at(minute: int) -> datetime:
+        return datetime.fromtimestamp(minute * 60, UTC)
+
+    answers = [  # shard 0 read minutes 10-11, the others already 11-12
+        [MinuteCount(at(10), 1, workers=2), MinuteCount(at(11), 2, workers=2)],
+        [MinuteCount(at(11), 3), MinuteCount(at(12), 5)],
+        [MinuteCount(at(11), 4, failed=1), MinuteCount(at(12), 6)],
+    ]
+    for shard, answer in zip(sharded._shards, answers, strict=True):
+
+        async def counters(*args: object, answer: list[MinuteCount] = answer) -> object:
+            return answer
+
+        monkeypatch.setattr(shard, "counters", counters)
+    assert await sharded.counters(2) == [
+        MinuteCount(at(10), 1, workers=2),
+        MinuteCount(at(11), 9, failed=1, workers=2),
+    ]

@@ -35,6 +35,7 @@ import asyncio
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -472,17 +473,16 @@ class ShardedStorage:
         self, minutes: int = 60, type: str | None = None, queue: str | None = None
     ) -> list[MinuteCount]:
         rows = await self._everywhere(lambda shard: shard.counters(minutes, type, queue))
-        return [
-            MinuteCount(
-                minute[0].minute,
-                sum(m.succeeded for m in minute),
-                sum(m.retried for m in minute),
-                sum(m.failed for m in minute),
-                sum(m.workers for m in minute),  # workers report to shard 0 only
-                sum(m.repaired for m in minute),
-            )
-            for minute in zip(*rows, strict=True)
-        ]
+        # Each shard reads its own clock: calls on either side of a minute's end answer
+        # for windows a minute apart, so the rows are added up by their minute.
+        summed: dict[datetime, list[int]] = {}
+        for row in rows:
+            for m in row:
+                total = summed.setdefault(m.minute, [0] * 5)
+                # workers report to shard 0 only, so their sum is shard 0's count
+                for i, n in enumerate((m.succeeded, m.retried, m.failed, m.workers, m.repaired)):
+                    total[i] += n
+        return [MinuteCount(m.minute, *summed[m.minute]) for m in rows[0]]
 
     def events(self) -> AsyncIterator[JobEvent]:
         return _merged([shard.events() for shard in self._shards])
