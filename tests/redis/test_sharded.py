@@ -110,23 +110,50 @@ async def test_one_shard_is_the_plain_storage(redis_url: str, namespace: str) ->
             await storage.aclose()
 
 
-async def test_a_namespace_keeps_the_shard_count_it_was_made_with(
+async def test_a_namespace_keeps_the_shard_count_it_was_first_used_with(
     redis_url: str, namespace: str
 ) -> None:
     plain = conveyor.Config(url=redis_url, namespace=namespace)
-    async with conveyor.AsyncClient(plain) as client:
-        before = await client.enqueue(BasicJob(name="before sharding"))
     spread = replace(plain, url=f"{redis_url}?shards=3")
     async with conveyor.AsyncClient(spread) as client:
-        # Going from one shard to more is allowed: the old jobs are shard 0's.
-        found = await client.get(before.id)
-        assert found is not None and found.state is JobState.QUEUED
+        made = await client.enqueue(BasicJob(name="spread"))
     for url in (redis_url, f"{redis_url}?shards=2", f"{redis_url}?shards=4"):
         with pytest.raises(conveyor.ConfigurationError, match=r"spread over 3 shard.*shards=3"):
             await open_storage(replace(plain, url=url))
+    async with conveyor.AsyncClient(spread) as client:
+        assert (await client.get(made.id)) is not None
     # The namespaces listing shows the namespace once, not its shards.
     names = await RedisStorage.namespaces(spread)
     assert namespace in names and not [n for n in names if "~" in n]
+
+
+async def test_a_namespace_used_with_one_shard_is_not_spread_later(
+    redis_url: str, namespace: str
+) -> None:
+    """Its keys and controls are all on shard 0, where rules 9, 14 and 15 on the other
+    shards would not see them: each of a job, a control and a worker keeps it unsharded."""
+    plain = conveyor.Config(url=redis_url, namespace=namespace)
+    spread = replace(plain, url=f"{redis_url}?shards=3")
+    storage = await open_storage(plain)
+    try:
+        uses = [
+            storage.enqueue([spec("old")]),
+            storage.limit_queue("q", QueueLimits(max_running=5)),
+            storage.register_worker(
+                conveyor.core.storage.WorkerInfo("w", "h", 1, ("q",), 1, 0.0), 60
+            ),
+        ]
+        for use in uses:
+            await use
+            with pytest.raises(conveyor.ConfigurationError, match=r"spread over 1 shard"):
+                await open_storage(spread)
+            # Undo this use, so that the next one is what keeps it unsharded.
+            drop = f"{{{namespace}}}:"
+            await storage._redis.delete(drop + "stats", drop + "ctl", drop + "workers")  # type: ignore[attr-defined]
+    finally:
+        await storage.aclose()
+    fresh = await open_storage(spread)  # nothing left: it may be spread now
+    await fresh.aclose()
 
 
 # --- placement --------------------------------------------------------------------------
@@ -400,3 +427,39 @@ async def test_counters_add_up_by_minute_even_across_a_minutes_end(
         MinuteCount(at(10), 1, workers=2),
         MinuteCount(at(11), 9, failed=1, workers=2),
     ]
+
+
+async def test_the_memory_of_leases_is_bounded_and_a_forgotten_one_is_found(
+    sharded: ShardedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.backends.redis import sharded as module
+
+    monkeypatch.setattr(module, "LEASE_MEMORY", 4)
+    await sharded.enqueue([spec(str(i)) for i in range(12)])
+    claimed = await sharded.claim("w", ["q"], 12, 30, 0)
+    assert len(claimed) == 12 and len(sharded._leases) == 4
+    # Outcomes of leases it no longer remembers go to the right shard all the same.
+    accepted = await sharded.record([conveyor.core.storage.Success(c.lease) for c in claimed])
+    assert accepted == [True] * 12
+    assert sharded._leases == {}
+
+
+async def test_a_claim_waiting_on_shards_that_all_fail_raises_instead_of_spinning(
+    sharded: ShardedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks = 0
+
+    async def nothing(*args: object, **kwargs: object) -> object:
+        nonlocal looks
+        looks += 1
+        return [], None
+
+    async def refused(*args: object, **kwargs: object) -> object:
+        raise conveyor.BackendUnavailable("max number of clients reached")
+
+    for shard in sharded._shards:
+        monkeypatch.setattr(shard, "claim_once", nothing)
+        monkeypatch.setattr(shard, "wait_for_wake", refused)
+    with pytest.raises(conveyor.BackendUnavailable, match="max number of clients"):
+        await sharded.claim("w", ["q"], 1, 30, 5)
+    assert looks == N  # one round of claims, then the error: no busy loop

@@ -43,7 +43,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from conveyor.core import rules
 from conveyor.core.config import Config, mask_url
-from conveyor.core.errors import BackendError, ConfigurationError, InvalidLimits
+from conveyor.core.errors import BackendError, ConfigurationError, InvalidLimits, LeaseLost
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.states import JobState
@@ -77,6 +77,9 @@ SHARD_MARK = "~"
 MAX_SHARDS = 64
 #: Items a merged stream buffers for a slow reader.
 MERGE_BUFFER = 10_000
+#: Leases whose shard a storage remembers, at most (the oldest are forgotten first: a
+#: forgotten one is looked up on every shard, since a job never changes shard).
+LEASE_MEMORY = 65_536
 
 
 def split_shards(url: str) -> tuple[str, int]:
@@ -129,24 +132,30 @@ def shard_namespaces(namespace: str, count: int) -> list[str]:
 
 
 async def check_shard_count(client: Client, config: Config, count: int) -> None:
-    """Refuse to open a namespace with another shard count than it was made with: its
-    jobs would be looked for on the wrong shards. A sharded namespace records its count
-    on shard 0 when first opened; an unsharded one records nothing.
+    """Refuse to open a namespace with another shard count than it was first used with:
+    its jobs would be looked for on the wrong shards. A sharded namespace records its
+    count on shard 0 when first opened; an unsharded one records nothing, and once it
+    holds jobs, controls or workers it stays unsharded.
 
     Raises:
         ConfigurationError: the namespace was made with another count.
     """
-    key = "{" + config.namespace + "}:shards"
+    prefix = "{" + config.namespace + "}:"
     with translated(config.url):
-        if count > 1:
-            await client.set(key, count, nx=True)
-        stored = await client.get(key)
+        stored = await client.get(prefix + "shards")
+        if count > 1 and stored is None:
+            # A namespace already used with one shard keeps it: its keys, controls and
+            # ids are all on shard 0, where rules 9, 14 and 15 would no longer see them.
+            used = await client.exists(*(prefix + name for name in ("stats", "ctl", "workers")))
+            if not used:
+                await client.set(prefix + "shards", count, nx=True)
+                stored = await client.get(prefix + "shards")
     made = int(stored) if stored else 1
     if made != count:
         raise ConfigurationError(
             f"namespace {config.namespace!r} at {mask_url(config.url)} is spread over {made} "
             f"shard(s), not {count}: open it with shards={made} in the URL (a namespace keeps "
-            "the shard count it was made with)"
+            "the shard count it was first used with; spread a new namespace instead)"
         )
 
 
@@ -192,6 +201,8 @@ class ShardedStorage:
         self._turn = 0
         # The shard of each job this storage handed out under a lease, until its outcome
         # is recorded or the lease is lost: outcomes, renewals and declarations go there.
+        # A cache (bounded by LEASE_MEMORY): a lease a worker drops without an outcome
+        # (its job cancelled, its lease lost) would otherwise stay for ever.
         self._leases: dict[str, int] = {}
 
     # --- where jobs are ---------------------------------------------------------------
@@ -283,14 +294,15 @@ class ShardedStorage:
                     failure = failure or exc
                     continue
                 for item in got:
-                    self._leases[item.lease.job_id] = index
+                    self._remember(item.lease.job_id, index)
                 claimed += got
                 if due is not None:
                     dues.append(due)
                 if len(claimed) >= limit:
                     break
-        except asyncio.CancelledError:
-            # What earlier shards handed out must not wait out its lease (as
+        except BaseException:
+            # Cancelled, or a later shard failed in a way no shard is passed over for:
+            # what earlier shards handed out must not wait out its lease (as
             # ``take_or_hand_back`` does for one shard).
             if claimed:
                 await asyncio.shield(self.record([HandBack(c.lease) for c in claimed]))
@@ -310,10 +322,24 @@ class ShardedStorage:
             for wait in waits:
                 wait.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
-        return min(waits.index(task) for task in done)
+        woke = [task for task in done if task.exception() is None]
+        if not woke:
+            # Every wait that ended failed: raising lets the worker back off, where
+            # going round again would run claims on every shard with no pause.
+            raise next(task.exception() for task in done)  # type: ignore[misc]
+        return min(waits.index(task) for task in woke)
+
+    def _remember(self, job_id: str, index: int) -> None:
+        if len(self._leases) >= LEASE_MEMORY:
+            del self._leases[next(iter(self._leases))]
+        self._leases[job_id] = index
 
     async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
-        await (await self._lease_shard(lease)).stage(lease, declarations)
+        try:
+            await (await self._lease_shard(lease)).stage(lease, declarations)
+        except LeaseLost:
+            self._leases.pop(lease.job_id, None)
+            raise
 
     async def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
         check_outcomes(outcomes)
@@ -340,10 +366,16 @@ class ShardedStorage:
         return lost
 
     async def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
-        await (await self._lease_shard(lease)).progress(lease, fraction, note)
+        try:
+            await (await self._lease_shard(lease)).progress(lease, fraction, note)
+        except LeaseLost:
+            self._leases.pop(lease.job_id, None)
+            raise
 
-    def interrupts(self) -> AsyncIterator[Lease]:
-        return _merged([shard.interrupts() for shard in self._shards])
+    async def interrupts(self) -> AsyncIterator[Lease]:
+        async for lease in _merged([shard.interrupts() for shard in self._shards]):
+            self._leases.pop(lease.job_id, None)  # its worker drops it without an outcome
+            yield lease
 
     async def register_worker(self, info: WorkerInfo, ttl: float) -> None:
         await self._shards[0].register_worker(info, ttl)

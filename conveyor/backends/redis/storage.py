@@ -126,8 +126,9 @@ class RedisStorage:
                 async for key in keys:
                     scanned += 1
                     name, _, rest = cast(bytes, key).decode(errors="replace").partition("}:")
-                    if rest in ("stats", "workers") and SHARD_MARK not in name:
-                        found.add(name.removeprefix("{"))
+                    if rest in ("stats", "workers"):
+                        # a shard of a spread namespace stands for the namespace
+                        found.add(name.removeprefix("{").partition(SHARD_MARK)[0])
                     if scanned >= NAMESPACE_SCAN:
                         break
             return sorted(found)
