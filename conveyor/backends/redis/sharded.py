@@ -32,7 +32,6 @@ batch enqueue is atomic per shard, not across them, and a declaration's key
 from __future__ import annotations
 
 import asyncio
-import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -63,6 +62,7 @@ from conveyor.core.storage import (
     check_outcomes,
 )
 
+from ._claiming import claim_or_wait
 from ._errors import translated
 
 if TYPE_CHECKING:
@@ -212,29 +212,49 @@ class ShardedStorage:
         basis = f"{spec.queue}\0{spec.key}" if spec.key is not None else spec.id
         return _place(basis) % self._count
 
+    async def _locate(self, job_ids: Sequence[str]) -> list[int]:
+        """The shard that holds each job: from the leases it handed out, else asked of
+        every shard at once (one pipelined round trip each); 0 when none does (shard 0
+        then answers "no such job" or "lease lost")."""
+        found = [self._leases.get(job_id, -1) for job_id in job_ids]
+        unknown = [job_id for job_id, index in zip(job_ids, found, strict=True) if index < 0]
+        if unknown:
+            held = await self._everywhere(lambda shard: shard.holds(unknown))
+            where = {
+                job_id: next((s for s, row in enumerate(held) if row[i]), 0)
+                for i, job_id in enumerate(unknown)
+            }
+            found = [
+                where[job_id] if index < 0 else index
+                for job_id, index in zip(job_ids, found, strict=True)
+            ]
+        return found
+
     async def _find(self, job_id: str) -> RedisStorage:
-        """The shard that holds a job; shard 0 when none does (it answers "no such job")."""
-        index = self._leases.get(job_id)
-        if index is not None:
-            return self._shards[index]
-        found = await asyncio.gather(*(shard.holds([job_id]) for shard in self._shards))
-        for shard, [held] in zip(self._shards, found, strict=True):
-            if held:
-                return shard
-        return self._shards[0]
+        """The shard that holds a job (see ``_locate``)."""
+        [index] = await self._locate([job_id])
+        return self._shards[index]
 
-    async def _lease_shard(self, lease: Lease) -> RedisStorage:
-        return await self._find(lease.job_id)
-
-    async def _grouped(
-        self, items: Sequence[T], job_id: Callable[[T], str]
-    ) -> dict[int, list[int]]:
-        """Positions of ``items`` by the shard that holds each one's job."""
+    async def _grouped(self, job_ids: Sequence[str]) -> dict[int, list[int]]:
+        """Positions in ``job_ids`` by the shard that holds each job."""
         groups: dict[int, list[int]] = {}
-        for position, item in enumerate(items):
-            shard = await self._find(job_id(item))
-            groups.setdefault(self._shards.index(shard), []).append(position)
+        for position, index in enumerate(await self._locate(job_ids)):
+            groups.setdefault(index, []).append(position)
         return groups
+
+    async def _scattered(
+        self,
+        groups: dict[int, list[int]],
+        call: Callable[[RedisStorage, list[int]], Awaitable[list[T]]],
+        answers: list[T],
+    ) -> list[T]:
+        """Run ``call`` on each shard with its positions, at once, and put each answer in
+        its position of ``answers``."""
+        replies = await asyncio.gather(*(call(self._shards[s], ps) for s, ps in groups.items()))
+        for positions, reply in zip(groups.values(), replies, strict=True):
+            for position, answer in zip(positions, reply, strict=True):
+                answers[position] = answer
+        return answers
 
     async def _everywhere(self, call: Callable[[RedisStorage], Awaitable[T]]) -> list[T]:
         return list(await asyncio.gather(*(call(shard) for shard in self._shards)))
@@ -246,33 +266,29 @@ class ShardedStorage:
         groups: dict[int, list[int]] = {}
         for position, spec in enumerate(jobs):
             groups.setdefault(self._home(spec), []).append(position)
-        ids = [spec.id for spec in jobs]
-        answers = await asyncio.gather(
-            *(self._shards[s].enqueue([jobs[p] for p in ps]) for s, ps in groups.items())
+        return await self._scattered(
+            groups,
+            lambda shard, ps: shard.enqueue([jobs[p] for p in ps]),
+            [spec.id for spec in jobs],
         )
-        for positions, answer in zip(groups.values(), answers, strict=True):
-            for position, job_id in zip(positions, answer, strict=True):
-                ids[position] = job_id
-        return ids
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
     ) -> list[Claimed]:
         if not queues or limit < 1:
             return []
-        deadline = time.monotonic() + wait
-        first = self._turn
+        first = self._turn  # each claim starts one shard further on, then where woken
         self._turn = (self._turn + 1) % self._count
-        while True:
-            claimed, next_due = await self._claim_round(worker_id, queues, limit, lease, first)
-            if claimed:
-                return claimed
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            if next_due is not None:
-                remaining = min(remaining, max(next_due - time.time(), 0.0) + 0.001)
-            first = await self._wait_for_wake(queues, remaining)
+
+        async def wait_for_wake(timeout: float) -> None:
+            nonlocal first
+            first = await self._wait_for_wake(queues, timeout)
+
+        return await claim_or_wait(
+            lambda: self._claim_round(worker_id, queues, limit, lease, first),
+            wait_for_wake,
+            wait,
+        )
 
     async def _claim_round(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, first: int
@@ -336,27 +352,25 @@ class ShardedStorage:
 
     async def stage(self, lease: Lease, declarations: Sequence[JobSpec]) -> None:
         try:
-            await (await self._lease_shard(lease)).stage(lease, declarations)
+            await (await self._find(lease.job_id)).stage(lease, declarations)
         except LeaseLost:
             self._leases.pop(lease.job_id, None)
             raise
 
     async def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
         check_outcomes(outcomes)
-        groups = await self._grouped(outcomes, lambda outcome: outcome.lease.job_id)
-        answers = await asyncio.gather(
-            *(self._shards[s].record([outcomes[p] for p in ps]) for s, ps in groups.items())
+        groups = await self._grouped([outcome.lease.job_id for outcome in outcomes])
+        accepted = await self._scattered(
+            groups,
+            lambda shard, ps: shard.record([outcomes[p] for p in ps]),
+            [False] * len(outcomes),
         )
-        accepted = [False] * len(outcomes)
-        for positions, answer in zip(groups.values(), answers, strict=True):
-            for position, ok in zip(positions, answer, strict=True):
-                accepted[position] = ok
         for outcome in outcomes:
             self._leases.pop(outcome.lease.job_id, None)
         return accepted
 
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
-        groups = await self._grouped(leases, lambda held: held.job_id)
+        groups = await self._grouped([held.job_id for held in leases])
         answers = await asyncio.gather(
             *(self._shards[s].renew([leases[p] for p in ps], lease) for s, ps in groups.items())
         )
@@ -367,7 +381,7 @@ class ShardedStorage:
 
     async def progress(self, lease: Lease, fraction: float, note: str | None) -> None:
         try:
-            await (await self._lease_shard(lease)).progress(lease, fraction, note)
+            await (await self._find(lease.job_id)).progress(lease, fraction, note)
         except LeaseLost:
             self._leases.pop(lease.job_id, None)
             raise

@@ -48,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "the Redis backend needs redis-py: pip install 'conveyor-jobs[redis]'"
     ) from exc
 
+from ._claiming import claim_or_wait
 from ._codec import (
     ArgValue,
     controls_from_field,
@@ -174,17 +175,11 @@ class RedisStorage:
     ) -> list[Claimed]:
         if not queues or limit < 1:
             return []
-        deadline = time.monotonic() + wait
-        while True:
-            claimed, next_due = await self.claim_once(worker_id, queues, limit, lease)
-            if claimed:
-                return claimed
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            if next_due is not None:
-                remaining = min(remaining, max(next_due - time.time(), 0.0) + 0.001)
-            await self.wait_for_wake(queues, remaining)
+        return await claim_or_wait(
+            lambda: self.claim_once(worker_id, queues, limit, lease),
+            lambda timeout: self.wait_for_wake(queues, timeout),
+            wait,
+        )
 
     async def claim_once(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float
