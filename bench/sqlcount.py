@@ -39,6 +39,15 @@ def classify(sql: str) -> str:
         return "empty"
     if upper in ("SELECT 1", "SELECT 1;"):
         return "SELECT 1 (pool pre-ping)"
+    # The library's one-statement paths (pg_enqueue, pg_claim, pg_settle), by their
+    # first data-modifying step.
+    first_step = upper.partition(" AS (")[2][:40]
+    if upper.startswith("WITH") and "INSERT INTO" in first_step:
+        return "enqueue (one statement)"
+    if upper.startswith("WITH CONTROLLED AS ("):
+        return "claim (one statement)"
+    if upper.startswith("WITH O AS (") and "DONE AS (" in upper:
+        return "settle (one statement)"
     if "PG_NOTIFY" in upper:
         return "SELECT pg_notify"
     verb = upper.split(" ", 1)[0]

@@ -24,6 +24,7 @@ from bench.common import (
 )
 from bench.pgwire import ConnStats, _Session
 from bench.run import plan, schedule
+from conveyor.backends.sql import pg_claim, pg_enqueue, pg_settle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,6 +115,12 @@ def test_classify_labels_the_library_statements() -> None:
     assert c("SELECT min(jobs.run_at) FROM bench_x_jobs AS jobs") == "SELECT jobs (aggregate)"
     assert c("BEGIN IMMEDIATE") == "BEGIN IMMEDIATE"
     assert c("SELECT 1") == "SELECT 1 (pool pre-ping)"
+    one = "(one statement)"
+    assert c(pg_enqueue.enqueue_statement("x")) == f"enqueue {one}"
+    assert c(pg_enqueue.single_enqueue_statement("x", keyed=True)) == f"enqueue {one}"
+    assert c(pg_claim.claim_statement("x")) == f"claim {one}"
+    assert c(pg_settle.settle_statement("x")) == f"settle {one}"
+    assert c("WITH t AS (SELECT 1) SELECT * FROM t") == "WITH"
 
 
 def test_sql_counts_per_job() -> None:

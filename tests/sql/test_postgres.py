@@ -16,7 +16,8 @@ from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.backends.sql.migrate import CHURN_STORAGE, SCHEMA_VERSION, SchemaMismatch
 from conveyor.core.backend_registry import open_storage
-from conveyor.core.storage import Success
+from conveyor.core.job import Lease
+from conveyor.core.storage import Failure, Success
 from tests.support import (
     FAST_BACKOFF,
     Journal,
@@ -242,11 +243,12 @@ async def test_tables_that_churn_are_vacuumed_early(client: conveyor.AsyncClient
     assert options["schema_version"] == set()  # written once: the defaults
 
 
-async def test_only_the_enqueue_statements_are_prepared_on_a_session(
+async def test_only_the_hot_statements_are_prepared_on_a_session(
     client: conveyor.AsyncClient,
 ) -> None:
     """Preparing SQLAlchemy's many-shaped transition statements cost a worker's drain a
-    sixth of its rate (storage._engine_options): a session keeps only the enqueue's."""
+    sixth of its rate (storage._engine_options): a session keeps only the fixed ones
+    it runs on the driver connection: the enqueue, the one-statement claim and settle."""
     storage = await client.storage()
     for i in range(12):  # psycopg would prepare any statement run five times
         await client.enqueue(BasicJob(count=i))
@@ -258,6 +260,51 @@ async def test_only_the_enqueue_statements_are_prepared_on_a_session(
             row[0]
             for row in await conn.execute(text("SELECT statement FROM pg_prepared_statements"))
         ]
-    assert prepared, "the enqueue statement was never prepared"
-    assert all("INSERT INTO" in statement for statement in prepared), prepared
-    assert not any("SKIP LOCKED" in statement for statement in prepared), prepared
+    enqueues = [statement for statement in prepared if "WITH  ins AS (" in statement]
+    claims = [statement for statement in prepared if "claimed AS (" in statement]
+    settles = [statement for statement in prepared if "done AS (" in statement]
+    assert (len(enqueues), len(claims), len(settles)) == (1, 1, 1), prepared
+    assert len(prepared) == 3, prepared  # not the transactions' statements
+
+
+async def test_a_mixed_batch_settles_leaves_at_once_and_the_rest_in_a_transaction(
+    client: conveyor.AsyncClient,
+) -> None:
+    """The one-statement settle (pg_settle) takes only leaf successes whose lease is
+    held; a stale lease and a failure go to the transaction, and every answer, state,
+    result and count comes out as one transaction's would."""
+    storage = await client.storage()
+    queue = BasicJob.DESCRIPTOR.full_name
+    for i in range(4):
+        await client.enqueue(BasicJob(count=i))
+    leaf, stale, failing, quiet = await storage.claim("w", [queue], 4, 30.0, 0.0)
+    stale_lease = Lease(stale.lease.job_id, stale.lease.token - 1)
+    answers = await storage.record(
+        [
+            Success(leaf.lease, [], result=b"\x08\x07", result_type=queue),
+            Success(stale_lease, []),
+            Failure(failing.lease, "boom"),
+            Success(quiet.lease, []),  # returned nothing: no result stored
+        ]
+    )
+    assert answers == [True, False, True, True]
+    got = {}
+    for claimed in (leaf, stale, failing, quiet):
+        job = await client.get(claimed.job.id)
+        assert job is not None
+        got[claimed.job.id] = job
+    assert got[leaf.job.id].state is JobState.SUCCEEDED
+    assert got[leaf.job.id].result_bytes == b"\x08\x07"
+    assert got[stale.job.id].state is JobState.RUNNING  # its attempt still runs
+    assert got[failing.job.id].state is JobState.FAILED
+    assert got[quiet.job.id].state is JobState.SUCCEEDED
+    assert got[quiet.job.id].result_bytes is None
+    [stats] = await storage.queue_stats()
+    assert (stats.count(JobState.SUCCEEDED), stats.count(JobState.FAILED)) == (2, 1)
+    assert stats.count(JobState.RUNNING) == 1
+    for counted in (None, queue):  # the totals, and the queue's own row
+        minutes = await storage.counters(minutes=2, queue=counted)
+        assert sum(m.succeeded for m in minutes) == 2
+        assert sum(m.failed for m in minutes) == 1
+    by_type = await storage.counters(minutes=2, type=queue)
+    assert sum(m.succeeded for m in by_type) == 2

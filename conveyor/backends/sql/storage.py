@@ -24,6 +24,7 @@ from conveyor.core.errors import (
     ConfigurationError,
     ConveyorError,
     MissingExtra,
+    PayloadDecodeError,
 )
 from conveyor.core.job import Job, JobSpec, Lease
 from conveyor.core.queues import QueueControls, QueueLimits
@@ -38,7 +39,9 @@ from conveyor.core.storage import (
     MinuteCount,
     Outcome,
     QueueStats,
+    Success,
     WorkerInfo,
+    check_outcomes,
     take_or_hand_back,
 )
 from conveyor.core.wakeup import LocalSignal, earliest, local_signal, stream, wait_for_work
@@ -54,9 +57,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import reads, tallies, transitions
-from ._rows import queue_controls_of
+from ._rows import job_of_row, queue_controls_of
 from ._tx import Tx
 from .migrate import check, migrate
+from .pg_claim import claim_params, claim_statement
 from .pg_enqueue import (
     NOTIFY_CHUNK,
     enqueue_params,
@@ -64,6 +68,7 @@ from .pg_enqueue import (
     single_enqueue_params,
     single_enqueue_statement,
 )
+from .pg_settle import settle_params, settle_statement
 from .pooling import NO_POOLER, POLL, Pooling, split_pooling
 from .schema import SETTLED, build_tables
 
@@ -72,6 +77,8 @@ T = TypeVar("T")
 
 WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
+RETRYABLE_STATES = ("40P01", "40001")  # deadlock detected, serialization failure
+CONTROLS_KEPT = 1.0  # seconds claims run in a transaction after a queue had controls
 NEVER_BY_ITSELF = 2**31 - 1  # psycopg prepare_threshold: only what asks (prepare=True)
 WAL_SWITCH_TRIES = 100  # 5 s of tries at turning WAL on while another process holds the lock
 
@@ -105,8 +112,7 @@ def _retryable(exc: DBAPIError) -> bool:
     # fresh one. This replaces a ping per checkout, which cost a round trip.
     if exc.connection_invalidated:
         return True
-    code = getattr(exc.orig, "sqlstate", None)
-    if code in ("40P01", "40001"):  # deadlock detected, serialization failure
+    if getattr(exc.orig, "sqlstate", None) in RETRYABLE_STATES:
         return True
     return "database is locked" in str(exc.orig)
 
@@ -131,18 +137,21 @@ class SQLStorage:
         # PostgreSQL: the interrupts (rule 12) this process's LISTEN connection receives.
         self._interrupted: LocalSignal = local_signal(f"{engine.url}|{config.namespace}|cancel")
         self._write_lock = asyncio.Lock() if not postgres else None
-        # The enqueue statements are few, fixed and hot: prepared on each session (every
+        # The enqueue and claim statements are few, fixed and hot: prepared on each session (every
         # other statement is sent unprepared, see _engine_options), but never through a
         # pooler, where the next transaction may run on another server session.
-        self._prepare_enqueue = postgres and pooling.pooler is None
+        self._prepare_hot = postgres and pooling.pooler is None
         # Where LISTEN goes: the server itself, or nowhere (then workers poll every POLL).
         self._listen_dsn = _listen_dsn(engine, pooling) if postgres else None
         self._listener: asyncio.Task[None] | None = None
         self._promoted_at = 0.0
+        self._controlled_until = 0.0  # claims run in a transaction until then
         self._reconciled = ("", "")  # where the reconciler's slices ended (waiting, held)
         self._wake_channel = f"conveyor_{config.namespace}_wake"
         self._event_channel = f"conveyor_{config.namespace}_events"
         self._interrupt_channel = f"conveyor_{config.namespace}_cancel"
+        self._claim_statement = claim_statement(config.namespace)
+        self._settle_statement = settle_statement(config.namespace)
         self._single_enqueue = {
             keyed: single_enqueue_statement(config.namespace, keyed=keyed)
             for keyed in (False, True)
@@ -381,7 +390,7 @@ class SQLStorage:
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         try:
-            await driver.execute(*self._enqueue_statement(jobs), prepare=self._prepare_enqueue)
+            await driver.execute(*self._enqueue_statement(jobs), prepare=self._prepare_hot)
         except psycopg.Error as exc:
             raise self._driver_error(exc) from exc
         return [job.id for job in jobs]
@@ -393,31 +402,41 @@ class SQLStorage:
         return enqueue_statement(self._namespace), params
 
     async def _pg_run(self, statement: tuple[str, dict[str, Any]]) -> tuple[Any, ...]:
-        """An enqueue statement, one round trip; returns its first row (if any).
+        """An enqueue statement, one round trip; returns its first row (if any)."""
+        rows = await self._pg_rows(statement)
+        self._signal.wake()
+        return tuple(rows[0]) if rows else ()
 
-        It runs on the driver connection itself: for this hot path SQLAlchemy's
-        execution layer cost as much as the round trip.
+    async def _pg_rows(
+        self, statement: tuple[str, dict[str, Any]], row_factory: Any = None
+    ) -> list[Any]:
+        """One hot statement in autocommit, one round trip; returns its rows.
+
+        It runs on the driver connection itself: for the hot paths SQLAlchemy's
+        execution layer cost as much as the round trip. A pooled connection found
+        dead is replaced and the statement sent again: it had not reached the
+        server (an enqueue's ``ON CONFLICT`` would make a re-run harmless anyway,
+        and a claim whose answer was lost is a worker lost, rule 6).
         """
         import psycopg
+        from psycopg.rows import tuple_row
 
-        row: tuple[Any, ...] = ()
         for attempt in range(3):
             async with self._autocommit.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
                 try:
-                    cursor = await driver.execute(*statement, prepare=self._prepare_enqueue)
-                    row = await cursor.fetchone() or ()
-                    break
+                    cursor = driver.cursor(row_factory=row_factory or tuple_row)
+                    await cursor.execute(*statement, prepare=self._prepare_hot)
+                    rows: list[Any] = await cursor.fetchall()
+                    return rows
                 except psycopg.OperationalError as exc:
                     await conn.invalidate()  # never hand a dead connection back to the pool
                     if attempt == 2 or not driver.closed:
                         raise self._driver_error(exc) from exc
-                    # A pooled connection had died; ON CONFLICT makes the re-run harmless.
                 except psycopg.Error as exc:
                     raise self._driver_error(exc) from exc
-        self._signal.wake()
-        return row
+        raise AssertionError("unreachable")
 
     def _driver_error(self, exc: Exception) -> BackendError:
         import psycopg
@@ -443,17 +462,66 @@ class SQLStorage:
             return await transitions.claim(tx, worker_id, queues, limit, lease, promote=promote)
 
         look_again: float | None = None  # rule 14: a queue its limits hold back
+        # The next due time, as the last take's one-statement claim answered it (a
+        # list, empty when the last take ran in a transaction).
+        answered: list[float | None] = []
+        # One statement, unless a queue's controls called for a transaction lately.
+        at_once = self._postgres and time.monotonic() >= self._controlled_until
 
         async def take() -> list[Claimed]:
-            nonlocal look_again
+            nonlocal look_again, at_once
+            answered.clear()
+            if at_once and time.time() - self._promoted_at < PROMOTE_EVERY:
+                claimed, (controlled, due) = await take_or_hand_back(
+                    self._claim_at_once(worker_id, queues, limit, lease), self
+                )
+                if not controlled:
+                    answered.append(due)
+                    return claimed
+                at_once = False
+                self._controlled_until = time.monotonic() + CONTROLS_KEPT
             claimed, look_again = await take_or_hand_back(self._tx(body), self)
             return claimed
 
         async def next_due() -> float | None:
+            if answered:
+                return answered[0]
             return earliest(await self._next_due(), look_again)
 
         poll = None if self._listen_dsn is not None else POLL
         return await wait_for_work(self._signal, take, next_due, wait, poll)
+
+    async def _claim_at_once(
+        self, worker_id: str, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claimed], tuple[bool, float | None]]:
+        """PostgreSQL, queues without controls: the claim in one statement
+        (``pg_claim``). Returns the claimed jobs, and whether a queue has controls
+        (nothing was claimed: a transaction must) with the next due time."""
+        from psycopg.rows import namedtuple_row
+
+        now = time.time()
+        params = claim_params(
+            worker_id, list(queues), limit, lease, now, events=self._event_channel
+        )
+        rows = await self._pg_rows((self._claim_statement, params), namedtuple_row)
+        first = rows[0]
+        if first.id is None:
+            return [], (first.controlled > 0, first.due)
+        claimed: list[Claimed] = []
+        garbled: list[tuple[Any, PayloadDecodeError]] = []
+        for row in sorted(rows, key=lambda r: (-r.priority, r.ready_at or 0.0, r.id)):
+            try:
+                claimed.append(Claimed(job_of_row(row), Lease(row.id, row.lease_token)))
+            except PayloadDecodeError as exc:
+                garbled.append((row, exc))
+        for row, why in garbled:
+            # Written by other software: failed for good under the lease just taken,
+            # as the claim in a transaction does (retrying would garble again).
+            log.error("%s", why)
+            error = f"stored job is not a valid Conveyor job: {why.__cause__!r}"
+            lease_ = Lease(row.id, row.lease_token)
+            await self._tx(functools.partial(transitions.fail_held, lease=lease_, error=error))
+        return claimed, (False, None)
 
     def _start_listening(self) -> None:
         # Only a claiming process listens: a producer's own LISTEN connection would be
@@ -479,7 +547,42 @@ class SQLStorage:
     async def record(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
-        return await self._tx(functools.partial(transitions.record, outcomes=outcomes))
+        settled: set[str] = set()
+        if self._postgres:
+            check_outcomes(outcomes)
+            settled = await self._settle_at_once(outcomes)
+        rest = [o for o in outcomes if o.lease.job_id not in settled]
+        answers = iter(
+            await self._tx(functools.partial(transitions.record, outcomes=rest)) if rest else []
+        )
+        return [o.lease.job_id in settled or next(answers) for o in outcomes]
+
+    async def _settle_at_once(self, outcomes: Sequence[Outcome]) -> set[str]:
+        """PostgreSQL: the successes with nothing to cascade, settled in one statement
+        (``pg_settle``). Returns the ids it settled; the rest is a transaction's."""
+        seen: set[str] = set()
+        leaves: list[Success] = []
+        for outcome in outcomes:
+            # A repeated lease is the transaction's to refuse.
+            repeat = outcome.lease.job_id in seen
+            if isinstance(outcome, Success) and not outcome.declarations and not repeat:
+                leaves.append(outcome)
+            seen.add(outcome.lease.job_id)
+        if not leaves:
+            return set()
+        params = settle_params(leaves, time.time(), events=self._event_channel)
+        for attempt in range(10):
+            try:
+                [(ids, _)] = await self._pg_rows((self._settle_statement, params))
+                return set(ids)
+            except BackendError as exc:
+                # Counter rows upserted in another order by a racing settle: nothing was
+                # applied, so the statement runs again, as a transaction would.
+                cause = exc.__cause__
+                if attempt == 9 or getattr(cause, "sqlstate", None) not in RETRYABLE_STATES:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
         if not leases:
@@ -712,8 +815,8 @@ def _engine_options(config: Config, postgres: bool, pooling: Pooling) -> dict[st
     # built by SQLAlchemy in many shapes (IN lists of every length), and preparing them
     # cost a worker's drain a sixth of its rate and the server a quarter more CPU per job
     # (one `conveyor worker --burst` over 10,000 jobs: 730 against 867 jobs/s, 506 against
-    # 384 µs of server CPU per job). So only the few, fixed, hot enqueue statements are
-    # prepared, on purpose (SQLStorage._prepare_enqueue: one-at-a-time enqueues stay at
+    # 384 µs of server CPU per job). So only the few, fixed, hot enqueue and claim statements are
+    # prepared, on purpose (SQLStorage._prepare_hot: one-at-a-time enqueues stay at
     # 1,190 against 1,169 jobs/s). Through a pooler nothing is: a prepared statement
     # would outlive its transaction's server session.
     connect["prepare_threshold"] = None if pooling.pooler is not None else NEVER_BY_ITSELF

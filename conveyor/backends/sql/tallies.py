@@ -39,6 +39,9 @@ async def add_counts(tx: Tx) -> None:
         if not key.startswith(QUEUE_KEY):
             totals = [a + b for a, b in zip(totals, cells, strict=True)]
     rows.append(("", totals))
+    # In key order, as the one-statement settle (pg_settle) upserts them: two
+    # settles racing on the same rows then lock them in the same order.
+    rows.sort()
     ct = tx.t.counters
     values = [
         {"minute": minute, "type": name, "succeeded": s, "retried": r, "failed": f, "repaired": x}

@@ -522,6 +522,14 @@ async def retry_later(tx: Tx, row: Rec, error: str, retry_at: float) -> None:
     await release(tx, jobs.c.id == row.id)
 
 
+async def fail_held(tx: Tx, lease: Lease, error: str) -> None:
+    """Rule 3 for a claimed job that cannot run (its row is not a valid job): failed
+    for good, if its attempt still holds ``lease``."""
+    row = (await _lock(tx, [lease.job_id])).get(lease.job_id)
+    if row is not None and holds(row, lease):
+        await fail(tx, row, error)
+
+
 async def fail(tx: Tx, row: Rec, error: str) -> None:
     """Rule 3: the handler failed for good."""
     await discard_declarations(tx, [row.id])
