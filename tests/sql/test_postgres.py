@@ -308,3 +308,41 @@ async def test_a_mixed_batch_settles_leaves_at_once_and_the_rest_in_a_transactio
         assert sum(m.failed for m in minutes) == 1
     by_type = await storage.counters(minutes=2, type=queue)
     assert sum(m.succeeded for m in by_type) == 2
+
+
+def _vacuums(dsn: str, namespace: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = %s "
+            "AND relname = 'jobs'",
+            (namespace,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_maintenance_vacuums_a_jobs_table_full_of_dead_rows(
+    client: conveyor.AsyncClient,
+) -> None:
+    """Autovacuum visits a table once a minute at most; a busy queue leaves tens of
+    thousands of row versions behind meanwhile. Maintenance vacuums the churning
+    tables as soon as they are as dead as their storage parameters allow."""
+    storage = await client.storage()
+    namespace = client.config.namespace
+    dsn = client.config.url.replace("+psycopg", "")
+    await storage.maintain()  # nothing dead yet: no vacuum
+    assert _vacuums(dsn, namespace) == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{namespace}".jobs (id, type, queue, payload, state, max_attempts, '
+            "created_at) SELECT 'dead-' || i, 't', 'q', '', 'succeeded', 1, 0 "
+            "FROM generate_series(1, 3000) AS i"
+        )
+        conn.execute(f"DELETE FROM \"{namespace}\".jobs WHERE id LIKE 'dead-%%'")
+        conn.execute("SELECT pg_stat_force_next_flush()")  # the dead rows, counted now
+        conn.execute("SELECT 1")
+    await storage.maintain()  # within VACUUM_CHECK of the last look: not yet
+    assert _vacuums(dsn, namespace) == 0
+    storage._vacuum_at = 0.0  # type: ignore[attr-defined]  # VACUUM_CHECK has passed
+    await storage.maintain()
+    assert _vacuums(dsn, namespace) == 1

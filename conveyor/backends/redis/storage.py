@@ -42,6 +42,7 @@ from conveyor.core.storage import (
 )
 
 try:
+    import redis.asyncio as aioredis
     from redis import exceptions as redis_errors
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtra(
@@ -58,6 +59,7 @@ from ._codec import (
     specs_args,
 )
 from ._connect import Client, connect
+from ._direct import DirectCalls
 from ._errors import translated
 from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
@@ -76,8 +78,21 @@ _TOKEN = FIELD["token"].encode()
 class RedisStorage:
     """Jobs in Redis hashes; queues in lists; every transition one Lua script."""
 
-    def __init__(self, client: Client, config: Config, *, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        config: Config,
+        *,
+        namespace: str | None = None,
+        direct: DirectCalls | None = None,
+    ) -> None:
         self._redis = client
+        # Scripts run past redis-py's command layer on one server (``_direct``); a
+        # cluster client routes each call to its slot's master, so it keeps its own.
+        # The shards of a spread namespace share their client's.
+        if direct is None and isinstance(client, aioredis.Redis):
+            direct = DirectCalls(client.connection_pool)
+        self._direct = direct
         self._url = config.url
         # ``namespace``: one shard of a namespace spread over several (``sharded.py``)
         self._prefix = "{" + (namespace or config.namespace) + "}:"
@@ -110,7 +125,8 @@ class RedisStorage:
         if count == 1:
             return storage
         names = shard_namespaces(config.namespace, count)
-        return ShardedStorage([storage, *(cls(client, config, namespace=n) for n in names[1:])])
+        shards = [cls(client, config, namespace=n, direct=storage._direct) for n in names[1:]]
+        return ShardedStorage([storage, *shards])
 
     @classmethod
     async def namespaces(cls, config: Config) -> list[str]:
@@ -156,6 +172,8 @@ class RedisStorage:
 
     async def _call(self, script: Any, args: Sequence[ArgValue]) -> Any:
         with translated(self._url):
+            if self._direct is not None:
+                return await self._direct.run(script, self._keys, args)
             return await script(keys=self._keys, args=args)
 
     # --- producing and working ----------------------------------------------------
@@ -544,4 +562,6 @@ class RedisStorage:
         return {name.decode(): data for name, data in raw.items()}
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         await self._redis.aclose()

@@ -112,7 +112,7 @@ def _family_roots_v9(conn: Connection, tables: Tables) -> None:
 #: default 20 %, which a table bloated by a burst only raises), at full speed (no
 #: cost-based pauses). Measured: bench/README.md, "Soak".
 CHURN_STORAGE = (
-    "autovacuum_vacuum_scale_factor = 0.01",
+    "autovacuum_vacuum_scale_factor = 0.01",  # vacuum_due_statement says the same
     "autovacuum_vacuum_threshold = 1000",
     "autovacuum_vacuum_insert_scale_factor = 0.01",
     "autovacuum_vacuum_cost_delay = 0",
@@ -120,20 +120,31 @@ CHURN_STORAGE = (
 )
 
 
+#: The tables CHURN_STORAGE is set on (PostgreSQL names them without a prefix).
+CHURNING = ("jobs", "counters", "settled_counts", "job_keys", "workers", "worker_minutes")
+
+
+def vacuum_due_statement(tables: tuple[str, ...]) -> str:
+    """The churning tables of a schema (``:schema``) with as many dead rows as
+    CHURN_STORAGE lets autovacuum leave, that the current user may vacuum: what
+    ``SQLStorage`` vacuums itself between autovacuum's visits."""
+    names = ", ".join(f"'{name}'" for name in tables)
+    return f"""
+        SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+        WHERE s.schemaname = :schema AND s.relname IN ({names})
+          AND s.n_dead_tup > 1000 + 0.01 * s.n_live_tup
+          AND pg_has_role(c.relowner, 'USAGE')
+        ORDER BY s.relname
+        """
+
+
 def _vacuum_churn_v10(conn: Connection, tables: Tables) -> None:
     """PostgreSQL: autovacuum keeps up with the tables that churn (``CHURN_STORAGE``)."""
     if conn.dialect.name != "postgresql":
         return
-    churning = (
-        tables.jobs,
-        tables.counters,
-        tables.settled_counts,
-        tables.job_keys,
-        tables.workers,
-        tables.worker_minutes,
-    )
     parameters = ", ".join(CHURN_STORAGE)
-    for table in churning:
+    for name in CHURNING:
+        table = getattr(tables, name)
         conn.execute(text(f"ALTER TABLE {_qualified(conn, table)} SET ({parameters})"))
 
 

@@ -59,7 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from . import reads, tallies, transitions
 from ._rows import job_of_row, queue_controls_of
 from ._tx import Tx
-from .migrate import check, migrate
+from .migrate import CHURNING, check, migrate, vacuum_due_statement
 from .pg_claim import claim_params, claim_statement
 from .pg_enqueue import (
     NOTIFY_CHUNK,
@@ -78,6 +78,7 @@ T = TypeVar("T")
 WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
 RETRYABLE_STATES = ("40P01", "40001")  # deadlock detected, serialization failure
+VACUUM_CHECK = 5.0  # seconds between maintenance's looks for tables to vacuum
 CONTROLS_KEPT = 1.0  # seconds claims run in a transaction after a queue had controls
 NEVER_BY_ITSELF = 2**31 - 1  # psycopg prepare_threshold: only what asks (prepare=True)
 WAL_SWITCH_TRIES = 100  # 5 s of tries at turning WAL on while another process holds the lock
@@ -146,6 +147,8 @@ class SQLStorage:
         self._listener: asyncio.Task[None] | None = None
         self._promoted_at = 0.0
         self._controlled_until = 0.0  # claims run in a transaction until then
+        self._vacuum_at = 0.0  # when maintenance next looks for tables to vacuum
+        self._vacuum_due = vacuum_due_statement(CHURNING)
         self._reconciled = ("", "")  # where the reconciler's slices ended (waiting, held)
         self._wake_channel = f"conveyor_{config.namespace}_wake"
         self._event_channel = f"conveyor_{config.namespace}_events"
@@ -693,7 +696,39 @@ class SQLStorage:
             )
             return report
 
-        return await self._tx(body)
+        report = await self._tx(body)
+        if self._postgres and time.monotonic() >= self._vacuum_at:
+            self._vacuum_at = time.monotonic() + VACUUM_CHECK
+            await self._vacuum_churned()
+        return report
+
+    async def _vacuum_churned(self) -> None:
+        """PostgreSQL: ``VACUUM`` the churning tables that have as many dead rows as
+        their autovacuum settings (``migrate.CHURN_STORAGE``) allow, without waiting
+        for autovacuum's next visit (``autovacuum_naptime``, a minute by default, in
+        which a busy queue leaves tens of thousands of jobs' row versions behind).
+
+        Any worker's maintenance may look, every ``VACUUM_CHECK`` seconds; ``SKIP_LOCKED``
+        passes over a table another session is vacuuming already. Only tables this
+        user owns are taken (a vacuum of another's table would be refused). A failure
+        is logged: autovacuum still comes.
+        """
+        import psycopg
+
+        async def due(conn: AsyncConnection) -> list[str]:
+            stmt = text(self._vacuum_due).bindparams(schema=self._namespace)
+            return list((await conn.execute(stmt)).scalars())
+
+        try:
+            tables = await self._read(due)
+            async with self._autocommit.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                for table in tables:
+                    vacuum = f'VACUUM (SKIP_LOCKED) "{self._namespace}"."{table}"'
+                    await driver.execute(vacuum, prepare=False)
+        except (BackendError, psycopg.Error) as exc:
+            log.warning("vacuuming the job tables failed (autovacuum will): %s", exc)
 
     # --- steering -------------------------------------------------------------------
 
