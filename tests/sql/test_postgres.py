@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import conveyor
-from conveyor import JobState
+from conveyor import JobState, When
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.backends.sql.migrate import CHURN_STORAGE, SCHEMA_VERSION, SchemaMismatch
 from conveyor.core.backend_registry import open_storage
 from conveyor.core.job import Lease
 from conveyor.core.storage import Failure, Success
+from tests.contract.driver import Driver, Kid
 from tests.support import (
     FAST_BACKOFF,
     Journal,
@@ -346,3 +347,40 @@ async def test_maintenance_vacuums_a_jobs_table_full_of_dead_rows(
     storage._vacuum_at = 0.0  # type: ignore[attr-defined]  # VACUUM_CHECK has passed
     await storage.maintain()
     assert _vacuums(dsn, namespace) == 1
+
+
+async def test_children_settled_at_once_count_their_parent_down_until_the_last(
+    config: conveyor.Config,
+) -> None:
+    """The one-statement settle counts a parent down once for its children in the
+    batch while the parent stays open; the child that closes the family goes to the
+    transaction, which settles the parent and releases its heir."""
+    storage = await open_storage(config)
+    try:
+        drive = Driver(storage, config)
+        await drive.enqueue("p")
+        await drive.run("p", Kid("a"), Kid("b"), Kid("c"), Kid("d"), Kid("h", when=When.SUCCEEDED))
+        claimed = [(await storage.claim("w", [k], 1, 30.0, 0.0))[0] for k in "abcd"]
+        a, b, c, d = (Success(x.lease, []) for x in claimed)
+        in_transactions: list[str] = []  # SQLAlchemy sees the transactions' statements only
+        engine = storage._engine.sync_engine  # type: ignore[attr-defined]
+        event.listen(engine, "before_cursor_execute", lambda *a: in_transactions.append(a[2]))
+        assert await storage.record([a, b]) == [True, True]
+        assert in_transactions == []  # one statement on the driver connection
+        parent = await drive.job("p")
+        assert (parent.state, parent.open_children) == (JobState.WAITING, 2)
+        assert await drive.states("a", "b", "c", "h") == {
+            "a": JobState.SUCCEEDED,
+            "b": JobState.SUCCEEDED,
+            "c": JobState.RUNNING,
+            "h": JobState.HELD,
+        }
+        assert await storage.record([c, d]) == [True, True]  # closes the family
+        assert in_transactions  # in a transaction
+        parent = await drive.job("p")
+        assert (parent.state, parent.open_children) == (JobState.SUCCEEDED, 0)
+        assert await drive.state("h") is JobState.QUEUED
+        [stats] = [s for s in await storage.queue_stats() if s.queue == "a"]
+        assert stats.count(JobState.SUCCEEDED) == 1
+    finally:
+        await storage.aclose()

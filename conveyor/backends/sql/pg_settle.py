@@ -2,21 +2,25 @@
 
 Recording outcomes in a transaction costs BEGIN, the rows' lock, a look for
 staged declarations, the update, the counters, the settled-count ledger, the
-events ``NOTIFY`` and COMMIT: eight round trips a batch. Most successes have
-nothing to cascade: no parent to count down (rule 5), no staged declarations to
-release (rule 1), no unique key to free (rule 15). This statement settles
-exactly those in one autocommit round trip, as the transaction's bulk path
-(``transitions._succeed_leaves``) does:
+events ``NOTIFY`` and COMMIT: eight round trips a batch. Most successes cascade
+no further than a count: no staged declarations to release (rule 1), no unique
+key to free (rule 15), no failed descendants to pass up, and either no parent
+or a parent that stays open after counting them down (rule 5). This statement
+settles exactly those in one autocommit round trip, as the transaction's bulk
+path (``transitions._succeed_leaves``) does:
 
 - it takes only jobs whose attempt still holds the lease (rule 6), locked in id
-  order like every transaction;
+  order, then their parents, in id order, like every transaction;
+- it counts each parent down once for all its children in the batch, and only
+  a parent that stays open: the child that closes a family is the
+  transaction's, which settles the parent and walks on up;
 - it stores each handler's result (only when it returned one);
 - it counts them in the minute's counters (their type, their queue, the totals,
   in key order, as ``tallies.add_counts`` does) and in the settled-count ledger;
 - it sends their events, delivered at once.
 
-It answers the ids it settled; every other outcome of the batch (a lease lost,
-a job with a parent, a key or declarations) is the transaction's to record.
+It answers the ids it settled; every other outcome of the batch is the
+transaction's to record.
 """
 
 from __future__ import annotations
@@ -42,21 +46,36 @@ def settle_statement(schema: str) -> str:
                                  CAST(%(results)s AS bytea[]), CAST(%(result_types)s AS text[]))
                  AS o(id, token, result, result_type)
         ), simple AS (
-            SELECT j.id FROM {jobs} j JOIN o ON j.id = o.id
+            SELECT j.id, j.parent_id FROM {jobs} j JOIN o ON j.id = o.id
             WHERE j.state = 'running' AND j.lease_token = o.token
-              AND j.parent_id IS NULL AND j.unique_key IS NULL
+              AND j.unique_key IS NULL AND j.failed_ids IS NULL AND j.open_children = 0
               AND NOT EXISTS (SELECT 1 FROM {jobs} d WHERE d.declared_by = j.id
                                                        AND d.state = 'held')
             ORDER BY j.id
             FOR UPDATE OF j
+        ), siblings AS (
+            SELECT parent_id AS id, count(*) AS n FROM simple
+            WHERE parent_id IS NOT NULL GROUP BY parent_id
+        ), parents AS (
+            SELECT p.id, siblings.n FROM {jobs} p JOIN siblings ON p.id = siblings.id
+            WHERE p.open_children > siblings.n
+              AND p.state NOT IN ('succeeded', 'failed', 'cancelled')
+            ORDER BY p.id
+            FOR UPDATE OF p
+        ), counted_down AS (
+            UPDATE {jobs} AS p SET open_children = p.open_children - parents.n
+            FROM parents WHERE p.id = parents.id
+        ), leaves AS (
+            SELECT id FROM simple
+            WHERE parent_id IS NULL OR parent_id IN (SELECT id FROM parents)
         ), done AS (
             UPDATE {jobs} AS j
             SET state = 'succeeded', finished_at = %(now)s, worker_id = NULL,
                 lease_expires = NULL, result = coalesce(o.result, j.result),
                 result_type = CASE WHEN o.result IS NULL THEN j.result_type
                                    ELSE o.result_type END
-            FROM simple JOIN o ON o.id = simple.id
-            WHERE j.id = simple.id
+            FROM leaves JOIN o ON o.id = leaves.id
+            WHERE j.id = leaves.id
             RETURNING j.id, j.type, j.queue
         ), counted AS (
             -- tallies.add_counts: a row per type ('' counts only in the totals), per
