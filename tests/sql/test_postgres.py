@@ -384,3 +384,35 @@ async def test_children_settled_at_once_count_their_parent_down_until_the_last(
         assert stats.count(JobState.SUCCEEDED) == 1
     finally:
         await storage.aclose()
+
+
+async def test_version_11_makes_the_family_indexes_partial(config: conveyor.Config) -> None:
+    """A top-level job adds no entry to the parent, predecessor and declarer indexes; a
+    version 10 schema's full indexes are rebuilt, and the family lookups still use them."""
+    storage = await open_storage(config)
+    await storage.aclose()
+    plain, ns = config.url.replace("+psycopg", ""), config.namespace
+    family = {"jobs_parent": "parent_id", "jobs_predecessor": "predecessor_id"}
+    family["jobs_declared"] = "declared_by"
+    with psycopg.connect(plain, autocommit=True) as conn:  # back to how version 10 left them
+        for name, column in family.items():
+            conn.execute(f'DROP INDEX "{ns}".{name}')
+            conn.execute(f'CREATE INDEX {name} ON "{ns}".jobs ({column})')
+        conn.execute(f'DELETE FROM "{ns}".schema_version WHERE version > 10')
+    async with conveyor.AsyncClient(config) as client:
+        await client.enqueue(step("top"))
+    with psycopg.connect(plain, autocommit=True) as conn:
+        found = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s",
+                (ns,),
+            ).fetchall()
+        )
+        for name, column in family.items():
+            assert f"WHERE ({column} IS NOT NULL)" in found[name], found[name]
+        conn.execute("SET enable_seqscan = off")  # an empty table: ask what may be used
+        plan = conn.execute(
+            f"EXPLAIN SELECT id FROM \"{ns}\".jobs WHERE parent_id = 'x' OR predecessor_id = 'x'"
+        ).fetchall()
+        text_plan = " ".join(line for (line,) in plan)
+        assert "jobs_parent" in text_plan and "jobs_predecessor" in text_plan, text_plan

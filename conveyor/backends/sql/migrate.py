@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from conveyor.core.errors import ConfigurationError
 
-from .schema import SETTLED, Tables
+from .schema import FAMILY_INDEXES, SETTLED, Tables
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class SchemaMismatch(ConfigurationError):
@@ -148,6 +148,20 @@ def _vacuum_churn_v10(conn: Connection, tables: Tables) -> None:
         conn.execute(text(f"ALTER TABLE {_qualified(conn, table)} SET ({parameters})"))
 
 
+def _partial_family_indexes_v11(conn: Connection, tables: Tables) -> None:
+    """The family indexes hold only jobs that have a parent, a predecessor or a
+    declarer (``schema.FAMILY_INDEXES``): rebuilt as partial indexes."""
+    jobs = tables.jobs
+    prefix = jobs.name.removesuffix("jobs")
+    wanted = {prefix + name for name in FAMILY_INDEXES.values()}
+    present = {i["name"] for i in inspect(conn).get_indexes(jobs.name, schema=jobs.schema)}
+    for index in jobs.indexes:
+        if index.name in wanted:
+            if index.name in present:
+                conn.execute(text(f"DROP INDEX {_qualified(conn, jobs, index.name)}"))
+            index.create(conn)
+
+
 def _add_columns(conn: Connection, added: dict[Table, tuple[str, ...]]) -> None:
     for table, columns in added.items():
         present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
@@ -173,6 +187,7 @@ MIGRATIONS: dict[int, Callable[[Connection, Tables], None]] = {
     8: _progress_and_plans_v8,
     9: _family_roots_v9,
     10: _vacuum_churn_v10,
+    11: _partial_family_indexes_v11,
 }
 
 

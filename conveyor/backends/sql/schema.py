@@ -28,6 +28,14 @@ SETTLED = ("succeeded", "failed", "cancelled")
 OPEN = ("held", "scheduled", "queued", "running", "waiting")
 
 
+#: The family indexes by column, named without the namespace's prefix.
+FAMILY_INDEXES = {
+    "parent_id": "jobs_parent",
+    "predecessor_id": "jobs_predecessor",
+    "declared_by": "jobs_declared",
+}
+
+
 @dataclass(frozen=True)
 class Tables:
     """The tables of one namespace."""
@@ -124,9 +132,16 @@ def build_tables(namespace: str, *, postgres: bool) -> Tables:
         sqlite_where=jobs.c.state == "running",
     )
     # Families: a parent's children, a predecessor's heirs, an attempt's declarations.
-    Index(f"{prefix}jobs_parent", jobs.c.parent_id)
-    Index(f"{prefix}jobs_predecessor", jobs.c.predecessor_id)
-    Index(f"{prefix}jobs_declared", jobs.c.declared_by)
+    # Only jobs that have one are indexed: a top-level job, most jobs, then adds no
+    # entry to these on insert nor on each change of state (every lookup is by value,
+    # which implies the column is not null, so the planners still use them).
+    for column in (jobs.c.parent_id, jobs.c.predecessor_id, jobs.c.declared_by):
+        Index(
+            f"{prefix}{FAMILY_INDEXES[column.name]}",
+            column,
+            postgresql_where=column.is_not(None),
+            sqlite_where=column.is_not(None),
+        )
     # Listings by state (and queue), newest first with keyset pagination, and counts.
     Index(f"{prefix}jobs_state", jobs.c.state, jobs.c.id)
     Index(f"{prefix}jobs_queue_state", jobs.c.queue, jobs.c.state, jobs.c.id)
