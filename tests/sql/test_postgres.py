@@ -392,8 +392,11 @@ async def test_version_11_makes_the_family_indexes_partial(config: conveyor.Conf
     storage = await open_storage(config)
     await storage.aclose()
     plain, ns = config.url.replace("+psycopg", ""), config.namespace
-    family = {"jobs_parent": "parent_id", "jobs_predecessor": "predecessor_id"}
-    family["jobs_declared"] = "declared_by"
+    family = {
+        "jobs_parent": "parent_id",
+        "jobs_predecessor": "predecessor_id",
+        "jobs_declared": "declared_by",
+    }
     with psycopg.connect(plain, autocommit=True) as conn:  # back to how version 10 left them
         for name, column in family.items():
             conn.execute(f'DROP INDEX "{ns}".{name}')
