@@ -71,6 +71,10 @@ PEER_TARGETS = [
      "jobs_per_s", "procrastinate", 5.0),
     ("PostgreSQL W2 tuned >= 5x procrastinate's tuned", "postgres", "w2_tuned", "jobs_per_s",
      "procrastinate", 5.0),
+    ("PostgreSQL W3 p50 not above procrastinate's", "postgres", "w3", "p50_ms",
+     "procrastinate", 1.0),
+    ("PostgreSQL W5 not above procrastinate's", "postgres", "w5", "bytes_per_job",
+     "procrastinate", 1.0),
 ]  # fmt: skip
 
 HIGHER_IS_BETTER = {key: up for _, figs, _ in COMPARED.values() for key, _, _, up in figs}
