@@ -101,7 +101,7 @@ FIGURES: dict[str, list[tuple[str, str, str]]] = {
         ("heir_seconds", "parent enqueue to heir start", "s"),
         ("parent_declaring", "  parent handler declaring (flushed 1,000 at a time)", "s"),
         ("children_per_s", "children started per second", "jobs/s"),
-        ("peak_rss_mib", "worker peak RSS (ru_maxrss)", "MiB"),
+        ("peak_rss_mib", "worker peak RSS (VmHWM)", "MiB"),
         ("rss_at_first_claim_mib", "  worker RSS at its first claim", "MiB"),
         ("rss_growth_mib", "  growth while running the family", "MiB"),
     ],
@@ -704,7 +704,8 @@ def _workload_note(data: dict[str, Any], backend: str, name: str) -> str:
             "after every 1,000 (staged while it runs, so its memory stays bounded), then "
             f"`ctx.enqueue_heir` once; one worker process at concurrency {conc}. Timed from "
             "just before `client.enqueue(parent)` to the heir handler's `time.time()`; peak "
-            "RSS is the worker process's `ru_maxrss`. No peer runs this one."
+            "RSS is the worker process's own peak resident set (`VmHWM`; `ru_maxrss` also "
+            "counts the harness that spawned it). No peer runs this one."
         )
     if name == "w5":
         if backend == "postgres":
