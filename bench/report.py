@@ -403,6 +403,7 @@ def render(data: dict[str, Any]) -> str:
     out.append("")
     out += _targets_section(data)
     out += peer_section(data)
+    out += _missed_section(data)
     out += _ratios_section(data)
     out += ["## Figures", ""]
     for backend in _backends(data):
@@ -415,6 +416,20 @@ def render(data: dict[str, Any]) -> str:
     out += _machine(meta)
     out += _notes(data)
     return "\n".join(out).rstrip() + "\n"
+
+
+#: Hand-written: why each missed target is missed, with its profile and what would
+#: close it (it names the run it was written from).
+MISSED = Path(__file__).with_name("MISSED.md")
+
+
+def _missed_section(data: dict[str, Any]) -> list[str]:
+    """MISSED.md, under the no-op run's targets (the job-body runs have their own)."""
+    if data.get("meta", {}).get("settings", {}).get("body", "noop") != "noop":
+        return []
+    if not MISSED.exists():
+        return []
+    return [MISSED.read_text(encoding="utf-8").rstrip(), ""]
 
 
 def peer_section(data: dict[str, Any]) -> list[str]:

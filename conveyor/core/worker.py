@@ -65,6 +65,8 @@ log = logging.getLogger("conveyor.worker")
 F = TypeVar("F", bound=HandlerFunc)
 #: In burst mode (``run_until_idle``), a claim waits at most this long for work.
 BURST_CLAIM_WAIT = 0.2
+#: Seconds a claim for half the slots or fewer first waits for more jobs to finish.
+GATHER_SLOTS = 0.001
 MAX_ERROR_CHARS = 8000
 #: ``conveyor_jobs_total``'s outcome label for each outcome storage recorded.
 OUTCOME_NAME: dict[type, str] = {
@@ -444,6 +446,7 @@ class Worker:
     async def _claim_loop(self, storage: Storage) -> None:
         pause = 0.05
         idle_before = False  # burst mode: storage said idle before the last claim
+        gathered = False  # the next claim has waited for more slots once already
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
             while not self._stopping.is_set():
@@ -459,6 +462,11 @@ class Worker:
                     await asyncio.wait({slot_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                     slot_wait.cancel()
                     continue
+                if not gathered and gathers(free, len(self._tasks), self.concurrency):
+                    gathered = True
+                    await asyncio.wait({stop_wait}, timeout=GATHER_SLOTS)
+                    continue
+                gathered = False
                 wait = min(self.claim_wait, BURST_CLAIM_WAIT) if self._burst else self.claim_wait
                 claim = asyncio.create_task(
                     storage.claim(self.id, self.queues, free, self.lease, wait)
@@ -956,6 +964,19 @@ class Worker:
                     "(docs/rules.md rule 7); please report how it happened",
                     job_id,
                 )
+
+
+def gathers(free: int, running: int, concurrency: int) -> bool:
+    """Whether a claim for ``free`` slots waits ``GATHER_SLOTS`` for more to free first.
+
+    Jobs claimed together tend to finish together. Claiming for the first slots
+    that free would split them from the rest, and the claims would go on
+    alternating between a few jobs and many: a family's 2,000 children were
+    claimed 5 at a time at concurrency 10, and took 1.35x (Redis) and 1.5x
+    (PostgreSQL) as long (bench/README.md). With half the slots or more free, or
+    nothing running, the claim goes at once: an idle worker's latency is untouched.
+    """
+    return running > 0 and 0 < free <= concurrency // 2
 
 
 def _checked_queues(queues: Sequence[str]) -> list[str]:
