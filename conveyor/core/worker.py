@@ -973,7 +973,7 @@ def gathers(free: int, running: int, concurrency: int) -> bool:
     that free would split them from the rest, and the claims would go on
     alternating between a few jobs and many: a family's 2,000 children were
     claimed 5 at a time at concurrency 10, and took 1.35x (Redis) and 1.5x
-    (PostgreSQL) as long (bench/README.md). With half the slots or more free, or
+    (PostgreSQL) as long (bench/README.md). With more than half the slots free, or
     nothing running, the claim goes at once: an idle worker's latency is untouched.
     """
     return running > 0 and 0 < free <= concurrency // 2

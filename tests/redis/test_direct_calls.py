@@ -29,59 +29,56 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await made.aclose()
 
 
-async def test_a_call_cancelled_mid_way_drops_its_connection(client: aioredis.Redis) -> None:
-    direct = DirectCalls(client.connection_pool)
+@pytest.fixture
+async def direct(client: aioredis.Redis) -> AsyncIterator[DirectCalls]:
+    calls = DirectCalls(client.connection_pool)
+    yield calls
+    await calls.close()
+
+
+async def test_a_call_cancelled_mid_way_drops_its_connection(
+    client: aioredis.Redis, direct: DirectCalls
+) -> None:
     slow, echo = client.register_script(SLOW), client.register_script("return ARGV[1]")
     await client.script_load(SLOW)  # so EVALSHA runs it at once
-    try:
-        call = asyncio.create_task(direct.run(slow, ["k"], []))
-        await asyncio.sleep(0.1)  # sent, its reply not come yet
-        call.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await call
-        # The slow reply must not answer this call: it runs on a fresh connection.
-        assert await direct.run(echo, ["k"], ["mine"]) == b"mine"
-        await asyncio.sleep(0.4)
-        assert await direct.run(echo, ["k"], ["again"]) == b"again"
-    finally:
-        await direct.close()
+    call = asyncio.create_task(direct.run(slow, ["k"], []))
+    await asyncio.sleep(0.1)  # sent, its reply not come yet
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    # The slow reply must not answer this call: it runs on a fresh connection.
+    assert await direct.run(echo, ["k"], ["mine"]) == b"mine"
+    await asyncio.sleep(0.4)
+    assert await direct.run(echo, ["k"], ["again"]) == b"again"
 
 
-async def test_a_scripts_error_is_raised_and_its_connection_kept(client: aioredis.Redis) -> None:
-    direct = DirectCalls(client.connection_pool)
+async def test_a_scripts_error_is_raised_and_its_connection_kept(
+    client: aioredis.Redis, direct: DirectCalls
+) -> None:
     failing = client.register_script("return redis.error_reply('no good')")
     echo = client.register_script("return ARGV[1]")
-    try:
-        with pytest.raises(aioredis.ResponseError, match="no good"):
-            await direct.run(failing, ["k"], [])
-        assert len(direct._idle) == 1  # the error was the whole reply
-        assert await direct.run(echo, ["k"], ["fine"]) == b"fine"
-        assert len(direct._idle) == 1  # and the same connection answered
-    finally:
-        await direct.close()
+    with pytest.raises(aioredis.ResponseError, match="no good"):
+        await direct.run(failing, ["k"], [])
+    [kept] = direct._idle  # the error was the whole reply
+    assert await direct.run(echo, ["k"], ["fine"]) == b"fine"
+    assert direct._idle == [kept]  # and the same connection answered
 
 
-async def test_a_script_the_server_forgot_is_loaded_again(client: aioredis.Redis) -> None:
-    direct = DirectCalls(client.connection_pool)
+async def test_a_script_the_server_forgot_is_loaded_again(
+    client: aioredis.Redis, direct: DirectCalls
+) -> None:
     echo = client.register_script("return ARGV[1]")
-    try:
-        assert await direct.run(echo, ["k"], ["one"]) == b"one"
-        await client.script_flush()
-        assert await direct.run(echo, ["k"], ["two"]) == b"two"
-    finally:
-        await direct.close()
+    assert await direct.run(echo, ["k"], ["one"]) == b"one"
+    await client.script_flush()
+    assert await direct.run(echo, ["k"], ["two"]) == b"two"
 
 
-async def test_a_killed_connection_is_replaced(client: aioredis.Redis) -> None:
-    direct = DirectCalls(client.connection_pool)
+async def test_a_killed_connection_is_replaced(client: aioredis.Redis, direct: DirectCalls) -> None:
     echo = client.register_script("return ARGV[1]")
-    try:
-        assert await direct.run(echo, ["k"], ["one"]) == b"one"
-        [conn] = direct._idle
-        await client.client_kill_filter(_id=str(await _client_id(conn)))
-        assert await direct.run(echo, ["k"], ["two"]) == b"two"
-    finally:
-        await direct.close()
+    assert await direct.run(echo, ["k"], ["one"]) == b"one"
+    [conn] = direct._idle
+    await client.client_kill_filter(_id=str(await _client_id(conn)))
+    assert await direct.run(echo, ["k"], ["two"]) == b"two"
 
 
 async def _client_id(conn: object) -> int:

@@ -419,3 +419,33 @@ async def test_version_11_makes_the_family_indexes_partial(config: conveyor.Conf
         ).fetchall()
         text_plan = " ".join(line for (line,) in plan)
         assert "jobs_parent" in text_plan and "jobs_predecessor" in text_plan, text_plan
+
+
+async def test_a_one_statement_transition_the_server_undid_is_sent_again(
+    client: conveyor.AsyncClient,
+) -> None:
+    """A deadlock or serialization failure undoes the whole statement, so the hot
+    one-statement paths send it again (as a transaction is retried); any other error
+    is raised at once, typed."""
+    storage = await client.storage()
+    ns = client.config.namespace
+    with psycopg.connect(client.config.url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE SEQUENCE "{ns}".tries')
+        conn.execute(
+            f'CREATE FUNCTION "{ns}".undone_until(n int, code text) RETURNS bigint '
+            "LANGUAGE plpgsql AS $$ DECLARE t bigint; BEGIN "
+            f"t := nextval('\"{ns}\".tries'); "
+            "IF t <= n THEN RAISE EXCEPTION 'undone %', t USING ERRCODE = code; END IF; "
+            "RETURN t; END $$"
+        )
+    run = storage._pg_rows  # type: ignore[attr-defined]
+    # Two deadlocks, then it goes through: the third send answers.
+    assert await run((f'SELECT "{ns}".undone_until(2, %(code)s)', {"code": "40P01"})) == [(3,)]
+    # A serialization failure is retried alike.
+    assert await run((f'SELECT "{ns}".undone_until(4, %(code)s)', {"code": "40001"})) == [(5,)]
+    # Another error is not: one send, and a typed error.
+    with pytest.raises(conveyor.BackendError, match="undone 6"):
+        await run((f'SELECT "{ns}".undone_until(6, %(code)s)', {"code": "22012"}))
+    # One that never stops being undone gives up after HOT_TRIES sends.
+    with pytest.raises(conveyor.BackendError, match="undone 16"):
+        await run((f'SELECT "{ns}".undone_until(100, %(code)s)', {"code": "40P01"}))

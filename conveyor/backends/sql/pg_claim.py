@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .pg_enqueue import NOTIFY_CHUNK
+from .pg_enqueue import event_notes
 
 
 def claim_statement(schema: str) -> str:
@@ -54,16 +54,7 @@ def claim_statement(schema: str) -> str:
                 lease_expires = %(expires)s, worker_id = %(worker)s, started_at = %(now)s
             FROM picked WHERE j.id = picked.id
             RETURNING j.*
-        ), lines AS (
-            -- JobEvent.to_line's format: id|state|at|type|queue
-            SELECT id || '|running|' || %(stamp)s || '|' || type || '|' || queue AS line, id
-            FROM claimed
-        ), chunks AS (
-            SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {NOTIFY_CHUNK} AS chunk
-            FROM lines
-        ), notified AS (
-            SELECT pg_notify(%(events)s, string_agg(line, E'\\n')) FROM chunks GROUP BY chunk
-        ), answer AS (
+        ), {event_notes("claimed", "'running'")}, answer AS (
             SELECT (SELECT n FROM controlled) AS controlled,
                    (SELECT count(*) FROM notified) AS notified,
                    CASE WHEN NOT EXISTS (SELECT 1 FROM claimed)

@@ -41,20 +41,31 @@ def enqueue_statement(schema: str) -> str:
                       headers, backoff, plan)
             ON CONFLICT (id) DO NOTHING
             RETURNING id, state, type, queue
-        ), lines AS (
-            -- JobEvent.to_line's format: id|state|at|type|queue
-            SELECT id || '|' || state || '|' || %(stamp)s || '|' || type || '|' || queue AS line,
-                   id
-            FROM ins
-        ), chunks AS (
-            SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {NOTIFY_CHUNK} AS chunk
-            FROM lines
-        )
+        ), {event_notes("ins", "state")}
         SELECT pg_notify(%(wake)s, queue) FROM (SELECT DISTINCT queue FROM ins
                                              WHERE state = 'queued') AS woken
         UNION ALL
-        SELECT pg_notify(%(events)s, string_agg(line, E'\\n')) FROM chunks GROUP BY chunk
+        SELECT * FROM notified
         """
+
+
+def event_notes(source: str, state: str) -> str:
+    """Three queries of a ``WITH`` (``lines``, ``chunks``, ``notified``): each row of
+    ``source`` (its ``id``, ``type`` and ``queue``) as an event line in ``state`` (an
+    SQL expression), NOTIFYed on ``%(events)s`` in payloads of at most about
+    NOTIFY_CHUNK bytes, stamped ``%(stamp)s``. The statement must read ``notified``:
+    a ``WITH`` query nobody reads is not run."""
+    return f"""lines AS (
+            -- JobEvent.to_line's format: id|state|at|type|queue
+            SELECT id || '|' || {state} || '|' || %(stamp)s || '|' || type || '|' || queue
+                   AS line, id
+            FROM {source}
+        ), chunks AS (
+            SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {NOTIFY_CHUNK} AS chunk
+            FROM lines
+        ), notified AS (
+            SELECT pg_notify(%(events)s, string_agg(line, E'\\n')) FROM chunks GROUP BY chunk
+        )"""
 
 
 def single_enqueue_statement(schema: str, *, keyed: bool) -> str:

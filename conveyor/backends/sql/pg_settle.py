@@ -31,7 +31,7 @@ from typing import Any
 from conveyor.core.storage import Success
 
 from ._tx import QUEUE_KEY
-from .pg_enqueue import NOTIFY_CHUNK
+from .pg_enqueue import event_notes
 
 
 def settle_statement(schema: str) -> str:
@@ -91,16 +91,7 @@ def settle_statement(schema: str) -> str:
         ), ledgered AS (
             INSERT INTO {ledger} (queue, state, n)
             SELECT queue, 'succeeded', count(*) FROM done GROUP BY queue
-        ), lines AS (
-            -- JobEvent.to_line's format: id|state|at|type|queue
-            SELECT id || '|succeeded|' || %(stamp)s || '|' || type || '|' || queue AS line, id
-            FROM done
-        ), chunks AS (
-            SELECT line, sum(length(line) + 1) OVER (ORDER BY id) / {NOTIFY_CHUNK} AS chunk
-            FROM lines
-        ), notified AS (
-            SELECT pg_notify(%(events)s, string_agg(line, E'\\n')) FROM chunks GROUP BY chunk
-        )
+        ), {event_notes("done", "'succeeded'")}
         SELECT ARRAY(SELECT id FROM done), (SELECT count(*) FROM notified)
         """
 

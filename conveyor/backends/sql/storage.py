@@ -78,6 +78,7 @@ T = TypeVar("T")
 WORKER_MINUTES_KEPT = 120  # minutes of the workers chart kept
 PROMOTE_EVERY = 0.1  # seconds between promotions of due jobs by one storage's claims
 RETRYABLE_STATES = ("40P01", "40001")  # deadlock detected, serialization failure
+HOT_TRIES = 10  # sends of a one-statement transition that did nothing (_pg_rows)
 VACUUM_CHECK = 5.0  # seconds between maintenance's looks for tables to vacuum
 CONTROLS_KEPT = 1.0  # seconds claims run in a transaction after a queue had controls
 NEVER_BY_ITSELF = 2**31 - 1  # psycopg prepare_threshold: only what asks (prepare=True)
@@ -138,9 +139,10 @@ class SQLStorage:
         # PostgreSQL: the interrupts (rule 12) this process's LISTEN connection receives.
         self._interrupted: LocalSignal = local_signal(f"{engine.url}|{config.namespace}|cancel")
         self._write_lock = asyncio.Lock() if not postgres else None
-        # The enqueue and claim statements are few, fixed and hot: prepared on each session (every
-        # other statement is sent unprepared, see _engine_options), but never through a
-        # pooler, where the next transaction may run on another server session.
+        # The enqueue, claim and settle statements are few, fixed and hot: prepared on
+        # each session (every other statement is sent unprepared, see _engine_options),
+        # but never through a pooler, where the next transaction may run on another
+        # server session.
         self._prepare_hot = postgres and pooling.pooler is None
         # Where LISTEN goes: the server itself, or nowhere (then workers poll every POLL).
         self._listen_dsn = _listen_dsn(engine, pooling) if postgres else None
@@ -416,15 +418,18 @@ class SQLStorage:
         """One hot statement in autocommit, one round trip; returns its rows.
 
         It runs on the driver connection itself: for the hot paths SQLAlchemy's
-        execution layer cost as much as the round trip. A pooled connection found
-        dead is replaced and the statement sent again: it had not reached the
-        server (an enqueue's ``ON CONFLICT`` would make a re-run harmless anyway,
+        execution layer cost as much as the round trip. Each statement is atomic, so
+        it is sent again when it did nothing: after a deadlock or serialization
+        failure (two settles upserting the same counter rows, as a transaction is
+        retried), and on a pooled connection found dead (it had not reached the
+        server; an enqueue's ``ON CONFLICT`` would make a re-run harmless anyway,
         and a claim whose answer was lost is a worker lost, rule 6).
         """
         import psycopg
         from psycopg.rows import tuple_row
 
-        for attempt in range(3):
+        for attempt in range(HOT_TRIES):
+            undone = False  # the server rolled the statement back: send it again
             async with self._autocommit.connect() as conn:
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
@@ -433,12 +438,15 @@ class SQLStorage:
                     await cursor.execute(*statement, prepare=self._prepare_hot)
                     rows: list[Any] = await cursor.fetchall()
                     return rows
-                except psycopg.OperationalError as exc:
-                    await conn.invalidate()  # never hand a dead connection back to the pool
-                    if attempt == 2 or not driver.closed:
-                        raise self._driver_error(exc) from exc
                 except psycopg.Error as exc:
-                    raise self._driver_error(exc) from exc
+                    undone = exc.sqlstate in RETRYABLE_STATES
+                    dead = isinstance(exc, psycopg.OperationalError) and not undone
+                    if dead:
+                        await conn.invalidate()  # never hand a dead connection back
+                    if attempt == HOT_TRIES - 1 or not (undone or (dead and driver.closed)):
+                        raise self._driver_error(exc) from exc
+            if undone:
+                await asyncio.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
     def _driver_error(self, exc: Exception) -> BackendError:
@@ -574,18 +582,8 @@ class SQLStorage:
         if not leaves:
             return set()
         params = settle_params(leaves, time.time(), events=self._event_channel)
-        for attempt in range(10):
-            try:
-                [(ids, _)] = await self._pg_rows((self._settle_statement, params))
-                return set(ids)
-            except BackendError as exc:
-                # Counter rows upserted in another order by a racing settle: nothing was
-                # applied, so the statement runs again, as a transaction would.
-                cause = exc.__cause__
-                if attempt == 9 or getattr(cause, "sqlstate", None) not in RETRYABLE_STATES:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+        [(ids, _)] = await self._pg_rows((self._settle_statement, params))
+        return set(ids)
 
     async def renew(self, leases: Sequence[Lease], lease: float) -> list[Lease]:
         if not leases:
@@ -850,10 +848,10 @@ def _engine_options(config: Config, postgres: bool, pooling: Pooling) -> dict[st
     # built by SQLAlchemy in many shapes (IN lists of every length), and preparing them
     # cost a worker's drain a sixth of its rate and the server a quarter more CPU per job
     # (one `conveyor worker --burst` over 10,000 jobs: 730 against 867 jobs/s, 506 against
-    # 384 µs of server CPU per job). So only the few, fixed, hot enqueue and claim statements are
-    # prepared, on purpose (SQLStorage._prepare_hot: one-at-a-time enqueues stay at
-    # 1,190 against 1,169 jobs/s). Through a pooler nothing is: a prepared statement
-    # would outlive its transaction's server session.
+    # 384 µs of server CPU per job). So only the few, fixed, hot enqueue, claim and settle
+    # statements are prepared, on purpose (SQLStorage._prepare_hot: one-at-a-time
+    # enqueues stay at 1,190 against 1,169 jobs/s). Through a pooler nothing is: a
+    # prepared statement would outlive its transaction's server session.
     connect["prepare_threshold"] = None if pooling.pooler is not None else NEVER_BY_ITSELF
     return {"pool_size": 10, "max_overflow": 20, "connect_args": connect}
 
