@@ -162,6 +162,7 @@ class Worker:
         self._middleware: list[Middleware] = []
         self._given_storage = storage
         self._storage: Storage | None = None
+        self._job_client: AsyncClient | None = None
         self._stopping = asyncio.Event()
         self._closing = asyncio.Event()
         self._stop_now = False
@@ -386,6 +387,8 @@ class Worker:
             self._running_loop = None  # not running: a later run() may try again
             raise
         self._storage = storage
+        # One client for every job's ``ctx.client``: it only wraps this storage.
+        self._job_client = AsyncClient(self.config, storage=storage)
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-job")
         signals = self._install_signals(loop)
         helpers: list[asyncio.Task[None]] = []
@@ -489,11 +492,13 @@ class Worker:
                     pause = min(pause * 2, 5.0)
                     continue
                 pause = 0.05
+                # Asked once a claim: OpenTelemetry reads the environment on every ask.
+                traced = tracing.active()
                 for item in claimed:
                     if self._stopping.is_set():
                         self._report(HandBack(item.lease), item.job)
                     else:
-                        self._start(item)
+                        self._start(item, traced)
                 if self._burst:
                     # Storage is asked before the claim that confirms it: a retry
                     # promoted from its back-off between an empty claim and the
@@ -521,8 +526,10 @@ class Worker:
         """Nothing runs in this worker and every outcome is recorded."""
         return not (self._tasks or self._unsettled or self._outcomes)
 
-    def _start(self, claimed: Claimed) -> None:
-        task = asyncio.create_task(self._execute(claimed), name=f"conveyor-job-{claimed.job.id}")
+    def _start(self, claimed: Claimed, traced: bool) -> None:
+        task = asyncio.create_task(
+            self._execute(claimed, traced), name=f"conveyor-job-{claimed.job.id}"
+        )
         self._tasks[claimed.job.id] = (task, claimed.lease)
 
         def done(_: asyncio.Task[None]) -> None:
@@ -592,7 +599,7 @@ class Worker:
 
     # --- one job ----------------------------------------------------------------------
 
-    async def _execute(self, claimed: Claimed) -> None:
+    async def _execute(self, claimed: Claimed, traced: bool) -> None:
         job, lease = claimed.job, claimed.lease
         handler = self._handlers.get(job.type)
         if handler is None:
@@ -608,11 +615,12 @@ class Worker:
             self._report(Failure(lease, _storable(error)), job)
             return
         assert self._storage is not None
+        assert self._job_client is not None
         assert self._running_loop is not None
         ctx = JobContext(
             job=job,
             lease=lease,
-            client=AsyncClient(self.config, storage=self._storage),
+            client=self._job_client,
             stage=self._storage.stage,
             stage_batch=self.stage_batch,
             loop=self._running_loop,
@@ -621,7 +629,10 @@ class Worker:
         self._flags[job.id] = (ctx.cancelled, handler.is_async)
         started = time.perf_counter()
         try:
-            with tracing.processing(job):
+            if traced:
+                with tracing.processing(job):
+                    await self._attempt(job, lease, handler, ctx, message)
+            else:
                 await self._attempt(job, lease, handler, ctx, message)
         finally:
             if self._metrics is not None:

@@ -85,3 +85,20 @@ async def _client_id(conn: object) -> int:
     await conn.send_command("CLIENT", "ID")  # type: ignore[attr-defined]
     reply: int = await conn.read_response()  # type: ignore[attr-defined]
     return reply
+
+
+async def test_every_kind_of_argument_reaches_the_script_as_redis_py_would_send_it(
+    client: aioredis.Redis, direct: DirectCalls
+) -> None:
+    """The command is packed by hiredis, not redis-py's encoder: the script must see
+    the same strings for the str, bytes, int and float arguments the backend sends."""
+    echo_all = client.register_script("return ARGV")
+    args: list[str | bytes | int | float] = [
+        "text", "é ü 日本", b"\x00\xffbinary", "", b"", 0, -7, 2**62, 0.1, 1.5e-7, 1796623352.33043,
+    ]  # fmt: skip
+    through_redis_py = await echo_all(keys=["k"], args=args)
+    assert await direct.run(echo_all, ["k"], args) == through_redis_py
+    assert through_redis_py[1] == "é ü 日本".encode() and through_redis_py[8] == b"0.1"
+    with pytest.raises(TypeError):  # refused before anything is sent, as redis-py does
+        await direct.run(echo_all, ["k"], [None])
+    assert await direct.run(echo_all, ["k"], ["after"]) == [b"after"]

@@ -14,14 +14,26 @@ server does not know (``NOSCRIPT``, after a restart) is loaded by redis-py's
 through the client, with its retry policy, as the first attempt of
 ``execute_command`` would have been. A call cancelled mid-way drops its
 connection: what it left unread would answer the next call.
+
+The command is packed by hiredis in one C call. redis-py's packer runs its encoder
+in Python over every argument first, and a worker's settle of 30 outcomes has 240
+(measured: 99 µs to pack them that way, 18 µs by hiredis). Both give the same bytes
+for the str, bytes, int and float arguments the scripts take; hiredis refuses
+anything else with a ``TypeError``, as redis-py's encoder does with ``DataError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_errors
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis comes with the redis extra
+    _hiredis_pack = None
 
 if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -44,7 +56,11 @@ class DirectCalls:
         conn: Any = self._idle.pop() if self._idle else self._new()
         try:
             await conn.connect()  # at once when it is connected already
-            command = conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            command = (
+                _hiredis_pack(("EVALSHA", script.sha, len(keys), *keys, *args))
+                if _hiredis_pack is not None
+                else conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            )
             await conn.send_packed_command(command, check_health=False)
             reply = await conn.read_response()
         except redis_errors.NoScriptError:
