@@ -24,33 +24,58 @@ class Cancellation:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._flag = threading.Event()
-        self._event = asyncio.Event()
+        self._told = False
+        # Made when a handler first waits: most attempts never do, and a worker
+        # makes one of these per job (a threading.Event is a Condition and two locks).
+        self._flag: threading.Event | None = None
+        self._event: asyncio.Event | None = None
         self.reason: str | None = None
 
     def is_set(self) -> bool:
-        return self._flag.is_set()
+        return self._told
 
     def __bool__(self) -> bool:
-        return self._flag.is_set()
+        return self._told
 
     async def wait(self) -> None:
         """Return once the attempt is told to stop (from an async handler)."""
-        await self._event.wait()
+        with _MAKING:
+            if self._told:
+                return
+            if self._event is None:
+                self._event = asyncio.Event()
+            event = self._event
+        await event.wait()
 
     def wait_blocking(self, timeout: float | None = None) -> bool:
         """Sleep up to ``timeout`` seconds, waking when told to stop (from a sync
         handler's thread); returns whether it was."""
-        return self._flag.wait(timeout)
+        with _MAKING:
+            if self._flag is None:
+                self._flag = threading.Event()
+                if self._told:
+                    self._flag.set()
+            flag = self._flag
+        return flag.wait(timeout)
 
     def _set(self, reason: str) -> None:
         """Tell the attempt to stop; from the worker's loop, or any thread."""
-        if self._flag.is_set():
-            return
-        self.reason = reason
-        self._flag.set()
-        with contextlib.suppress(RuntimeError):  # that loop has closed
-            self._loop.call_soon_threadsafe(self._event.set)
+        with _MAKING:
+            if self._told:
+                return
+            self.reason = reason
+            self._told = True
+            flag, event = self._flag, self._event
+        if flag is not None:
+            flag.set()
+        if event is not None:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                self._loop.call_soon_threadsafe(event.set)
+
+
+#: Guards the lazy making of the waits against a ``_set`` from another thread: a
+#: waiter either sees the flag set or leaves a wait that ``_set`` will find.
+_MAKING = threading.Lock()
 
 
 __all__ = ["Cancellation"]
