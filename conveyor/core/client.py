@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -32,6 +32,21 @@ from .storage import JobFilter, Storage, TransactionalEnqueue, known_queue, set_
 PURGE_PAGE = 500
 #: Why ``purge`` cancelled a job.
 PURGED = "queue purged"
+
+
+def as_enqueued(
+    specs: Sequence[JobSpec], ids: Sequence[str], holders: Mapping[str, Job | None]
+) -> list[Job]:
+    """What an enqueue returns: each job as created, or, where storage answered with
+    another id, the holder of its key standing for it (rule 15; as it was, if pruned
+    meanwhile), marked ``duplicate``."""
+    jobs = []
+    for spec, held_by in zip(specs, ids, strict=True):
+        job = job_of(spec, initial_state(spec))
+        if held_by != spec.id:
+            job = (holders.get(held_by) or job.replace(id=held_by)).replace(duplicate=True)
+        jobs.append(job)
+    return jobs
 
 
 class AsyncClient:
@@ -192,15 +207,15 @@ class AsyncClient:
                 "enqueue(connection=...) joins a PostgreSQL transaction; the "
                 f"{self.config.scheme} backend has none"
             )
-        jobs = [job_of(spec, initial_state(spec)) for spec in specs]
+        return as_enqueued(specs, ids, await self._holders(storage, specs, ids))
+
+    @staticmethod
+    async def _holders(
+        storage: Storage, specs: Sequence[JobSpec], ids: Sequence[str]
+    ) -> dict[str, Job | None]:
+        """The jobs that hold the keys some of ``specs`` asked for (rule 15), by id."""
         held = {held_by for spec, held_by in zip(specs, ids, strict=True) if held_by != spec.id}
-        holders = {job_id: await storage.get(job_id) for job_id in held}
-        for i, (job, held_by) in enumerate(zip(jobs, ids, strict=True)):
-            if held_by != job.id:
-                # Rule 15: the key's holder stands for it (as it was, if pruned meanwhile).
-                holder = holders.get(held_by) or job.replace(id=held_by)
-                jobs[i] = holder.replace(duplicate=True)
-        return jobs
+        return {job_id: await storage.get(job_id) for job_id in held}
 
     async def get(self, job_id: str) -> Job | None:
         """The job's current state, or ``None`` if there is no such job."""

@@ -12,7 +12,7 @@ only ``conveyor.core`` touches protobuf.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -523,6 +523,29 @@ class TransactionalEnqueue(Protocol):
 
         Raises:
             ConfigurationError: ``connection`` is not one this backend can join.
+        """
+        ...
+
+
+#: Stores new jobs from the calling thread, blocking: what ``Storage.enqueue`` does.
+BlockingEnqueuer = Callable[[Sequence[JobSpec]], list[str]]
+
+
+@runtime_checkable
+class BlockingEnqueue(Protocol):
+    """A backend that can also enqueue from a synchronous caller's own thread.
+
+    ``Client``, the synchronous client, otherwise runs each call on its portal loop
+    (``portal.py``): handing the call to that thread and the answer back costs about
+    as much again as the enqueue's own round trip.
+    """
+
+    def blocking_enqueuer(self) -> BlockingEnqueuer | None:
+        """A callable, safe from any thread, that does exactly what ``enqueue`` does,
+        in one blocking round trip; ``None`` when this storage has none.
+
+        Raises (the callable):
+            What ``Storage.enqueue`` raises.
         """
         ...
 

@@ -6,14 +6,16 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Self, Unpack
 
-from . import portal
-from .client import AsyncClient
+from . import portal, tracing
+from .client import AsyncClient, as_enqueued
 from .config import Config
 from .explain import Explanation
 from .job import Job
+from .payloads import type_name_of
 from .plan import PlannedFamily
 from .queues import QueueControls, QueueLimits, Rate
-from .specs import EnqueueOptions
+from .specs import EnqueueOptions, build_spec
+from .storage import BlockingEnqueue, BlockingEnqueuer, Storage
 
 
 class Client:
@@ -27,6 +29,8 @@ class Client:
     def __init__(self, config: Config | None = None) -> None:
         self._async = AsyncClient(config)
         self.config = self._async.config
+        # The storage's own blocking enqueue, if it has one, and the storage it is of.
+        self._blocking: tuple[Storage, BlockingEnqueuer | None] | None = None
 
     def connect(self) -> Self:
         """Open the storage now (otherwise the first call opens it)."""
@@ -53,8 +57,35 @@ class Client:
         message: object,
         **options: Unpack[EnqueueOptions],
     ) -> Job:
-        """See ``AsyncClient.enqueue``."""
-        return portal.run(self._async.enqueue(message, **options))
+        """See ``AsyncClient.enqueue``.
+
+        On a backend with a blocking enqueue of its own (Redis on one server), the
+        enqueue runs in the calling thread, in its tracing context; otherwise on the
+        portal loop.
+        """
+        storage, enqueue_now = self._blocking_enqueue()
+        if enqueue_now is None:
+            return portal.run(self._async.enqueue(message, **options))
+        with tracing.producing(type_name_of(message), options.get("queue")) as carry:
+            specs = [build_spec(self.config, message, **tracing.with_headers(options, carry))]
+            ids = enqueue_now(specs)
+            holders = (
+                portal.run(self._async._holders(storage, specs, ids))
+                if ids != [specs[0].id]
+                else {}
+            )
+            [job] = as_enqueued(specs, ids, holders)
+            tracing.sent(job)
+        return job
+
+    def _blocking_enqueue(self) -> tuple[Storage, BlockingEnqueuer | None]:
+        """The open storage, and its blocking enqueue (``None``: it has none)."""
+        storage = self._async._storage or portal.run(self._async.storage())
+        known = self._blocking
+        if known is None or known[0] is not storage:  # first call, or opened again
+            enqueuer = storage.blocking_enqueuer() if isinstance(storage, BlockingEnqueue) else None
+            known = self._blocking = (storage, enqueuer)
+        return known
 
     def enqueue_many(
         self,

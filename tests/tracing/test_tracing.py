@@ -75,3 +75,28 @@ def test_a_failed_attempt_is_an_error_span_and_a_bad_traceparent_a_warning(
     assert odd["state"] == "succeeded"  # it ran all the same, in a trace of its own
     assert odd["headers"]["traceparent"] == "not-a-trace"  # the job's own header wins
     assert any("malformed" in w and odd["id"] in w for w in traced["warnings"])
+
+
+def test_the_sync_clients_enqueue_is_a_child_of_the_callers_span(
+    traced: dict[str, Any],
+) -> None:
+    """``Client.enqueue`` from a traced request: its PRODUCER span is under the
+    request's span (on Redis it runs in the caller's thread; elsewhere the portal loop
+    runs it in a copy of the caller's context), and the attempt under that."""
+    jobs = {j["name"]: j for j in traced["jobs"]}
+    spans = traced["spans"]
+    [request] = [s for s in spans if s["name"] == "request"]
+    job_id = jobs["from-sync"]["id"]
+    [send] = [
+        s
+        for s in spans
+        if s["kind"] == "PRODUCER" and s["attributes"].get("messaging.message.id") == job_id
+    ]
+    [attempt] = [
+        s
+        for s in spans
+        if s["kind"] == "CONSUMER" and s["attributes"].get("messaging.message.id") == job_id
+    ]
+    assert send["parent"] == request["span"] and send["trace"] == request["trace"]
+    assert attempt["parent"] == send["span"] and attempt["trace"] == request["trace"]
+    assert jobs["from-sync"]["state"] == "succeeded"

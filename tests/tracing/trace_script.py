@@ -49,14 +49,23 @@ async def main(url: str, namespace: str) -> None:
     def sync_child(ctx: conveyor.JobContext, msg: Step) -> None:  # in the thread pool
         ctx.enqueue_child(BasicJob(name="grandchild"))
 
+    def from_sync_code() -> str:
+        """A web request's handler enqueueing with the sync client, inside its own span."""
+        with (
+            trace.get_tracer("app").start_as_current_span("request"),
+            conveyor.Client(config) as sync_client,
+        ):
+            return sync_client.enqueue(BasicJob(name="from-sync")).id
+
     logging.getLogger("conveyor.tracing").addHandler(Keep())
     async with conveyor.AsyncClient(config) as client:
         root = await client.enqueue(BasicJob(name="root"))
         odd = await client.enqueue(BasicJob(name="odd"), headers={"traceparent": "not-a-trace"})
         broken = await client.enqueue(BasicJob(name="broken"))
+        from_sync = await asyncio.to_thread(from_sync_code)
         await worker.run_until_idle(timeout=60)
         storage = await client.storage()
-        jobs = [await storage.get(j) for j in (odd.id, broken.id)]
+        jobs = [await storage.get(j) for j in (odd.id, broken.id, from_sync)]
         tree = await storage.family_tree(root.id)
     spans = [
         {

@@ -13,6 +13,7 @@ import socket
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -115,6 +116,13 @@ def _cluster_client(config: Config) -> RedisCluster:
         password=unquote(parts.password) if parts.password is not None else None,
         **_options(config),
     )
+
+
+def blocking_client(config: Config) -> redis.Redis:
+    """A synchronous client for the one server ``config.url`` names, with the options
+    of ``connect``'s (the sync producer's enqueue: ``RedisStorage.blocking_enqueuer``).
+    The URL is ``connect``'s to check: it has been, when a storage asks for this."""
+    return redis.Redis.from_url(config.url, **_options(config))
 
 
 async def connect(config: Config) -> Client:

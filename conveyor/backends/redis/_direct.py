@@ -24,6 +24,7 @@ anything else with a ``TypeError``, as redis-py's encoder does with ``DataError`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,9 @@ except ImportError:  # pragma: no cover - hiredis comes with the redis extra
     _hiredis_pack = None
 
 if TYPE_CHECKING:
+    import redis
     from redis.asyncio.connection import AbstractConnection, ConnectionPool
-    from redis.commands.core import AsyncScript
+    from redis.commands.core import AsyncScript, Script
 
 #: Idle connections kept; more are closed when handed back (a burst of concurrent
 #: calls opens as many as it needs).
@@ -56,12 +58,7 @@ class DirectCalls:
         conn: Any = self._idle.pop() if self._idle else self._new()
         try:
             await conn.connect()  # at once when it is connected already
-            command = (
-                _hiredis_pack(("EVALSHA", script.sha, len(keys), *keys, *args))
-                if _hiredis_pack is not None
-                else conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            )
-            await conn.send_packed_command(command, check_health=False)
+            await conn.send_packed_command(_evalsha(conn, script, keys, args), check_health=False)
             reply = await conn.read_response()
         except redis_errors.NoScriptError:
             await self._hand_back(conn)  # the error was the whole reply
@@ -91,3 +88,63 @@ class DirectCalls:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.disconnect()
+
+
+class BlockingCalls:
+    """The same calls, blocking, from any thread: the sync producer's enqueue
+    (``RedisStorage.blocking_enqueuer``). It owns its client; idle connections are
+    shared under a lock."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._idle: list[Any] = []  # redis.Connection: its methods are untyped
+        self._lock = threading.Lock()
+
+    def run(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The script's reply, as ``script(keys=keys, args=args)`` would give it."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self.client.connection_pool.make_connection()
+        try:
+            conn.connect()  # at once when it is connected already
+            conn.send_packed_command(_evalsha(conn, script, keys, args), check_health=False)
+            reply = conn.read_response()
+        except redis_errors.NoScriptError:
+            self._hand_back(conn)
+            return script(keys=keys, args=args)
+        except redis_errors.ResponseError:
+            self._hand_back(conn)
+            raise
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+            conn.disconnect()
+            return script(keys=keys, args=args)
+        except BaseException:
+            conn.disconnect()  # interrupted mid-call (KeyboardInterrupt): a reply may come
+            raise
+        self._hand_back(conn)
+        return reply
+
+    def _hand_back(self, conn: Any) -> None:
+        with self._lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.disconnect()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.disconnect()
+        self.client.close()
+
+
+def _evalsha(
+    conn: Any, script: AsyncScript | Script, keys: Sequence[Any], args: Sequence[Any]
+) -> Any:
+    """The EVALSHA command packed, as the list of chunks both connections send: by
+    hiredis in one C call, or by the connection."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(("EVALSHA", script.sha, len(keys), *keys, *args))]
+    return conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)

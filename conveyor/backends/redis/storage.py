@@ -6,11 +6,12 @@ import contextlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from conveyor.core import rules
 from conveyor.core.config import Config, mask_url
@@ -24,6 +25,7 @@ from conveyor.core.states import JobState
 from conveyor.core.storage import (
     CHILDREN_PAGE,
     FAMILY_TREE_LIMIT,
+    BlockingEnqueuer,
     Claimed,
     Failure,
     HandBack,
@@ -58,12 +60,15 @@ from ._codec import (
     pairs,
     specs_args,
 )
-from ._connect import Client, connect
-from ._direct import DirectCalls
+from ._connect import Client, blocking_client, connect
+from ._direct import BlockingCalls, DirectCalls
 from ._errors import translated
 from ._scripts import Scripts
 from .layout import FIELD, OUTCOME_KIND
 from .sharded import SHARD_MARK, ShardedStorage, check_shard_count, shard_namespaces, split_shards
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
 
 log = logging.getLogger("conveyor.redis")
 #: Keys ``namespaces`` looks at, at most: it only feeds a hint.
@@ -101,6 +106,10 @@ class RedisStorage:
         self._failed_retention = config.failed_retention.total_seconds()
         self._max_lost = config.max_lost
         self._scripts = Scripts(client)
+        self._config = config
+        # The sync producer's calls and its enqueue script, made at its first enqueue.
+        self._blocking: tuple[BlockingCalls, Script] | None = None
+        self._blocking_lock = threading.Lock()
 
     @classmethod
     async def open(cls, config: Config) -> RedisStorage | ShardedStorage:
@@ -183,10 +192,29 @@ class RedisStorage:
         if not jobs:
             return []
         held = await self._call(self._scripts.enqueue, [len(jobs), *specs_args(jobs)])
-        ids = [job.id for job in jobs]
-        for index, holder in zip(held[::2], held[1::2], strict=True):
-            ids[index] = holder.decode()
-        return ids
+        return _ids_or_holders(jobs, held)
+
+    def blocking_enqueuer(self) -> BlockingEnqueuer | None:
+        """The enqueue for ``Client`` (sync) on a blocking client of its own; none on a
+        cluster, whose routing only the async client does here."""
+        return self._enqueue_blocking if self._direct is not None else None
+
+    def _enqueue_blocking(self, jobs: Sequence[JobSpec]) -> list[str]:
+        rules.check_new_jobs(jobs)
+        if not jobs:
+            return []
+        made = self._blocking
+        if made is None:
+            with self._blocking_lock:
+                if self._blocking is None:
+                    client = blocking_client(self._config)
+                    script = client.register_script(self._scripts.enqueue.script)
+                    self._blocking = (BlockingCalls(client), script)
+                made = self._blocking
+        calls, script = made
+        with translated(self._url):
+            held = calls.run(script, self._keys, [len(jobs), *specs_args(jobs)])
+        return _ids_or_holders(jobs, held)
 
     async def claim(
         self, worker_id: str, queues: Sequence[str], limit: int, lease: float, wait: float
@@ -562,6 +590,17 @@ class RedisStorage:
         return {name.decode(): data for name, data in raw.items()}
 
     async def aclose(self) -> None:
+        if self._blocking is not None:
+            self._blocking[0].close()
         if self._direct is not None:
             await self._direct.close()
         await self._redis.aclose()
+
+
+def _ids_or_holders(jobs: Sequence[JobSpec], held: list[Any]) -> list[str]:
+    """``Storage.enqueue``'s answer from the enqueue script's: the index and holder of
+    each job whose key was held (rule 15)."""
+    ids = [job.id for job in jobs]
+    for index, holder in zip(held[::2], held[1::2], strict=True):
+        ids[index] = holder.decode()
+    return ids
