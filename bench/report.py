@@ -28,6 +28,7 @@ BACKEND_TITLES = {"redis": "Redis", "postgres": "PostgreSQL", "sqlite": "SQLite"
 WORKLOAD_TITLES = {
     "w1_single": "W1 enqueue, one at a time (`await client.enqueue(...)`)",
     "w1_batched": "W1 enqueue, batched (`client.enqueue_many`, 100 per call)",
+    "w1_sync": "W1 enqueue, one at a time from synchronous code (`conveyor.Client.enqueue`)",
     "w2_default": "W2 drain, the CLI's default processes and concurrency",
     "w2_tuned": "W2 drain, one worker process, tuned concurrency",
     "w3": "W3 enqueue-to-start latency at a steady rate",
@@ -59,6 +60,7 @@ _W2 = [
 FIGURES: dict[str, list[tuple[str, str, str]]] = {
     "w1_single": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
     "w1_batched": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
+    "w1_sync": [("jobs_per_s", "throughput", "jobs/s"), ("seconds", "elapsed", "s")],
     "w2_default": _W2,
     "w2_tuned": _W2,
     "w3": [

@@ -223,6 +223,7 @@ BRIEF = {
     "pg_claim": ("claims_per_s",),
     "w1_single": ("jobs_per_s",),
     "w1_batched": ("jobs_per_s",),
+    "w1_sync": ("jobs_per_s",),
     "w2_default": ("jobs_per_s", "jobs_per_s_from_spawn"),
     "w2_tuned": ("jobs_per_s", "jobs_per_s_from_spawn"),
     "w3": ("p50_ms", "p99_ms", "max_ms"),

@@ -327,16 +327,33 @@ def _counts(be: Backend, result: dict[str, Any], trips: dict[str, Any] | None) -
 # --- W1: enqueue --------------------------------------------------------------------------
 
 
-async def _w1(settings: Settings, be: Backend, batched: bool, jobs: int) -> dict[str, Any]:
+async def _w1(settings: Settings, be: Backend, how: str, jobs: int) -> dict[str, Any]:
+    """W1 ``how``: "single" (awaited one at a time), "batched" or "sync" (one at a time
+    from a thread of synchronous code, through ``conveyor.Client``)."""
     n = jobs
-    tag = "w1b" if batched else "w1s"
+    tag = {"single": "w1s", "batched": "w1b", "sync": "w1y"}[how]
+    batched = how == "batched"
     async with be.namespace(tag) as ns, conveyor.AsyncClient(be.config(ns)) as client:
         await warm_up(client)
         storage = await client.storage()
+        sync_client = conveyor.Client(be.config(ns)) if how == "sync" else None
+        if sync_client is not None:  # opened and warmed up before the counts and clock
+            warmup = BasicJob(name="warmup")
+            await asyncio.to_thread(sync_client.enqueue, warmup, queue="bench_warmup")
         profiler = await Profiler.attach(settings, os.getpid(), f"{be.name}_{tag}_producer")
         before = await be.snap(storage)
         clock = time.perf_counter
-        if batched:
+        if sync_client is not None:
+
+            def produce(enqueue: Any = sync_client.enqueue) -> float:
+                start = clock()
+                for i in range(n):
+                    enqueue(BasicJob(name="noop", count=i))
+                return clock() - start
+
+            elapsed = await asyncio.to_thread(produce)
+            await asyncio.to_thread(sync_client.close)
+        elif batched:
             batches = max(1, n // BATCH)
             n = batches * BATCH
             start = clock()
@@ -367,12 +384,18 @@ async def _w1(settings: Settings, be: Backend, batched: bool, jobs: int) -> dict
 
 async def w1_single(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
     """W1: ``await client.enqueue(...)`` one at a time."""
-    return await _w1(settings, be, batched=False, jobs=jobs or settings.jobs)
+    return await _w1(settings, be, "single", jobs or settings.jobs)
+
+
+async def w1_sync(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
+    """W1: ``client.enqueue(...)`` one at a time from synchronous code (``conveyor.Client``,
+    as a web view or a script calls it), in one thread."""
+    return await _w1(settings, be, "sync", jobs or settings.jobs)
 
 
 async def w1_batched(settings: Settings, be: Backend, jobs: int | None = None) -> dict[str, Any]:
     """W1: ``await client.enqueue_many(...)`` in batches of 100."""
-    return await _w1(settings, be, batched=True, jobs=jobs or settings.jobs)
+    return await _w1(settings, be, "batched", jobs or settings.jobs)
 
 
 # --- W2: drain ----------------------------------------------------------------------------
@@ -730,6 +753,7 @@ def _text(value: Any) -> str:
 WORKLOADS: dict[str, tuple[str, Workload]] = {
     "w1_single": ("w1", w1_single),
     "w1_batched": ("w1", w1_batched),
+    "w1_sync": ("w1", w1_sync),
     "w2_default": ("w2", w2_default),
     "w2_tuned": ("w2", w2_tuned),
     "w3": ("w3", w3_latency),
