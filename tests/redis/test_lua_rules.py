@@ -14,7 +14,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conveyor.backends.redis._scripts import LIBRARY, script, source
+from conveyor.backends.redis._scripts import LIBRARY, NAMES, script, source
 from conveyor.core import rules
 from conveyor.core.states import JobState, When
 
@@ -61,6 +61,19 @@ def test_every_script_starts_with_the_library_it_uses() -> None:
     enqueue, record = source("enqueue"), source("record")
     assert "local function create(" in enqueue and "function settle(" not in enqueue
     assert "function settle(" in record and "function release_heirs(" in record
+
+
+def test_every_script_that_counts_writes_its_counts_at_the_end() -> None:
+    """Counter increments wait in ``counts`` until ``flush_counts``: a script that
+    reaches ``bump`` and never flushes would lose them, and the queue counts would
+    drift from the jobs."""
+    counting = [name for name in NAMES if "local function bump(" in source(name)]
+    assert {"enqueue", "claim", "stage", "record", "cancel", "discard"} <= set(counting)
+    for name in counting:
+        body = source(name).rpartition(f"-- {name}.lua")[2]
+        assert "flush_counts()" in body, name
+        last_return = body.rindex("return ")
+        assert body.index("flush_counts()") < last_return, name
 
 
 def test_heir_conditions_agree(lua: Any) -> None:

@@ -2,4 +2,5 @@
 -- Returns the job's fields afterwards.
 local reply = cancel(ARGV[1], ARGV[2])
 flush_wakes()
+flush_counts()
 return reply

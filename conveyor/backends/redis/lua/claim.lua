@@ -9,6 +9,7 @@ local nq = #ARGV - 4
 for i = 0, nq - 1 do queues[#queues + 1] = ARGV[5 + (i + offset) % nq] end
 local claimed, look_again = claim(worker, lease, limit, queues)
 flush_wakes()
+flush_counts()
 local next_due = tonumber(redis.call('ZRANGE', P .. 'sched', 0, 0, 'WITHSCORES')[2])
 if look_again and (not next_due or look_again < next_due) then next_due = look_again end
 return { claimed, next_due and string.format('%.17g', next_due) or '' }

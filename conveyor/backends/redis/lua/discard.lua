@@ -1,3 +1,5 @@
 -- Rule 12: delete a settled job and its family below it. ARGV: id.
 -- Returns the job's fields as they were.
-return discard(ARGV[1])
+local reply = discard(ARGV[1])
+flush_counts()
+return reply

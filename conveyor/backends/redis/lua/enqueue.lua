@@ -12,4 +12,5 @@ for i = 0, n - 1 do
   end
 end
 flush_wakes()
+flush_counts()
 return held

@@ -3,4 +3,5 @@
 local report = maintain(tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4]))
 flush_wakes()
+flush_counts()
 return report

@@ -3,4 +3,5 @@
 -- (layout.OUTCOME_ARGS). Returns 1 (applied) or 0 (stale lease) per outcome.
 local results = record(ARGV)
 flush_wakes()
+flush_counts()
 return results

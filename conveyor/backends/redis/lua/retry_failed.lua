@@ -2,4 +2,5 @@
 -- Returns the ids queued again.
 local reply = retry_failed(ARGV[1])
 flush_wakes()
+flush_counts()
 return reply
