@@ -164,6 +164,33 @@ async def test_events_stream_state_changes(
     assert all(e.type == STEP and e.queue == STEP for e in received)
 
 
+async def test_a_batch_streams_an_event_per_job(
+    client: conveyor.AsyncClient, storage: Storage
+) -> None:
+    """One call that changes many jobs (Redis sends its events as one message, a line
+    each) still streams one event per job and state."""
+    received: list[JobEvent] = []
+
+    async def collect(stream: AsyncIterator[JobEvent]) -> None:
+        async for event in stream:
+            received.append(event)
+
+    collector = asyncio.create_task(collect(storage.events()))
+    await asyncio.sleep(0.05)
+    jobs = await client.enqueue_many([step(f"batch-{i}") for i in range(5)], queue="batched")
+    ids = {job.id for job in jobs}
+    for _ in range(200):
+        if len([e for e in received if e.job_id in ids]) >= 5:
+            break
+        await asyncio.sleep(0.01)
+    collector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
+    mine = [e for e in received if e.job_id in ids]
+    assert sorted(e.job_id for e in mine) == sorted(ids)
+    assert {(e.state, e.type, e.queue) for e in mine} == {(JobState.QUEUED, STEP, "batched")}
+
+
 async def test_maintenance_prunes_settled_jobs_after_retention(config: conveyor.Config) -> None:
     config = replace(config, retention=timedelta(seconds=0.1))
     async with conveyor.AsyncClient(config) as client:
