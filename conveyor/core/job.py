@@ -145,6 +145,26 @@ class Job:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+# Job's fields in declaration order, as the slot descriptors that write them.
+_JOB_SLOTS = tuple(getattr(Job, f.name).__set__ for f in dataclasses.fields(Job))
+
+
+def job_of_values(*values: object) -> Job:
+    """A ``Job`` from every field's value, in declaration order, for a backend's decoder.
+
+    The frozen dataclass's ``__init__`` sets each of the 35 fields through
+    ``object.__setattr__``: about half of what decoding a claimed job cost a busy
+    worker. Writing the slots directly takes half as long.
+
+    Raises:
+        ValueError: not one value per field.
+    """
+    job = object.__new__(Job)
+    for write, value in zip(_JOB_SLOTS, values, strict=True):
+        write(job, value)
+    return job
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """A claim on a running job: the job and the fencing token of this claim."""

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from conveyor.core.config import Backoff
-from conveyor.core.job import Job, JobSpec, to_datetime
+from conveyor.core.job import Job, JobSpec, job_of_values, to_datetime
 from conveyor.core.progress import Progress
 from conveyor.core.queues import QueueControls, QueueLimits, Rate
 from conveyor.core.states import JobState, When
@@ -135,39 +135,40 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
     type_name = fields[t].decode()
     when = _text(fields, w)
     predecessor_state = _text(fields, ps)
-    return Job(
-        id=job_id,
-        type=type_name,
-        queue=_text(fields, q) or type_name,
-        state=STATE_OF_CODE[fields[s]],
-        payload_bytes=_chunked(fields, "payload") or b"",
-        priority=int(fields.get(pr, b"0")),
-        attempt=int(fields.get(a, b"0")),
-        max_attempts=int(fields[m]) if m in fields else DEFAULT_MAX_ATTEMPTS,
-        timeout=_number(fields, to),
-        parent_id=_text(fields, par),
-        predecessor_id=_text(fields, pred),
-        when=When(when) if when else None,
-        optional=fields.get(o) == b"1",
-        headers=_headers(_text(fields, h)),
-        last_error=_text(fields, e),
-        created_at=to_datetime(created_at(job_id)),
-        run_at=to_datetime(_number(fields, ra)),
-        started_at=to_datetime(_number(fields, st)),
-        finished_at=to_datetime(_number(fields, fin)),
-        worker_id=_text(fields, wid),
-        lost_count=int(fields.get(lost, b"0")),
-        open_children=int(fields.get(open_, b"0")),
-        failed_ids=_ids(_text(fields, fids)),
-        reason=_text(fields, why),
-        failed_child_id=_text(fields, fc),
-        predecessor_state=JobState(predecessor_state) if predecessor_state else None,
-        predecessor_failed_ids=_ids(_text(fields, pf)),
-        result_bytes=_chunked(fields, "result"),
-        result_type=_text(fields, rt),
-        backoff=Backoff.from_text(fields[bo].decode()) if bo in fields else None,
-        key=_text(fields, k),
-        progress=Progress.from_text(fields[prog].decode()) if prog in fields else None,
-        plan=fields.get(plan),
-        root_id=_text(fields, root),
+    return job_of_values(  # Job's fields, in their order
+        job_id,
+        type_name,
+        _text(fields, q) or type_name,
+        STATE_OF_CODE[fields[s]],
+        _chunked(fields, "payload") or b"",
+        int(fields.get(pr, b"0")),  # priority
+        int(fields.get(a, b"0")),  # attempt
+        int(fields[m]) if m in fields else DEFAULT_MAX_ATTEMPTS,
+        _number(fields, to),  # timeout
+        _text(fields, par),  # parent_id
+        _text(fields, pred),  # predecessor_id
+        When(when) if when else None,
+        fields.get(o) == b"1",  # optional
+        _headers(_text(fields, h)),
+        _text(fields, e),  # last_error
+        to_datetime(created_at(job_id)),
+        to_datetime(_number(fields, ra)),  # run_at
+        to_datetime(_number(fields, st)),  # started_at
+        to_datetime(_number(fields, fin)),  # finished_at
+        _text(fields, wid),  # worker_id
+        int(fields.get(lost, b"0")),  # lost_count
+        int(fields.get(open_, b"0")),  # open_children
+        _ids(_text(fields, fids)),  # failed_ids
+        _text(fields, why),  # reason
+        _text(fields, fc),  # failed_child_id
+        JobState(predecessor_state) if predecessor_state else None,
+        _ids(_text(fields, pf)),  # predecessor_failed_ids
+        _chunked(fields, "result"),
+        _text(fields, rt),  # result_type
+        Backoff.from_text(fields[bo].decode()) if bo in fields else None,
+        _text(fields, k),  # key
+        fields.get(plan),
+        _text(fields, root),  # root_id
+        Progress.from_text(fields[prog].decode()) if prog in fields else None,
+        False,  # duplicate
     )
