@@ -205,10 +205,10 @@ async def test_a_finished_job_keeps_its_lease_while_its_outcome_is_on_the_way(
 ) -> None:
     """Found by tests/chaos: outcomes waiting for a slow settle lost their leases, so
     finished jobs ran again and their outcomes were refused."""
-    # The settle takes over twice the lease; the lease tolerates a 0.4 s stall of its
-    # renewals (0.3 s lost some on SQLite under a loaded CI machine).
-    slow = SlowSettle(storage, delay=1.5)
-    worker = step_worker(config, journal, lease=0.6, storage=slow)  # maintenance every 0.05 s
+    # The settle takes over twice the lease; the lease tolerates a 0.8 s stall of its
+    # renewals (0.3 s, then 0.4 s, lost some on SQLite on a slow or loaded CI machine).
+    slow = SlowSettle(storage, delay=2.5)
+    worker = step_worker(config, journal, lease=1.2, storage=slow)  # maintenance every 0.05 s
     async with running(worker):
         jobs = [await client.enqueue(step(f"quick{i}")) for i in range(5)]
         settled = [await settle(client, job.id) for job in jobs]
