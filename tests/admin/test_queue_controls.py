@@ -64,17 +64,17 @@ async def test_the_api_pauses_resumes_and_limits(
         {"queue": "mail", "paused": True, "max_running": None, "rate": None, "per_seconds": None}
     ]
     limited = await admin.put(
-        "/api/queues/mail/limits", json={"max_running": 2, "rate": 5, "per_seconds": 60}
+        "/api/queues/mail/limits", json={"max_running": 4, "rate": 5, "per_seconds": 60}
     )
     assert limited.json()[0] | {} == {
         "queue": "mail",
         "paused": True,
-        "max_running": 2,
+        "max_running": 4,
         "rate": 5,
         "per_seconds": 60.0,
     }
     listed = (await admin.get("/api/queues")).json()
-    assert (listed[0]["paused"], listed[0]["limits"]) == (True, "max 2 running, 5 per 60s")
+    assert (listed[0]["paused"], listed[0]["limits"]) == (True, "max 4 running, 5 per 60s")
     resumed = await admin.post("/api/queues/mail/resume", json={}, headers=JSON)
     assert resumed.json()[0]["paused"] is False
     bad = await admin.put("/api/queues/mail/limits", json={"max_running": -1})
@@ -83,5 +83,5 @@ async def test_the_api_pauses_resumes_and_limits(
     missing = await admin.post("/api/queues/nowhere/resume", json={}, headers=JSON)
     assert missing.status_code == 404
     assert await storage.queue_controls() == [
-        QueueControls("mail", limits=QueueLimits(max_running=2, rate=Rate(5, per=60.0)))
+        QueueControls("mail", limits=QueueLimits(max_running=4, rate=Rate(5, per=60.0)))
     ]
