@@ -153,8 +153,10 @@ def job_of_values(*values: object) -> Job:
     """A ``Job`` from every field's value, in declaration order, for a backend's decoder.
 
     The frozen dataclass's ``__init__`` sets each of the 35 fields through
-    ``object.__setattr__``: about half of what decoding a claimed job cost a busy
-    worker. Writing the slots directly takes half as long.
+    ``object.__setattr__``: about 40 % of what decoding a claimed Redis job cost a
+    busy worker (4 of 10 µs). Writing the slots directly takes half as long. The
+    values are positional, so a caller must follow ``dataclasses.fields(Job)``
+    (tests/unit/test_job_decoding.py holds the Redis decoder to it).
 
     Raises:
         ValueError: not one value per field.

@@ -135,23 +135,23 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
     type_name = fields[t].decode()
     when = _text(fields, w)
     predecessor_state = _text(fields, ps)
-    return job_of_values(  # Job's fields, in their order
-        job_id,
-        type_name,
-        _text(fields, q) or type_name,
-        STATE_OF_CODE[fields[s]],
-        _chunked(fields, "payload") or b"",
+    return job_of_values(  # every field of Job, in its declaration order
+        job_id,  # id
+        type_name,  # type
+        _text(fields, q) or type_name,  # queue
+        STATE_OF_CODE[fields[s]],  # state
+        _chunked(fields, "payload") or b"",  # payload_bytes
         int(fields.get(pr, b"0")),  # priority
         int(fields.get(a, b"0")),  # attempt
-        int(fields[m]) if m in fields else DEFAULT_MAX_ATTEMPTS,
+        int(fields[m]) if m in fields else DEFAULT_MAX_ATTEMPTS,  # max_attempts
         _number(fields, to),  # timeout
         _text(fields, par),  # parent_id
         _text(fields, pred),  # predecessor_id
-        When(when) if when else None,
+        When(when) if when else None,  # when
         fields.get(o) == b"1",  # optional
-        _headers(_text(fields, h)),
+        _headers(_text(fields, h)),  # headers
         _text(fields, e),  # last_error
-        to_datetime(created_at(job_id)),
+        to_datetime(created_at(job_id)),  # created_at
         to_datetime(_number(fields, ra)),  # run_at
         to_datetime(_number(fields, st)),  # started_at
         to_datetime(_number(fields, fin)),  # finished_at
@@ -161,14 +161,14 @@ def job_from_hash(job_id: str, fields: dict[bytes, bytes]) -> Job:
         _ids(_text(fields, fids)),  # failed_ids
         _text(fields, why),  # reason
         _text(fields, fc),  # failed_child_id
-        JobState(predecessor_state) if predecessor_state else None,
+        JobState(predecessor_state) if predecessor_state else None,  # predecessor_state
         _ids(_text(fields, pf)),  # predecessor_failed_ids
-        _chunked(fields, "result"),
+        _chunked(fields, "result"),  # result_bytes
         _text(fields, rt),  # result_type
-        Backoff.from_text(fields[bo].decode()) if bo in fields else None,
+        Backoff.from_text(fields[bo].decode()) if bo in fields else None,  # backoff
         _text(fields, k),  # key
-        fields.get(plan),
+        fields.get(plan),  # plan
         _text(fields, root),  # root_id
-        Progress.from_text(fields[prog].decode()) if prog in fields else None,
+        Progress.from_text(fields[prog].decode()) if prog in fields else None,  # progress
         False,  # duplicate
     )
