@@ -18,6 +18,7 @@ from typing import Any
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor._proto.examples.shop_pb2 import Step
+from conveyor.core.storage import Storage, WorkerInfo
 
 FAST_BACKOFF = conveyor.Backoff(base=0.01, factor=1.0, cap=0.01, jitter=False)
 
@@ -157,6 +158,22 @@ async def wait_for_state(
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} is {job and job.state}, never became {state}")
         await asyncio.sleep(0.01)
+
+
+async def live_workers(storage: Storage, count: int, timeout: float = 20.0) -> list[WorkerInfo]:
+    """The live workers once ``count`` of them have registered.
+
+    A worker registers a moment after ``run()`` starts, longer on a loaded machine or a
+    cluster, so tests poll for it rather than sleeping a fixed time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        live = await storage.workers()
+        if len(live) >= count:
+            return live
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(live)} workers registered, expected {count}")
+        await asyncio.sleep(0.02)
 
 
 async def wait_id(journal: Journal, name: str, timeout: float = 20.0) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from datetime import timedelta
 
@@ -12,7 +11,7 @@ import conveyor
 from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import JobFilter, Storage
-from tests.support import Journal, basic_worker, running, settle, step, step_worker
+from tests.support import Journal, basic_worker, live_workers, running, settle, step, step_worker
 
 Client = httpx.AsyncClient
 JSON = {"Content-Type": "application/json"}
@@ -61,10 +60,7 @@ async def test_family_queues_workers_stats_types(
     async with running(step_worker(config, Journal())):
         parent = await client.enqueue(step("p", children=[step("a"), step("b")], heirs=[step("h")]))
         await settle(client, parent.id)
-        for _ in range(200):
-            if await storage.workers():
-                break
-            await asyncio.sleep(0.01)
+        await live_workers(storage, 1)
         workers = (await admin.get("/api/workers")).json()
     assert len(workers) == 1 and workers[0]["queues"] == [STEP]
 

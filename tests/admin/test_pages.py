@@ -11,7 +11,7 @@ import conveyor
 from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import Storage
-from tests.support import Journal, running, settle, step, step_worker, wait_for_state
+from tests.support import Journal, live_workers, running, settle, step, step_worker, wait_for_state
 
 Client = httpx.AsyncClient
 
@@ -155,19 +155,10 @@ async def test_workers_page_lists_live_workers(
     assert "No live workers" in empty.text
     worker = step_worker(config, journal, concurrency=7)
     async with running(worker):
-        for _ in range(200):
-            if await storage.workers():
-                break
-            await _pause()
+        await live_workers(storage, 1)
         page = await admin.get("/workers")
     assert worker.id in page.text
     assert ">7</td>" in page.text
-
-
-async def _pause() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.01)
 
 
 async def test_search_goes_to_the_job_by_id_or_unique_prefix(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 
 import httpx
@@ -10,7 +9,7 @@ import httpx
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.storage import Storage
-from tests.support import running
+from tests.support import live_workers, running
 
 
 async def test_the_schedules_page_and_api_list_live_workers_schedules(
@@ -25,10 +24,7 @@ async def test_the_schedules_page_and_api_list_live_workers_schedules(
             "0 9 * * MON-FRI", BasicJob(name="report"), tz="Europe/Paris", name="report"
         )
     async with running(workers[0]), running(workers[1]):
-        for _ in range(200):  # until both have registered
-            if len(await storage.workers()) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await live_workers(storage, 2)
         page = await admin.get("/schedules")
         api = (await admin.get("/api/schedules")).json()
     assert page.status_code == 200

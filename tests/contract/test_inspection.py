@@ -16,7 +16,7 @@ from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.errors import InvalidState, JobNotFound
 from conveyor.core.storage import JobEvent, JobFilter, Storage
 from conveyor.core.type_registry import TypeRegistry
-from tests.support import Journal, running, settle, step, step_worker, wait_for_state
+from tests.support import Journal, live_workers, running, settle, step, step_worker, wait_for_state
 
 STEP = step("x").DESCRIPTOR.full_name
 
@@ -108,12 +108,7 @@ async def test_workers_register_and_leave(
 ) -> None:
     worker = step_worker(config, journal, concurrency=3)
     async with running(worker):
-        for _ in range(200):
-            live = await storage.workers()
-            if live:
-                break
-            await asyncio.sleep(0.01)
-        [info] = live
+        [info] = await live_workers(storage, 1)
         assert info.id == worker.id
         assert info.concurrency == 3
         assert info.queues == (STEP,)
@@ -254,10 +249,7 @@ async def test_counters_count_workers_seen_each_minute(
     config: conveyor.Config, journal: Journal, storage: Storage
 ) -> None:
     async with running(step_worker(config, journal)), running(step_worker(config, journal)):
-        for _ in range(200):
-            if len(await storage.workers()) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await live_workers(storage, 2)
         minutes = await storage.counters(minutes=3)
     assert max(m.workers for m in minutes) == 2
     assert minutes[0].workers == 0  # before this test's workers started

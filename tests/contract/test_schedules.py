@@ -14,7 +14,7 @@ from conveyor import JobState
 from conveyor._proto.examples.basic_pb2 import BasicJob
 from conveyor.core.schedule import tick_id
 from conveyor.core.storage import JobFilter, Storage
-from tests.support import running
+from tests.support import live_workers, running
 
 EVERY_SECOND = "* * * * * *"
 
@@ -46,10 +46,7 @@ async def test_three_workers_make_one_job_per_tick(
             await stack.enter_async_context(running(ticking_worker(config, runs)))
         # 2.6 s once all three run their schedules: starting takes a while on a loaded
         # machine, and a window counted from before could hold a single tick.
-        for _ in range(200):
-            if len(await storage.workers()) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await live_workers(storage, 3)
         await asyncio.sleep(2.6)
     ended = datetime.now(UTC)  # the workers have stopped: no tick after this
     jobs = await all_jobs(storage)
@@ -95,8 +92,7 @@ async def test_backfill_enqueues_the_ticks_missed_before_start(
 async def test_a_worker_publishes_its_schedules(config: conveyor.Config, storage: Storage) -> None:
     worker = ticking_worker(config, Counter())
     async with running(worker):
-        await asyncio.sleep(0.2)
-        [info] = await storage.workers()
+        [info] = await live_workers(storage, 1)
     assert info.schedules == (
         {
             "name": "ticker",
