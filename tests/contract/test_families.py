@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import conveyor
 from conveyor import JobState
 from conveyor.core.storage import Storage
@@ -176,3 +178,42 @@ async def _wait_state(client: conveyor.AsyncClient, job_id: str, state: JobState
     from tests.support import wait_for_state
 
     return await wait_for_state(client, job_id, state)
+
+
+async def test_every_member_that_settles_is_stamped_finished_and_holds_no_lease(
+    config: conveyor.Config, client: conveyor.AsyncClient, journal: Journal
+) -> None:
+    """However a job settles (it succeeds, fails, loses a heir's condition or its key, is
+    cancelled with an ancestor, or is cancelled while scheduled), the step that settles it
+    stamps its finish time and leaves it holding no lease: backends write these in the same
+    step as the state, so a settled job without them would be a torn transition."""
+    failing = step(
+        "p",
+        children=[step("ok"), step("bad", fail=True), step("dup1", key="k"), step("dup2", key="k")],
+        heirs=[step("on-success"), step("always", settled_heir=True)],
+    )
+    async with running(step_worker(config, journal)):
+        p = await client.enqueue(failing)
+        await settle(client, p.id)
+        await settle(client, await wait_id(journal, "always"))
+        q = await client.enqueue(step("q", children=[step("slow", sleep=30)]))
+        await wait_id(journal, "slow")  # running, under a lease
+        await client.cancel(q.id)
+        await settle(client, q.id)
+        later = await client.enqueue(step("later"), delay=60)
+        await client.cancel(later.id)
+    storage = await client.storage()
+    jobs = [
+        *await storage.family_tree(p.id),
+        *await storage.family_tree(q.id),
+        await client.get(later.id),
+    ]
+    # p and its 6 members, q and slow, later.
+    assert len(jobs) == 10
+    states = Counter(job.state for job in jobs if job)
+    assert states == {JobState.SUCCEEDED: 3, JobState.FAILED: 2, JobState.CANCELLED: 5}, states
+    for job in jobs:
+        assert job is not None
+        assert job.finished_at is not None, (job.id, job.state)
+        assert job.created_at is not None and job.created_at <= job.finished_at
+        assert job.worker_id is None, (job.id, job.state)

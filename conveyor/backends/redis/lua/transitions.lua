@@ -121,15 +121,19 @@ local function id_ms(id)
 end
 
 -- Move a job between states; the state index, per-queue counts and event
--- stream change with it, so they can never disagree with the job.
-local function set_state(id, jtype, queue, old, new)
+-- stream change with it, so they can never disagree with the job. A job that
+-- settles is stamped finished now, in the same HSET as its state. `no_ready`: the
+-- caller read the hash and it stores no ready time, so leaving 'queued' deletes none.
+local function set_state(id, jtype, queue, old, new, no_ready)
   local ready = new == 'queued' and math.floor(NOW * 1000) or nil
   if ready and math.abs(ready - (id_ms(id) or 0)) > READY_FROM_ID_MS then
     redis.call('HSET', jk(id), F.state, CODE[new], F.ready, ready) -- integer ms pack small
+  elseif SETTLED[new] then
+    redis.call('HSET', jk(id), F.state, CODE[new], F.finished, NOW)
   else
     redis.call('HSET', jk(id), F.state, CODE[new])
   end
-  if old == 'queued' then redis.call('HDEL', jk(id), F.ready) end
+  if old == 'queued' and not no_ready then redis.call('HDEL', jk(id), F.ready) end
   if old then
     redis.call('ZREM', P .. 'idx:' .. old, id)
     bump(P .. 'stats', old .. ':' .. queue, -1)
@@ -448,7 +452,7 @@ local function claim(worker, lease, limit, queues)
       end
       for _, id in ipairs(ids) do
         local key = jk(id)
-        local v = redis.call('HMGET', key, F.state, F.type, F.queue, F.attempt)
+        local v = redis.call('HMGET', key, F.state, F.type, F.queue, F.attempt, F.ready)
         if v[1] == CODE.queued and not (v[2] and tonumber(v[4] or '0')) then
           -- Not a hash Conveyor wrote whole (no type, or an attempt count that is not a
           -- number): the steps below would stop this script half-way, after the LPOP,
@@ -459,10 +463,10 @@ local function claim(worker, lease, limit, queues)
             .. (v[2] and 'its attempt count is not a number' or 'it has no type'))
         elseif v[1] == CODE.queued then -- cancelled jobs are left in the list and skipped here
           local token = redis.call('INCR', P .. 'token')
-          redis.call('HINCRBY', key, F.attempt, 1)
-          redis.call('HSET', key, F.token, token, F.worker, worker, F.started, NOW)
+          redis.call('HSET', key, F.attempt, tonumber(v[4] or '0') + 1, F.token, token,
+            F.worker, worker, F.started, NOW)
           redis.call('ZADD', P .. 'leases', NOW + lease, id)
-          set_state(id, v[2], v[3] or v[2], 'queued', 'running')
+          set_state(id, v[2], v[3] or v[2], 'queued', 'running', not v[5])
           claimed[#claimed + 1] = { id, redis.call('HGETALL', key) }
           taken[queue] = (taken[queue] or 0) + 1
         end
@@ -528,8 +532,7 @@ local function takes_key(id)
   local queue = v[2] or v[3]
   local holder = take_key(queue, v[1], id)
   if holder == id then return true end
-  redis.call('HSET', jk(id), F.finished, NOW, F.optional, '1',
-    F.reason, string.format(DUPLICATE_REASON, v[1], holder))
+  redis.call('HSET', jk(id), F.optional, '1', F.reason, string.format(DUPLICATE_REASON, v[1], holder))
   set_state(id, v[3], queue, 'held', 'cancelled')
   return false
 end
@@ -544,8 +547,9 @@ local function succeed(id, args, first, n, result, result_type)
     redis.call('HSET', jk(id), unpack(f))
   end
   local staged = P .. 'staged:' .. id
+  local declared = redis.call('LRANGE', staged, 0, -1)
   local released = 0
-  for _, d in ipairs(redis.call('LRANGE', staged, 0, -1)) do
+  for _, d in ipairs(declared) do
     if redis.call('HGET', jk(d), F.predecessor) == id then
       redis.call('RPUSH', P .. 'heirs:' .. id, d)
     else
@@ -556,12 +560,12 @@ local function succeed(id, args, first, n, result, result_type)
       end
     end
   end
-  redis.call('DEL', staged)
-  clear_lease(id)
+  if #declared > 0 then redis.call('DEL', staged) end
   local open = redis.call('HINCRBY', jk(id), F.open, released)
   if open == 0 then
-    settle(id, 'succeeded')
+    settle(id, 'succeeded') -- which clears the lease
   else
+    clear_lease(id)
     local jtype, queue = info(id)
     set_state(id, jtype, queue, 'running', 'waiting')
   end
@@ -653,8 +657,8 @@ function settle(id, state)
     local v = redis.call('HMGET', key, F.type, F.queue, F.state, F.parent, F.optional, F.failed_ids,
       F.key, F.key_ttl)
     local jtype, queue, old, parent, optional, fids = v[1], v[2] or v[1], NAME[v[3]], v[4], v[5], v[6]
-    redis.call('HSET', key, F.finished, NOW)
-    clear_lease(cur)
+    -- Only a running attempt holds a lease: a waiting parent settling has none to clear.
+    if old == 'running' then clear_lease(cur) end
     set_state(cur, jtype, queue, old, state)
     free_key(cur, queue, v[7], v[8])
     if state == 'succeeded' then count(jtype, queue, 's')
@@ -691,7 +695,7 @@ function release_heirs(id, state, parent, optional, fids)
           release(h, 'held')
         end
       else
-        redis.call('HSET', hk, F.finished, NOW, F.reason, string.format(PREDECESSOR_REASON, id, state))
+        redis.call('HSET', hk, F.reason, string.format(PREDECESSOR_REASON, id, state))
         set_state(h, hv[3], hv[4] or hv[3], 'held', 'cancelled')
       end
     end
@@ -737,7 +741,7 @@ local function cancel(id, reason)
         .. 'cancel the job that declared it')
     end
     -- A held heir counts in no parent yet: it settles on its own.
-    redis.call('HSET', key, F.finished, NOW, F.reason, reason)
+    redis.call('HSET', key, F.reason, reason)
     set_state(id, v[4], v[5] or v[4], 'held', 'cancelled')
     return redis.call('HGETALL', key)
   end
@@ -757,7 +761,7 @@ local function cancel(id, reason)
       local member_state = NAME[mv[1]]
       if member_state and not SETTLED[member_state] then
         if member_state == 'running' then interrupt(m) end
-        redis.call('HSET', jk(m), F.finished, NOW, F.reason, string.format(ANCESTOR_CANCELLED, id))
+        redis.call('HSET', jk(m), F.reason, string.format(ANCESTOR_CANCELLED, id))
         clear_lease(m)
         discard_declarations(m)
         redis.call('ZREM', P .. 'sched', m)
