@@ -10,6 +10,8 @@ import pytest
 
 import conveyor
 from conveyor._proto.examples.basic_pb2 import BasicJob
+from conveyor.core.ids import new_id
+from conveyor.core.job import JobSpec
 from conveyor.core.storage import HandBack, Storage
 
 # Ready times come from the backend's clock (Redis's TIME, PostgreSQL's host): the
@@ -88,3 +90,21 @@ async def test_the_oldest_is_found_below_many_priorities(
     for priority in range(1, 41):
         await client.enqueue(BasicJob(name=str(priority)), queue="a", priority=priority)
     assert before - SLACK <= (await storage.oldest_queued())["a"] <= mark + SLACK
+
+
+async def test_a_job_enqueued_after_its_id_was_made_is_ready_from_its_enqueue(
+    storage: Storage,
+) -> None:
+    # A producer may make its ids (or retry an enqueue) well before the job is stored:
+    # the id's time is then no measure of when the job became queued.
+    spec = JobSpec(
+        id=new_id(),
+        type=BasicJob.DESCRIPTOR.full_name,
+        queue="a",
+        payload=BasicJob(name="made early").SerializeToString(),
+    )
+    await asyncio.sleep(0.3)
+    enqueued = time.time()
+    assert await storage.enqueue([spec]) == [spec.id]
+    stored = time.time()
+    assert enqueued - SLACK <= (await storage.oldest_queued())["a"] <= stored + SLACK
