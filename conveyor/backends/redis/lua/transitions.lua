@@ -477,8 +477,12 @@ local function claim(worker, lease, limit, queues)
         redis.call('ZREM', P .. 'qp:' .. queue, pr)
         break
       end
+      -- Fencing tokens for the popped jobs, taken in one INCRBY: unique and rising
+      -- like one INCR each (a skipped job leaves its token unused).
+      local next_token = redis.call('INCRBY', P .. 'token', #ids) - #ids
       for _, id in ipairs(ids) do
         local key = jk(id)
+        next_token = next_token + 1
         local v = redis.call('HMGET', key, F.state, F.type, F.queue, F.attempt, F.ready)
         if v[1] == CODE.queued and not (v[2] and tonumber(v[4] or '0')) then
           -- Not a hash Conveyor wrote whole (no type, or an attempt count that is not a
@@ -489,8 +493,7 @@ local function claim(worker, lease, limit, queues)
           fail(id, 'stored job is not a valid Conveyor job: '
             .. (v[2] and 'its attempt count is not a number' or 'it has no type'))
         elseif v[1] == CODE.queued then -- cancelled jobs are left in the list and skipped here
-          local token = redis.call('INCR', P .. 'token')
-          redis.call('HSET', key, F.attempt, tonumber(v[4] or '0') + 1, F.token, token,
+          redis.call('HSET', key, F.attempt, tonumber(v[4] or '0') + 1, F.token, next_token,
             F.worker, worker, F.started, NOW)
           redis.call('ZADD', P .. 'leases', NOW + lease, id)
           set_state(id, v[2], v[3] or v[2], 'queued', 'running', not v[5])
