@@ -209,6 +209,11 @@ LONG_NAME = "broken" + "x" * 200  # a payload stored in 64-byte pieces: p, p1, p
 REDIS_GARBLES = {
     "no type": Garble({"t": None}, NOT_A_JOB),
     "attempt not a number": Garble({"a": b"x"}, NOT_A_JOB),
+    # Numbers to Lua's tonumber, not to Redis's integer commands or Python's int().
+    "attempt in hex": Garble({"a": b"0x10"}, NOT_A_JOB),
+    "attempt a fraction": Garble({"a": b"1.5"}, NOT_A_JOB),
+    "attempt infinite": Garble({"a": b"inf"}, NOT_A_JOB),
+    "attempt padded": Garble({"a": b" 1"}, NOT_A_JOB),
     "max_attempts not a number": Garble({"m": b"x"}, NOT_A_JOB),
     "priority not a number": Garble({"pr": b"x"}, NOT_A_JOB),
     "timeout not a number": Garble({"to": b"soon"}, NOT_A_JOB),

@@ -484,11 +484,11 @@ local function claim(worker, lease, limit, queues)
         local key = jk(id)
         next_token = next_token + 1
         local v = redis.call('HMGET', key, F.state, F.type, F.queue, F.attempt, F.ready)
-        if v[1] == CODE.queued and not (v[2] and tonumber(v[4] or '0')) then
-          -- Not a hash Conveyor wrote whole (no type, or an attempt count that is not a
-          -- number): the steps below would stop this script half-way, after the LPOP,
-          -- stranding the jobs popped with it. Fail it instead, with the fields every
-          -- script reads filled in.
+        if v[1] == CODE.queued and not (v[2] and string.match(v[4] or '0', '^%d+$')) then
+          -- Not a hash Conveyor wrote whole (no type, or an attempt count that is not
+          -- a whole number in digits: tonumber would take '0x10', ' 1' or 'inf'): the
+          -- steps below would stop this script half-way, after the LPOP, or count its
+          -- attempts wrong. Fail it instead, with the fields every script reads filled in.
           redis.call('HSET', key, F.type, v[2] or '', F.queue, v[3] or queue, F.attempt, 0)
           fail(id, 'stored job is not a valid Conveyor job: '
             .. (v[2] and 'its attempt count is not a number' or 'it has no type'))
@@ -641,8 +641,7 @@ end
 local function lose_lease(id, max_lost)
   local lost = redis.call('HINCRBY', jk(id), F.lost, 1)
   if lease_loss_fails(lost, max_lost) then
-    clear_lease(id)
-    fail(id, string.format(WORKER_LOST, lost))
+    fail(id, string.format(WORKER_LOST, lost)) -- its settle clears the lease (running)
     return true
   end
   hand_back(id)
