@@ -302,19 +302,30 @@ end
 
 -- --- the transitions -------------------------------------------------------------
 
--- Rules 1 and 10: make a held (or returned) job runnable: queued at the back of
--- its queue now, or scheduled when its run_at is still ahead.
+-- Rules 1 and 10: the state of a job made runnable now: scheduled while its
+-- run_at (a number or nil) is still ahead, else queued.
+local function runnable_state(run_at)
+  return (run_at and run_at > NOW) and 'scheduled' or 'queued'
+end
+
+-- Put a job made runnable where its state says: the schedule at run_at, or the
+-- back of its queue's list for its priority.
+local function place(id, queue, state, priority, run_at)
+  if state == 'scheduled' then
+    redis.call('ZADD', P .. 'sched', run_at, id)
+  else
+    push_ready(id, queue, priority)
+  end
+end
+
+-- Rules 1 and 10: make a held (or returned) job runnable.
 local function release(id, old)
   local v = redis.call('HMGET', jk(id), F.type, F.queue, F.priority, F.run_at)
   local jtype, queue = v[1], v[2] or v[1]
   local run_at = tonumber(v[4])
-  if run_at and run_at > NOW then
-    redis.call('ZADD', P .. 'sched', run_at, id)
-    set_state(id, jtype, queue, old, 'scheduled')
-  else
-    push_ready(id, queue, v[3] or '0')
-    set_state(id, jtype, queue, old, 'queued')
-  end
+  local state = runnable_state(run_at)
+  place(id, queue, state, v[3] or '0', run_at)
+  set_state(id, jtype, queue, old, state)
 end
 
 -- Rule 6: a lease is held when the job runs under exactly this fencing token.
@@ -369,20 +380,14 @@ local function enqueue(args, at)
     local holder = take_key(args[at + SPEC.queue], key, id)
     if holder ~= id then return holder end
   end
-  -- Written in the state it starts in (what release() would make of it held, in
-  -- one HSET instead of four writes).
+  -- Written in the state release() would give it, rather than held and then
+  -- released: one HSET instead of four writes more.
   local run_at = tonumber(args[at + SPEC.run_at])
-  local jtype, queue = args[at + SPEC.type], args[at + SPEC.queue]
-  if run_at and run_at > NOW then
-    create(args, at, 'scheduled', nil)
-    redis.call('ZADD', P .. 'sched', run_at, id)
-    publish_event(id, 'scheduled', jtype, queue)
-  else
-    create(args, at, 'queued', nil)
-    local priority = args[at + SPEC.priority]
-    push_ready(id, queue, priority == '' and '0' or priority)
-    publish_event(id, 'queued', jtype, queue)
-  end
+  local state = runnable_state(run_at)
+  local queue, priority = args[at + SPEC.queue], args[at + SPEC.priority]
+  create(args, at, state, nil)
+  place(id, queue, state, priority == '' and '0' or priority, run_at)
+  publish_event(id, state, args[at + SPEC.type], queue)
   return id
 end
 
